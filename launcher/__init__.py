@@ -1,0 +1,3 @@
+"""gpuhire's launcher: rents machines, runs jobs on them, and the `gpuhire` command line."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""The `gpuhire` command line: parses, calls one library function, prints.
+
+Commands live in launcher/commands/<topic>.py, each with `register(app)`. Errors of the
+GpuhireError hierarchy become one line on stderr with the fix and a non-zero exit; set
+GPUHIRE_DEBUG=1 for the traceback. Nothing heavy (boto3, torch, matplotlib) is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from launcher import __version__
+from launcher.commands import COMMAND_MODULES
+from launcher.context import AppContext
+from ledger.errors import GpuhireError
+
+app = typer.Typer(
+    name="gpuhire",
+    help=(
+        "Rent GPUs for handwriting-recognition work, keep exact books on the rent, "
+        "and know when buying a card would be cheaper.\n\n"
+        "Example:  gpuhire advise --card rtx3060"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpuhire {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="GPUHIRE_DB", show_envvar=True,
+            help="Ledger database URL (default: SQLite in your data directory).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", envvar="GPUHIRE_CONFIG", show_envvar=True,
+            help="Config file (default: config.toml in your config directory).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """gpuhire: rent or buy a GPU for HTR work."""
+    ctx.obj = AppContext(db_url=db, config_path=config)
+
+
+for _module in COMMAND_MODULES:
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app and turn expected errors into one line and an exit code."""
+    debug = os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
+    try:
+        app(prog_name="gpuhire")
+    except GpuhireError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line, and how to see more
+        if debug:
+            raise
+        typer.echo(
+            f"error: unexpected {exc.__class__.__name__}: {str(exc)[:300]} "
+            "(run again with GPUHIRE_DEBUG=1 for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(1)

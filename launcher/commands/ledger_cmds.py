@@ -1,0 +1,269 @@
+"""`gpuhire ledger add|import|list`, `gpuhire cards`, `gpuhire advise`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from launcher.context import app_context
+from launcher.output import (
+    ListFormat,
+    TableFormat,
+    iso,
+    number,
+    print_csv,
+    print_json,
+    print_table,
+    usd,
+)
+from ledger.errors import InputError
+from ledger.timeutil import parse_month, parse_time, utcnow
+
+if TYPE_CHECKING:
+    from ledger.book import SessionView
+    from ledger.ownership import Advice
+
+ledger_app = typer.Typer(
+    help="Record and list rental sessions.\n\nExample:  gpuhire ledger list --month 2026-10",
+    no_args_is_help=True,
+)
+
+
+@ledger_app.command("add")
+def add(
+    ctx: typer.Context,
+    provider: Annotated[str, typer.Option(help="Who you rented from: aws, runpod, lambda, ...")],
+    gpu: Annotated[str, typer.Option(help="GPU model: t4, l4, a10g, a100, ...")],
+    start: Annotated[str, typer.Option(help="Start, ISO 8601 (an offset is converted to UTC).")],
+    usd_per_hour: Annotated[str, typer.Option(help="Price of the whole machine per hour, USD.")],
+    end: Annotated[str | None, typer.Option(help="End, ISO 8601; omit for a running session.")] = None,
+    count: Annotated[int, typer.Option(help="GPUs in the machine.")] = 1,
+    instance_type: Annotated[str, typer.Option(help="e.g. g4dn.xlarge")] = "",
+    market: Annotated[str, typer.Option(help="spot or on-demand")] = "on-demand",
+    zone: Annotated[str, typer.Option(help="Availability zone, e.g. us-east-1a")] = "",
+    volume_gb: Annotated[int, typer.Option(help="Attached disk, GB (billed per GB-month).")] = 0,
+    public_ipv4: Annotated[bool, typer.Option(help="Had a public IPv4 address.")] = False,
+    end_reason: Annotated[
+        str | None, typer.Option(help="completed, user, spot-interruption or unknown")
+    ] = None,
+    note: Annotated[str, typer.Option(help="Free text.")] = "",
+) -> None:
+    """Record a session paid elsewhere or by hand.
+
+    Example:  gpuhire ledger add --provider runpod --gpu a100 --start 2026-10-01T08:00Z
+    --end 2026-10-01T11:30Z --usd-per-hour 1.19
+    """
+    from ledger.importer import session_from_fields
+
+    app = app_context(ctx)
+    fields = {
+        "provider": provider, "gpu": gpu, "start": start, "end": end or "",
+        "usd_per_hour": usd_per_hour, "count": str(count), "instance_type": instance_type,
+        "market": market, "zone": zone, "volume_gb": str(volume_gb),
+        "end_reason": end_reason or "", "note": note, "public_ipv4": str(public_ipv4),
+    }
+    new = session_from_fields(fields)
+    session_id = app.ledger.record_session(new, app.settings.billing_rules(new.provider))
+    view = next(v for v in app.ledger.sessions() if v.session.id == session_id)
+    state = "running" if view.running else f"{view.cost.billed_s} s billed"
+    typer.echo(f"recorded session {session_id}: {state}, {usd(view.cost.total_usd, 4)}")
+
+
+@ledger_app.command("import")
+def import_csv(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with a header row (see docs/ledger.md).")],
+) -> None:
+    """Import sessions from CSV: checked whole first; one bad row and nothing is written.
+
+    Example:  gpuhire ledger import runpod-2026.csv
+    """
+    from ledger.importer import parse_csv
+
+    app = app_context(ctx)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror}", "check the path") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{file} is not UTF-8 text", "save it as UTF-8 CSV") from None
+    sessions = parse_csv(text, source=str(file))
+    settings = app.settings
+    ids = app.ledger.record_sessions([(s, settings.billing_rules(s.provider)) for s in sessions])
+    typer.echo(f"imported {len(ids)} session(s) from {file} (ids {ids[0]}-{ids[-1]})")
+
+
+def _session_dict(v: SessionView) -> dict[str, Any]:
+    s = v.session
+    return {
+        "id": s.id, "provider": s.provider, "region": s.region, "zone": s.zone,
+        "instance_type": s.instance_type, "instance_id": s.instance_id,
+        "gpu_model": s.gpu_model, "gpu_count": s.gpu_count, "market": s.market,
+        "state": s.state, "start": s.start_at, "end": s.end_at, "end_reason": s.end_reason,
+        "running": v.running, "volume_gb": s.volume_gb, "public_ipv4": s.public_ipv4,
+        "job": s.job_id, "note": s.note, "usd_per_hour": v.usd_per_hour,
+        "duration_s": v.cost.duration_s, "billed_s": v.cost.billed_s,
+        "compute_usd": v.cost.compute_usd, "storage_usd": v.cost.storage_usd,
+        "ipv4_usd": v.cost.ipv4_usd, "total_usd": v.cost.total_usd,
+        "interruption_free": v.cost.interruption_free,
+    }
+
+
+@ledger_app.command("list")
+def list_sessions(
+    ctx: typer.Context,
+    month: Annotated[str | None, typer.Option(help="Only this month (YYYY-MM), costed for it.")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="table, json or csv")] = TableFormat.table,
+) -> None:
+    """List sessions with their billed seconds and USD (running ones costed to now).
+
+    Example:  gpuhire ledger list --month 2026-10 --format csv
+    """
+    app = app_context(ctx)
+    views = app.ledger.sessions(parse_month(month) if month else None)
+    rows = [_session_dict(v) for v in views]
+    if fmt is TableFormat.json:
+        print_json(rows)
+        return
+    headers = ["id", "provider", "gpu", "market", "start", "end", "reason", "billed_s", "usd"]
+    if fmt is TableFormat.csv:
+        print_csv(list(rows[0].keys()) if rows else headers, [list(r.values()) for r in rows])
+        return
+    table = [
+        [r["id"], r["provider"], f"{r['gpu_count']}x {r['gpu_model']}", r["market"],
+         iso(r["start"]), iso(r["end"]) or "running", r["end_reason"] or "",
+         r["billed_s"], usd(r["total_usd"], 4)]
+        for r in rows
+    ]
+    total = sum((v.cost.total_usd for v in views), Decimal(0))
+    title = f"{len(rows)} session(s){' in ' + month if month else ''}, {usd(total)}"
+    print_table(title, headers, table)
+
+
+def cards(
+    ctx: typer.Context,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
+) -> None:
+    """List the cards you could buy (built-in and your own from the config).
+
+    Example:  gpuhire cards --format json
+    """
+    settings = app_context(ctx).settings
+    rows = [
+        {"name": c.name, "label": c.label, "price_usd": c.price_usd, "power_w": c.power_w,
+         "speed_vs_t4": c.speed, "resale_fraction": c.resale_fraction,
+         "lifetime_months": c.lifetime_months, "source": c.source, "as_of": c.as_of}
+        for c in settings.all_cards().values()
+    ]
+    if fmt is ListFormat.json:
+        print_json(rows)
+        return
+    default = settings.ownership.card
+    print_table(
+        f"Cards (default: {default})",
+        ["name", "card", "price", "watts", "speed vs T4", "resale", "life (months)"],
+        [[r["name"], r["label"], usd(r["price_usd"], 0), r["power_w"], r["speed_vs_t4"],
+          r["resale_fraction"], r["lifetime_months"]] for r in rows],
+    )
+
+
+def advice_dict(a: Advice) -> dict[str, Any]:
+    """The stable JSON of `gpuhire advise` (docs/json.md)."""
+    return {
+        "verdict": a.verdict,
+        "card": a.card.name,
+        "window_months": a.window_months,
+        "months": [m.month for m in a.months],
+        "rent_usd_per_month": a.rent_usd_per_month,
+        "own_fixed_usd_per_month": a.own_fixed_usd_per_month,
+        "own_running_usd_per_month": a.own_running_usd_per_month,
+        "payback_months": a.payback_months,
+        "breakeven_hours_per_month": a.breakeven_hours_per_month,
+        "cumulative_rent_usd": a.cumulative_rent_usd,
+        "reason": a.reason,
+        "by_month": [
+            {"month": m.month, "rent_usd": m.rent_usd, "gpu_hours": m.gpu_hours,
+             "own_running_usd": m.own_running_usd, "savings_usd": m.savings_usd,
+             "exceeds_owning": m.exceeds}
+            for m in a.months
+        ],
+    }
+
+
+def advice_text(a: Advice) -> str:
+    payback = "never" if a.payback_months is None else f"{number(a.payback_months)} months"
+    breakeven = (
+        "-" if a.breakeven_hours_per_month is None
+        else f"{number(a.breakeven_hours_per_month)} GPU-hours/month"
+    )
+    lines = [
+        f"verdict: {a.verdict.upper()}  ({a.card.label}, {usd(a.card.price_usd, 0)})",
+        f"window: {a.months[0].month} .. {a.months[-1].month} ({a.window_months} complete months)",
+        f"rent per month:         {usd(a.rent_usd_per_month)}",
+        f"owning, fixed/month:    {usd(a.own_fixed_usd_per_month)}"
+        f"  (price x (1 - {a.card.resale_fraction}) / {a.card.lifetime_months})",
+        f"owning, running/month:  {usd(a.own_running_usd_per_month)}",
+        f"payback:                {payback}",
+        f"break-even use:         {breakeven}",
+        f"cumulative rent:        {usd(a.cumulative_rent_usd)}",
+    ]
+    for m in a.months:
+        mark = "rent > owning" if m.exceeds else "owning >= rent"
+        lines.append(
+            f"  {m.month}: rent {usd(m.rent_usd)}, {number(m.gpu_hours)} GPU-h, "
+            f"own running {usd(m.own_running_usd)} ({mark})"
+        )
+    lines.append(f"why: {a.reason}")
+    return "\n".join(lines)
+
+
+def advise(
+    ctx: typer.Context,
+    card: Annotated[str | None, typer.Option(help="Card to compare with (see `gpuhire cards`).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Judge as on this date: the window ends before its month.")
+    ] = None,
+    usd_per_kwh: Annotated[str | None, typer.Option(help="Electricity price.")] = None,
+    host_w: Annotated[str | None, typer.Option(help="Watts of the rest of the computer.")] = None,
+    window_months: Annotated[int | None, typer.Option(help="Complete months to judge.")] = None,
+    buy_payback_months: Annotated[str | None, typer.Option(help="Buy at most at this payback.")] = None,
+    watch_payback_months: Annotated[str | None, typer.Option(help="Watch up to this payback.")] = None,
+    resale_fraction: Annotated[str | None, typer.Option(help="Resale value at end of life.")] = None,
+    lifetime_months: Annotated[int | None, typer.Option(help="Months the card is used.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Say whether to rent, watch or buy a card, with the numbers that decided it.
+
+    Example:  gpuhire advise --card rtx3060 --as-of 2026-11-01 --format json
+    """
+    from launcher.config import load_settings
+    from ledger.advice import advise_from_ledger
+
+    if fmt not in ("text", "json"):
+        raise InputError(f"--format {fmt!r} is unknown", "use --format text or --format json")
+    app = app_context(ctx)
+    overrides = {
+        "usd_per_kwh": usd_per_kwh, "host_w": host_w, "window_months": window_months,
+        "buy_payback_months": buy_payback_months, "watch_payback_months": watch_payback_months,
+        "resale_fraction": resale_fraction, "lifetime_months": lifetime_months, "card": card,
+    }
+    own = {k: v for k, v in overrides.items() if v is not None}
+    settings = load_settings(app.config_path, db=app.db_url, ownership=own or None)
+    when: datetime = parse_time(as_of, "--as-of") if as_of else utcnow()
+    result = advise_from_ledger(
+        app.ledger, settings.card(card), settings.ownership_params(), when
+    )
+    if fmt == "json":
+        print_json(advice_dict(result))
+    else:
+        typer.echo(advice_text(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ledger_app, name="ledger")
+    app.command("cards")(cards)
+    app.command("advise")(advise)

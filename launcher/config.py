@@ -1,0 +1,224 @@
+"""Settings: flags, then `GPUHIRE_*` variables, then the TOML config file, then defaults.
+
+The config file is `config.toml` in the user's config directory (`--config`/`GPUHIRE_CONFIG`
+name another). Unknown keys are rejected with the key's dotted name, so a typo never silently
+does nothing. Nested keys map to variables with `__`: `[ownership] card` is
+`GPUHIRE_OWNERSHIP__CARD`. Example:
+
+    db = "postgresql://ledger@db.example.org/gpuhire"
+    [ownership]
+    card = "rtx4060ti"
+    usd_per_kwh = "0.25"
+    [cards.a6000]
+    label = "RTX A6000 48 GB"
+    price_usd = "4650"
+    power_w = "300"
+    speed = "3.0"
+    [speeds]
+    a100 = "4.5"
+    [providers.runpod]
+    min_billed_s = 0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ledger.catalogue import (
+    BUILTIN_CARDS,
+    BUILTIN_PROVIDERS,
+    BUILTIN_SPEEDS,
+    DEFAULT_CARD,
+    DEFAULT_RULES,
+    BillingRules,
+    CardProfile,
+)
+from ledger.errors import ConfigError, NotFoundError
+from ledger.ownership import OwnershipParams
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OwnershipSettings(_Section):
+    """[ownership]: the card to compare with and the numbers of the buy signal."""
+
+    card: str = DEFAULT_CARD  # a built-in card or one from [cards.NAME]
+    usd_per_kwh: Decimal = Field(Decimal("0.30"), ge=0)
+    host_w: Decimal = Field(Decimal("60"), ge=0)
+    window_months: int = Field(3, ge=1, le=36)
+    buy_payback_months: Decimal = Field(Decimal("12"), gt=0)
+    watch_payback_months: Decimal = Field(Decimal("24"), gt=0)
+    resale_fraction: Decimal | None = Field(None, ge=0, lt=1)  # overrides the card's
+    lifetime_months: int | None = Field(None, ge=1)  # overrides the card's
+
+
+class CardSettings(_Section):
+    """[cards.NAME]: a card of the user's own."""
+
+    label: str = ""
+    price_usd: Decimal = Field(gt=0)
+    power_w: Decimal = Field(ge=0)
+    speed: Decimal = Field(gt=0)  # training speed relative to a T4
+    resale_fraction: Decimal = Field(Decimal("0.30"), ge=0, lt=1)
+    lifetime_months: int = Field(36, ge=1)
+
+
+class ProviderSettings(_Section):
+    """[providers.NAME]: billing rules of a provider (rent recorded by hand, or overrides)."""
+
+    min_billed_s: int = Field(0, ge=0)
+    interruption_free_s: int = Field(0, ge=0)
+    ebs_usd_per_gb_month: Decimal = Field(Decimal(0), ge=0)
+    ipv4_usd_per_hour: Decimal = Field(Decimal(0), ge=0)
+    owned: bool = False
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Sections are added by the features that read them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GPUHIRE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    db: str | None = None  # SQLAlchemy URL; default SQLite in the user's data directory
+    ownership: OwnershipSettings = OwnershipSettings()
+    cards: dict[str, CardSettings] = {}
+    speeds: dict[str, Decimal] = {}
+    providers: dict[str, ProviderSettings] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # flags (init) > GPUHIRE_* > config file; the file arrives through init as `_file`.
+        return (init_settings, env_settings)
+
+    # -- resolved views -------------------------------------------------------------------
+    def card(self, name: str | None = None) -> CardProfile:
+        """A card profile by name (default: [ownership] card), with ownership overrides."""
+        wanted = (name or self.ownership.card).lower()
+        cards = self.all_cards()
+        if wanted not in cards:
+            raise NotFoundError(
+                f"unknown card {wanted!r}",
+                f"choose one of {', '.join(sorted(cards))} or add [cards.{wanted}] to the config",
+            )
+        card = cards[wanted]
+        updates: dict[str, Any] = {}
+        if self.ownership.resale_fraction is not None:
+            updates["resale_fraction"] = self.ownership.resale_fraction
+        if self.ownership.lifetime_months is not None:
+            updates["lifetime_months"] = self.ownership.lifetime_months
+        if updates:
+            from dataclasses import replace
+
+            card = replace(card, **updates)
+        return card
+
+    def all_cards(self) -> dict[str, CardProfile]:
+        cards = dict(BUILTIN_CARDS)
+        for name, c in self.cards.items():
+            cards[name.lower()] = CardProfile(
+                name=name.lower(), label=c.label or name, price_usd=c.price_usd,
+                power_w=c.power_w, speed=c.speed, resale_fraction=c.resale_fraction,
+                lifetime_months=c.lifetime_months, source="config", as_of="",
+            )
+        return cards
+
+    def ownership_params(self) -> OwnershipParams:
+        speeds = dict(BUILTIN_SPEEDS)
+        speeds.update({k.lower(): v for k, v in self.speeds.items()})
+        o = self.ownership
+        return OwnershipParams(
+            usd_per_kwh=o.usd_per_kwh, host_w=o.host_w, window_months=o.window_months,
+            buy_payback_months=o.buy_payback_months,
+            watch_payback_months=o.watch_payback_months, speeds=speeds,
+        )
+
+    def billing_rules(self, provider: str) -> BillingRules:
+        name = provider.lower()
+        if name in self.providers:
+            p = self.providers[name]
+            return BillingRules(
+                p.min_billed_s, p.interruption_free_s, p.ebs_usd_per_gb_month,
+                p.ipv4_usd_per_hour, p.owned,
+            )
+        return BUILTIN_PROVIDERS.get(name, DEFAULT_RULES)
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("gpuhire")) / "config.toml"
+
+
+def read_config_file(path: Path | None) -> tuple[Path, dict[str, Any]]:
+    """Read the TOML file; a missing default file is empty, a missing named one an error."""
+    explicit = path is not None
+    target = path or default_config_path()
+    if not target.exists():
+        if explicit:
+            raise ConfigError(
+                f"config file {target} does not exist",
+                "fix --config / GPUHIRE_CONFIG or create the file (see docs/config.md)",
+            )
+        return target, {}
+    try:
+        with target.open("rb") as fh:
+            return target, tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {target} is not valid TOML ({exc})", "fix that line") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {target}: {exc.strerror}") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_path: Path | None = None, **flags: Any) -> Settings:
+    """Settings from flags (non-None values), then GPUHIRE_* variables, then the file."""
+    path, file_values = read_config_file(config_path)
+    flag_values = {k: v for k, v in flags.items() if v is not None}
+    try:
+        Settings.model_validate(file_values)  # the file alone first: its errors name the file
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"in {path}")) from None
+    try:
+        env = Settings()  # GPUHIRE_* variables only (no file, no flags)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "in a GPUHIRE_* variable")) from None
+    merged = _merge(_merge(file_values, env.model_dump(exclude_unset=True)), flag_values)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "in a flag")) from None
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {key!r} {where}; remove it or fix its spelling (docs/config.md)"
+    return f"config key {key!r} {where}: {first['msg']}; fix its value (docs/config.md)"

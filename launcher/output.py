@@ -1,0 +1,84 @@
+"""Rendering results: tables (rich), JSON (stable, exact), CSV and money for people."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+from typing import Any
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _default(value: Any) -> Any:
+    # Money stays exact: Decimals are written as strings ("0.123456789"), see docs/json.md.
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_default, indent=2, ensure_ascii=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(to_json(data) + "\n")
+
+
+def usd(value: Decimal | None, places: int = 2) -> str:
+    """Money for people: rounded for display only."""
+    if value is None:
+        return "-"
+    quant = Decimal(1).scaleb(-places)
+    return f"${value.quantize(quant, rounding=ROUND_HALF_UP):,}"
+
+
+def number(value: Decimal | float | None, places: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{Decimal(str(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):,}"
+
+
+def iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for h in headers:
+        table.add_column(h, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    Console().print(table)
+
+
+def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([_default(c) if isinstance(c, Decimal | datetime) else c for c in row])
+    sys.stdout.write(buf.getvalue())
