@@ -8,19 +8,51 @@ GPUHIRE_DEBUG=1 for the traceback. Nothing heavy (boto3, torch, matplotlib) is i
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from launcher import __version__
 from launcher.commands import COMMAND_MODULES
 from launcher.context import AppContext
 from ledger.errors import GpuhireError
 
+def _debug() -> bool:
+    return os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
+
+
+class GpuhireGroup(TyperGroup):
+    """The root group: the one place that turns errors into a line on stderr and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except GpuhireError as exc:
+            if _debug():
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: one line, and how to see more
+            if _debug():
+                raise
+            typer.echo(
+                f"error: unexpected {exc.__class__.__name__}: {str(exc)[:300]} "
+                "(run again with GPUHIRE_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="gpuhire",
+    cls=GpuhireGroup,
     help=(
         "Rent GPUs for handwriting-recognition work, keep exact books on the rent, "
         "and know when buying a card would be cheaper.\n\n"
@@ -70,24 +102,5 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: run the app and turn expected errors into one line and an exit code."""
-    debug = os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
-    try:
-        app(prog_name="gpuhire")
-    except GpuhireError as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # a bug: one line, and how to see more
-        if debug:
-            raise
-        typer.echo(
-            f"error: unexpected {exc.__class__.__name__}: {str(exc)[:300]} "
-            "(run again with GPUHIRE_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(1)
+    """Entry point of the `gpuhire` script."""
+    app(prog_name="gpuhire")
