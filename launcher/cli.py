@@ -19,6 +19,7 @@ from launcher.commands import COMMAND_MODULES
 from launcher.context import AppContext
 from ledger.errors import GpuhireError
 
+
 def _debug() -> bool:
     return os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
 

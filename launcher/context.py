@@ -43,7 +43,8 @@ class AppContext:
 def app_context(ctx: typer.Context) -> AppContext:
     """The AppContext of the running command (made by the root callback)."""
     root: Any = ctx.find_root().obj
-    if not isinstance(root, AppContext):  # called outside the CLI: defaults
-        root = AppContext()
-        ctx.find_root().obj = root
-    return root
+    if isinstance(root, AppContext):
+        return root
+    fresh = AppContext()  # called outside the CLI: defaults
+    ctx.find_root().obj = fresh
+    return fresh

@@ -79,10 +79,7 @@ def month_end(month: str) -> datetime:
 
 def last_complete_month(as_of: datetime | date) -> str:
     """The last calendar month that ended before `as_of`'s month began."""
-    if isinstance(as_of, datetime):
-        current = month_of(as_of)
-    else:
-        current = f"{as_of.year:04d}-{as_of.month:02d}"
+    current = month_of(as_of) if isinstance(as_of, datetime) else f"{as_of.year:04d}-{as_of.month:02d}"
     return prev_month(current)
 
 

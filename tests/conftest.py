@@ -94,7 +94,7 @@ class Cli:
         self.config = config
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None):  # noqa: A002
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None):
         from launcher.cli import app
 
         full = ["--db", self.db]

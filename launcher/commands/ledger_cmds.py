@@ -153,7 +153,7 @@ def cards(
     Example:  gpuhire cards --format json
     """
     settings = app_context(ctx).settings
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": c.name, "label": c.label, "price_usd": c.price_usd, "power_w": c.power_w,
          "speed_vs_t4": c.speed, "resale_fraction": c.resale_fraction,
          "lifetime_months": c.lifetime_months, "source": c.source, "as_of": c.as_of}

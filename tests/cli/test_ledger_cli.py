@@ -1,0 +1,170 @@
+"""`gpuhire ledger|cards|advise` through the CLI runner: exit codes, exact output, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import Cli
+
+GOOD_CSV = """provider,gpu,count,start,end,usd_per_hour,instance_type,market,zone,volume_gb,end_reason,note
+aws,t4,1,2026-10-01T08:00:00Z,2026-10-01T08:00:59Z,0.20,g4dn.xlarge,spot,us-east-1a,100,completed,short
+runpod,a100,2,2026-10-02T10:00:00+02:00,2026-10-02T11:00:00+02:00,2.38,,on-demand,,0,,
+"""
+
+
+def test_add_then_list_json(cli: Cli) -> None:
+    r = cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--start", "2026-10-01T08:00Z",
+            "--end", "2026-10-01T09:00Z", "--usd-per-hour", "0.36", "--market", "spot")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "recorded session 1: 3600 s billed, $0.3600\n"
+    rows = json.loads(cli("ledger", "list", "--format", "json").stdout)
+    assert rows[0]["total_usd"] == "0.36" and rows[0]["billed_s"] == 3600
+    assert rows[0]["start"] == "2026-10-01T08:00:00Z"
+
+
+def test_import_then_list_month_csv(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "rent.csv"
+    f.write_text(GOOD_CSV)
+    r = cli("ledger", "import", str(f))
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("imported 2 session(s)")
+    out = cli("ledger", "list", "--month", "2026-10", "--format", "csv").stdout.splitlines()
+    assert out[0].startswith("id,provider,")
+    assert len(out) == 3
+    header = out[0].split(",")
+    second = dict(zip(header, out[2].split(","), strict=True))
+    assert second["start"] == "2026-10-02T08:00:00Z"
+    assert second["total_usd"] == "2.38" and second["gpu_count"] == "2"
+
+
+def test_import_bad_rows_names_each_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "bad.csv"
+    f.write_text(
+        "provider,gpu,start,end,usd_per_hour,market\n"
+        "aws,t4,2026-10-01T08:00Z,2026-10-01T09:00Z,0.2,spot\n"
+        "aws,t4,yesterday,2026-10-01T09:00Z,0.2,spot\n"
+        "aws,t4,2026-10-01T08:00Z,2026-10-01T09:00Z,cheap,spot\n"
+        "aws,t4,2026-10-01T08:00Z,2026-10-01T09:00Z,0.2,reserved\n"
+    )
+    r = cli("ledger", "import", str(f))
+    assert r.exit_code == 2
+    assert r.stdout == ""
+    line = r.stderr.strip()
+    assert "\n" not in line and line.startswith("error: ")
+    assert "3 bad row(s), nothing was written" in line
+    assert "line 3: start 'yesterday' is not an ISO 8601 time" in line
+    assert "line 4: usd_per_hour 'cheap' is not a number" in line
+    assert "line 5: market 'reserved' is unknown; use spot or on-demand" in line
+    assert json.loads(cli("ledger", "list", "--format", "json").stdout) == []
+
+
+def test_import_unknown_column_and_missing_file(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "cols.csv"
+    f.write_text("provider,gpu,start,price\naws,t4,2026-10-01T08:00Z,1\n")
+    r = cli("ledger", "import", str(f))
+    assert r.exit_code == 2 and "missing column(s) usd_per_hour" in r.stderr
+    assert "unknown column(s) price" in r.stderr
+    r = cli("ledger", "import", str(tmp_path / "nope.csv"))
+    assert r.exit_code == 2 and "cannot read" in r.stderr and "check the path" in r.stderr
+
+
+def test_bad_flags_give_one_line(cli: Cli) -> None:
+    r = cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--start", "2026-10-01T08:00Z",
+            "--end", "2026-10-01T07:00Z", "--usd-per-hour", "0.2")
+    assert r.exit_code == 2
+    assert r.stderr == "error: the session ends before it starts; check --start and --end\n"
+    r = cli("ledger", "list", "--month", "2026-13")
+    assert r.exit_code == 2 and r.stderr == "error: month '2026-13' is not YYYY-MM; write it like 2026-10\n"
+    r = cli("ledger", "list", "--format", "xml")
+    assert r.exit_code == 2 and "'xml' is not one of" in r.stderr
+
+
+def test_running_session_listed_as_running(cli: Cli) -> None:
+    r = cli("ledger", "add", "--provider", "lambda", "--gpu", "a10g", "--start", "2026-10-01T08:00Z",
+            "--usd-per-hour", "0.75")
+    assert r.exit_code == 0 and "running" in r.stdout
+    (row,) = json.loads(cli("ledger", "list", "--format", "json").stdout)
+    assert row["running"] is True and row["end"] is None and float(row["total_usd"]) > 0
+
+
+def test_cards_lists_builtins_and_config_cards(tmp_path: Path, sqlite_db: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[cards.a6000]\nlabel = "RTX A6000"\nprice_usd = "4650"\npower_w = "300"\nspeed = "3"\n')
+    rows = json.loads(Cli(sqlite_db, cfg)("cards", "--format", "json").stdout)
+    names = [r["name"] for r in rows]
+    assert names[:6] == ["rtx3060", "rtx4060ti", "rtx4070", "rtx4090", "t4", "l4"]
+    a6000 = rows[names.index("a6000")]
+    assert a6000["price_usd"] == "4650" and a6000["source"] == "config"
+
+
+def _pipeline(cli: Cli) -> None:
+    """8 hours a day on a T4 spot at 0.20 USD/h through Aug-Oct 2026."""
+    lines = ["provider,gpu,start,end,usd_per_hour,market"]
+    for month, days in (("08", 31), ("09", 30), ("10", 31)):
+        for day in range(1, days + 1):
+            lines.append(f"runpod,t4,2026-{month}-{day:02d}T09:00Z,2026-{month}-{day:02d}T17:00Z,0.20,spot")
+    path = Path(cli.db.removeprefix("sqlite:///")).with_suffix(".csv")
+    path.write_text("\n".join(lines) + "\n")
+    assert cli("ledger", "import", str(path)).exit_code == 0
+
+
+def test_advise_json_buy_for_a_continuous_pipeline(cli: Cli) -> None:
+    _pipeline(cli)
+    r = cli("advise", "--card", "rtx3060", "--as-of", "2026-11-15", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    a = json.loads(r.stdout)
+    assert list(a)[:11] == [
+        "verdict", "card", "window_months", "months", "rent_usd_per_month",
+        "own_fixed_usd_per_month", "own_running_usd_per_month", "payback_months",
+        "breakeven_hours_per_month", "cumulative_rent_usd", "reason",
+    ]
+    assert a["verdict"] == "buy" and a["card"] == "rtx3060" and a["window_months"] == 3
+    assert a["months"] == ["2026-08", "2026-09", "2026-10"]
+    assert a["rent_usd_per_month"] == "49.06666666666666666666666667"  # (49.6+48+49.6)/3
+    assert a["cumulative_rent_usd"] == "147.2"
+    assert float(a["payback_months"]) < 12
+
+
+def test_advise_as_of_is_repeatable_and_flags_override(cli: Cli) -> None:
+    _pipeline(cli)
+    first = cli("advise", "--as-of", "2026-11-15", "--format", "json").stdout
+    assert first == cli("advise", "--as-of", "2026-11-30T23:59Z", "--format", "json").stdout
+    r = cli("advise", "--as-of", "2026-11-15", "--usd-per-kwh", "3", "--format", "json")
+    assert json.loads(r.stdout)["verdict"] != "buy"
+    text = cli("advise", "--as-of", "2026-11-15").stdout
+    assert text.startswith("verdict: BUY  (RTX 3060 12 GB, $329)")
+    assert "why: the RTX 3060 12 GB would pay for itself in" in text
+
+
+def test_advise_unknown_card_and_bad_date(cli: Cli) -> None:
+    r = cli("advise", "--card", "voodoo2")
+    assert r.exit_code == 1 and r.stderr.startswith("error: unknown card 'voodoo2'; choose one of")
+    r = cli("advise", "--as-of", "soon")
+    assert r.exit_code == 2 and "--as-of 'soon' is not an ISO 8601 time" in r.stderr
+
+
+def test_config_file_env_and_flag_precedence(tmp_path: Path, sqlite_db: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[ownership]\ncard = "rtx4090"\n')
+    cli = Cli(sqlite_db, cfg)
+    assert "RTX 4090" in cli("advise", "--as-of", "2026-11-01").stdout
+    env = {"GPUHIRE_OWNERSHIP__CARD": "rtx4070"}
+    assert "RTX 4070" in cli("advise", "--as-of", "2026-11-01", env=env).stdout
+    assert "RTX 3060" in cli("advise", "--as-of", "2026-11-01", "--card", "rtx3060", env=env).stdout
+
+
+def test_malformed_config_is_one_line_naming_the_key(tmp_path: Path, sqlite_db: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[ownership]\nusd_per_kwh = "cheap"\n')
+    r = Cli(sqlite_db, cfg)("cards")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: config key 'ownership.usd_per_kwh' in ")
+    cfg.write_text('[ownershp]\ncard = "rtx3060"\n')
+    r = Cli(sqlite_db, cfg)("cards")
+    assert r.exit_code == 2 and "unknown config key 'ownershp'" in r.stderr
+    cfg.write_text("[ownership\n")
+    r = Cli(sqlite_db, cfg)("cards")
+    assert r.exit_code == 2 and "is not valid TOML" in r.stderr
+    r = Cli(sqlite_db, tmp_path / "missing.toml")("cards")
+    assert r.exit_code == 2 and "does not exist" in r.stderr

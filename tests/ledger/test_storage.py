@@ -1,0 +1,156 @@
+"""The ledger on real SQLite and real PostgreSQL: migrations, round trips, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from ledger.book import Ledger, NewSession
+from ledger.catalogue import BUILTIN_PROVIDERS, DEFAULT_RULES
+from ledger.db import HEAD, current_revision, open_engine, upgrade
+from ledger.errors import InputError, LedgerError
+from ledger.models import Job
+
+T0 = datetime(2026, 10, 5, 8, 0, tzinfo=UTC)
+AWS = BUILTIN_PROVIDERS["aws"]
+
+
+def spot(start: datetime = T0, hours: float | None = 2, **kw) -> NewSession:
+    return NewSession(
+        provider="aws", gpu_model="t4", start_at=start, usd_per_hour=D("0.2"),
+        end_at=start + timedelta(hours=hours) if hours is not None else None,
+        market="spot", instance_type="g4dn.xlarge", zone="us-east-1a", volume_gb=100, **kw,
+    )
+
+
+def test_head_is_the_newest_migration() -> None:
+    versions = Path(__file__).parents[2] / "ledger" / "migrations" / "versions"
+    revisions = sorted(re.match(r"(\d{4})_", p.name).group(1) for p in versions.glob("0*.py"))
+    assert revisions[-1] == HEAD
+
+
+def test_new_database_is_created_at_head(db_url: str) -> None:
+    engine = open_engine(db_url)
+    assert current_revision(engine) == HEAD
+    tables = set(inspect(engine).get_table_names())
+    assert {"rental_sessions", "price_points", "jobs", "cost_lines", "alert_sends"} <= tables
+
+
+def test_old_database_is_upgraded_on_open_keeping_its_rows(db_url: str) -> None:
+    old = open_engine(db_url, migrate=False)
+    upgrade(old, "0001")
+    assert current_revision(old) == "0001"
+    with old.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO rental_sessions (provider, region, zone, instance_type, gpu_model,"
+            " gpu_count, market, state, start_at, volume_gb, volume_type, public_ipv4, note,"
+            " tags, min_billed_s, interruption_free_s, ebs_usd_per_gb_month, ipv4_usd_per_hour,"
+            " owned, created_at) VALUES ('aws', '', 'us-east-1a', 'g4dn.xlarge', 't4', 1,"
+            " 'spot', 'running', :t, 0, 'gp3', false, 'from 0.1', '{}', 60, 3600, 0, 0,"
+            " false, :t)"
+        ), {"t": T0.replace(tzinfo=None)})
+    old.dispose()
+    engine = open_engine(db_url)
+    assert current_revision(engine) == HEAD
+    book = Ledger(engine, now=lambda: T0 + timedelta(hours=1))
+    (view,) = book.sessions()
+    assert view.session.note == "from 0.1" and view.running
+
+
+def test_session_round_trip_is_exact(ledger: Ledger) -> None:
+    sid = ledger.record_session(spot(tags={"team": "archive"}, note="ü"), AWS)
+    (view,) = ledger.sessions()
+    s = view.session
+    assert s.id == sid and s.start_at == T0 and s.start_at.tzinfo is not None
+    assert s.end_at == T0 + timedelta(hours=2) and s.end_reason == "completed"
+    assert s.tags == {"team": "archive"} and s.note == "ü"
+    assert s.min_billed_s == 60 and s.ebs_usd_per_gb_month == D("0.08")
+    assert view.cost.compute_usd == D("0.4")
+    assert view.cost.storage_usd == D(100) * D("0.08") * 2 / 730
+
+
+def test_launch_lifecycle_and_price_change(ledger: Ledger) -> None:
+    sid = ledger.record_session(spot(hours=None, state="launching"), AWS)
+    assert ledger.get_session(sid).state == "launching"
+    ledger.set_instance(sid, "i-0123456789abcdef0")
+    ledger.record_price(sid, D("0.4"), T0 + timedelta(hours=1))
+    cost = ledger.end_session(sid, T0 + timedelta(hours=2), "completed")
+    assert cost.compute_usd == D("0.2") + D("0.4")
+    s = ledger.get_session(sid)
+    assert (s.state, s.instance_id) == ("ended", "i-0123456789abcdef0")
+    # closing again keeps the first end
+    ledger.end_session(sid, T0 + timedelta(hours=9), "user")
+    assert ledger.get_session(sid).end_reason == "completed"
+
+
+def test_month_usage_and_cumulative_rent(ledger: Ledger) -> None:
+    ledger.record_sessions([
+        (spot(datetime(2026, 9, 30, 23, 0, tzinfo=UTC), hours=2), AWS),
+        (spot(datetime(2026, 10, 10, tzinfo=UTC), hours=10), AWS),
+        (NewSession("local", "rtx3060", T0, D("0.05"), end_at=T0 + timedelta(hours=5)),
+         BUILTIN_PROVIDERS["local"]),
+    ])
+    usage = ledger.month_usage(["2026-09", "2026-10"])
+    # stored cost lines keep nano-dollars (1e-9 USD): round the expected parts the same way
+    def storage(hours: int) -> D:
+        return (D(100) * D("0.08") * hours / 730).quantize(D("1e-9"))
+
+    assert usage["2026-09"] == (D("0.2") + storage(1), {"t4": D(1)})
+    assert usage["2026-10"] == (D("0.2") + D("2.0") + storage(11), {"t4": D(11)})
+    assert ledger.cumulative_rent("2026-10") == D("2.4") + storage(1) + storage(11)
+    owned = ledger.month_usage(["2026-10"], include_owned=True)["2026-10"]
+    assert owned[1]["rtx3060"] == D(5)
+
+
+def test_bad_session_writes_nothing(ledger: Ledger) -> None:
+    with pytest.raises(InputError, match="ends before it starts"):
+        ledger.record_sessions([(spot(), AWS), (spot(hours=-1), AWS)])
+    assert ledger.sessions() == []
+
+
+def test_jobs_and_measured_throughput(ledger: Ledger) -> None:
+    for i, lps in enumerate([100.0, 140.0, 120.0]):
+        ledger.create_job(Job(id=f"j{i}", kind="train", gpu_model="t4", status="done"))
+        ledger.update_job(f"j{i}", lines_per_s=lps, best_cer=0.05)
+    assert ledger.measured_lines_per_s("train", "t4") == 120.0
+    assert ledger.measured_lines_per_s("train", "l4") is None
+    assert ledger.get_job("j1").best_cer == 0.05
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(LedgerError, match="check the --db URL") as info:
+        open_engine("postgresql://someone:secret@127.0.0.1:1/nothing")
+    assert "secret" not in str(info.value)
+
+
+def _writer(url: str, worker: int, count: int) -> None:
+    book = Ledger(open_engine(url))
+    for i in range(count):
+        start = T0 + timedelta(minutes=i)
+        book.record_session(
+            NewSession("runpod", "a100", start, D("1.19"), end_at=start + timedelta(minutes=30),
+                       note=f"w{worker}-{i}"),
+            DEFAULT_RULES,
+        )
+
+
+def test_two_processes_recording_at_once_lose_nothing(db_url: str) -> None:
+    open_engine(db_url).dispose()  # schema first, as the CLI does on open
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(db_url, w, 60)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    book = Ledger(open_engine(db_url))
+    notes = {v.session.note for v in book.sessions()}
+    assert notes == {f"w{w}-{i}" for w in (1, 2) for i in range(60)}
+    with book.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM cost_lines")).scalar() == 120
