@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,trainer]"
+	@echo "installing gpuhire and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/pip install --upgrade pip >$(VENV)/install.log 2>&1 && \
+	  $(BIN)/pip install -e ".[dev,trainer]" >>$(VENV)/install.log 2>&1 || \
+	  { tail -40 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)
