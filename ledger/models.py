@@ -77,7 +77,7 @@ class RentalSession(SQLModel, table=True):
     """One machine rented (or run) from start to end; the unit of billing."""
 
     __tablename__ = "rental_sessions"
-    __table_args__ = (Index("ix_sessions_start", "start_at"),)
+    __table_args__ = (Index("ix_sessions_start", "start_at"), Index("ix_sessions_end", "end_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=32, index=True)
@@ -134,7 +134,10 @@ class CostLine(SQLModel, table=True):
     __tablename__ = "cost_lines"
     __table_args__ = (
         UniqueConstraint("session_id", "month"),
-        Index("ix_cost_lines_month", "month", "gpu_model"),
+        Index(
+            "ix_cost_lines_month", "month", "owned", "gpu_model", "compute_usd", "storage_usd",
+            "ipv4_usd", "gpu_us",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

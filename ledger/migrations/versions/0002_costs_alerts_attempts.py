@@ -34,7 +34,14 @@ def upgrade() -> None:
         sa.Column("gpu_us", sa.BigInteger(), nullable=False),
         sa.UniqueConstraint("session_id", "month"),
     )
-    op.create_index("ix_cost_lines_month", "cost_lines", ["month", "gpu_model"])
+    # Covering index: monthly sums and the buy signal read only the index, never the rows.
+    op.create_index(
+        "ix_cost_lines_month",
+        "cost_lines",
+        ["month", "owned", "gpu_model", "compute_usd", "storage_usd", "ipv4_usd", "gpu_us"],
+    )
+    # Open sessions are looked up on every report and check: find them without a scan.
+    op.create_index("ix_sessions_end", "rental_sessions", ["end_at"])
     op.create_table(
         "alert_sends",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -69,6 +76,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_end", "rental_sessions")
     op.drop_table("launch_attempts")
     op.drop_table("alert_sends")
     op.drop_table("cost_lines")
