@@ -82,6 +82,23 @@ class ProviderSettings(_Section):
     owned: bool = False
 
 
+class LocalSettings(_Section):
+    """[local]: this machine as a provider (training without AWS)."""
+
+    gpu: str = "cpu"  # what the ledger records as the GPU model (cpu, rtx3060, ...)
+    watts: Decimal = Field(Decimal("65"), ge=0)  # draw while training: costs its electricity
+
+
+class TrainSettings(_Section):
+    """[train]: defaults of `gpuhire train`."""
+
+    provider: str = "auto"  # auto: aws when [aws] is configured, else local
+    preset: str = "default"  # trainer preset: tiny, small, default, large
+    epochs: int = Field(50, ge=1)
+    max_restarts: int = Field(3, ge=0)  # relaunches after spot interruptions
+    lines_per_s: dict[str, float] = {}  # quote throughput per GPU until the ledger measured it
+
+
 class Settings(BaseSettings):
     """Everything configurable. Sections are added by the features that read them."""
 
@@ -97,6 +114,8 @@ class Settings(BaseSettings):
     cards: dict[str, CardSettings] = {}
     speeds: dict[str, Decimal] = {}
     providers: dict[str, ProviderSettings] = {}
+    local: LocalSettings = LocalSettings()
+    train: TrainSettings = TrainSettings()
 
     @classmethod
     def settings_customise_sources(

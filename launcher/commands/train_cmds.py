@@ -1,0 +1,192 @@
+"""`gpuhire train`, `logs`, `attach`, `resume`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from launcher.context import AppContext, app_context
+from launcher.errors import ConfigError, InputError, SpecError
+from launcher.output import usd
+
+if TYPE_CHECKING:
+    from launcher.train import Renter, TrainDeps, TrainResult
+
+
+def _decimal(text: str | None, flag: str) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InputError(f"{flag} {text!r} is not a number", f"write it like {flag} 5.00") from None
+    if value <= 0:
+        raise InputError(f"{flag} must be above 0", f"write it like {flag} 5.00")
+    return value
+
+
+def compile_ground_truth(inputs: list[Path], out: Path) -> int:
+    """Compile the ground truth with the trainer's own readers; return the usable line count."""
+    from jobs.htr.dataset import CompiledDataset, compile_dataset
+    from jobs.htr.errors import GroundTruthError
+
+    if len(inputs) == 1 and (inputs[0] / "meta.json").exists():  # already compiled
+        import shutil
+
+        shutil.copytree(inputs[0], out, dirs_exist_ok=True)
+        return len(CompiledDataset(out))
+    try:
+        report = compile_dataset(inputs, out)
+    except GroundTruthError as exc:
+        raise SpecError(f"ground truth unusable: {exc}", "fix the files named above; nothing was rented") from None
+    summary = getattr(report, "summary", None)
+    if callable(summary):
+        typer.echo(summary(), err=True)
+    return len(CompiledDataset(out))
+
+
+def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path) -> Renter:
+    settings = app.settings
+    choice = settings.train.provider if provider == "auto" else provider
+    if choice == "auto":
+        choice = "local"
+    if choice == "local":
+        from launcher.local_run import LocalRenter
+
+        local_gpu = settings.local.gpu if gpu in ("auto", "") else gpu
+        return LocalRenter(app.ledger, run_root, local_gpu, settings.local.watts,
+                           settings.ownership.usd_per_kwh, settings.billing_rules("local"))
+    raise ConfigError(
+        f"provider {choice!r} is not available for training yet",
+        "use --provider local",
+    )
+
+
+def _deps(app: AppContext, renter: Renter) -> TrainDeps:
+    from launcher.train import TrainDeps
+
+    def confirm(question: str) -> bool:
+        if not sys.stdin.isatty():
+            raise InputError(f"{question} needs an answer", "pass --yes to go ahead without asking")
+        return typer.confirm(question, default=False)
+
+    return TrainDeps(
+        ledger=app.ledger, renter=renter, say=lambda m: typer.echo(m, err=True), confirm=confirm,
+        compile_dataset=compile_ground_truth, after_job=_after_job(app),
+        default_lines_per_s=app.settings.train.lines_per_s or None,
+    )
+
+
+def _after_job(app: AppContext):  # type: ignore[no-untyped-def]
+    def run(job: str) -> None:
+        try:
+            from ledger.alerts.check import run_checks  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        try:
+            run_checks(app.ledger, app.settings)
+        except Exception as exc:  # an alert problem never fails the job
+            typer.echo(f"warning: alert checks failed: {exc}", err=True)
+
+    return run
+
+
+def summary(result: TrainResult) -> str:
+    p = result.progress
+    per_epoch = result.usd_per_epoch
+    util = p.mean(p.gpu_utils)
+    lines = [
+        f"job {result.job}: {result.status}" + (f" ({result.message})" if result.message else ""),
+        f"  time          {result.seconds / 60:.1f} min over {result.attempts} attempt(s)",
+        f"  cost          {usd(result.usd, 4)}"
+        + (f"  ({usd(per_epoch, 4)} per epoch)" if per_epoch is not None else ""),
+        f"  epochs        {p.epoch}",
+        f"  best CER      {'-' if p.best_cer is None else f'{p.best_cer:.4f}'}",
+        f"  GPU use       {'-' if util is None else f'{util:.0%}'}"
+        + ("" if result.idle_usd is None else f"  ({usd(result.idle_usd, 4)} on an idle GPU)"),
+        f"  model         {result.run_dir / 'model.pt'}",
+    ]
+    return "\n".join(lines)
+
+
+def train(
+    ctx: typer.Context,
+    data: Annotated[list[Path], typer.Argument(help="Ground truth: PAGE XML, ALTO, image+.gt.txt folders, or a compiled dataset.")],
+    gpu: Annotated[str, typer.Option(help="t4, l4 or auto (local: what the ledger records).")] = "auto",
+    provider: Annotated[str, typer.Option(help="aws, local, ssh or auto (aws when configured).")] = "auto",
+    spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot (cheaper) or on-demand.")] = True,
+    max_usd: Annotated[str | None, typer.Option(help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
+    max_restarts: Annotated[int | None, typer.Option(help="Relaunches after spot interruptions.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Trainer preset: tiny, small, default, large.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train (default from config: 50).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<job>).")] = None,
+    detach: Annotated[bool, typer.Option(help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and quote; rent nothing.")] = False,
+) -> None:
+    """Train an HTR model: check the ground truth, quote, rent, follow, bring the model home.
+
+    Example:  gpuhire train gt/ --provider local --preset small --epochs 20 --yes
+    """
+    from launcher.train import TrainOptions
+    from launcher.train import train as run_train
+
+    app = app_context(ctx)
+    settings = app.settings
+    del spot  # the market policy belongs to the aws provider
+    opts = TrainOptions(
+        data=tuple(data), preset=preset or settings.train.preset,
+        epochs=epochs or settings.train.epochs, max_usd=_decimal(max_usd, "--max-usd"),
+        max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
+        yes=yes, dry_run=dry_run, detach=detach, out=out,
+    )
+    from launcher.runs import new_job_id
+
+    job = new_job_id()
+    run_root = out or Path.cwd() / "runs" / job
+    renter = make_renter(app, provider, gpu, run_root)
+    opts = TrainOptions(**{**opts.__dict__, "job": job, "out": run_root})
+    result = run_train(opts, _deps(app, renter))
+    typer.echo(summary(result))
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+def logs(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the log grows.")] = False,
+    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+) -> None:
+    """Print a job's trainer log (from its run directory).
+
+    Example:  gpuhire logs train-20261122-1402-a3f9 -f
+    """
+    from launcher.runs import RunDir
+
+    run = RunDir.find(job, runs)
+    candidates = [run.log, run.path / "box" / "train.log"]
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        raise InputError(f"job {job} has no log yet", "wait for it to start, then try again")
+    offset = 0
+    while True:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+        offset += len(chunk)
+        sys.stdout.write(chunk.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        if not follow:
+            return
+        time.sleep(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("logs")(logs)

@@ -1,0 +1,69 @@
+"""The `local` provider for training: this machine, the embedded default without AWS.
+
+Its hours go into the ledger as owned hardware (not rent), at the machine's running cost:
+watts / 1000 x USD per kWh, from `[local]` and `[ownership]` in the config.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from launcher.hosts import LocalHost
+from ledger.book import Ledger, NewSession
+from ledger.catalogue import BillingRules
+from ledger.timeutil import utcnow
+
+
+@dataclass
+class LocalMachine:
+    """This machine, for one attempt; its ledger session closes on release."""
+
+    host: LocalHost
+    session_id: int | None
+    ledger: Ledger
+    description: str = "this machine (local provider)"
+
+    def interrupted(self) -> bool:
+        return False  # nobody takes a local machine away
+
+    def release(self, reason: str) -> None:
+        self.host.signal("train.pid")
+        if self.session_id is not None:
+            self.ledger.end_session(self.session_id, utcnow(), reason)
+
+
+class LocalRenter:
+    """Runs the trainer as a detached process on this machine (the `process` runtime)."""
+
+    provider = "local"
+
+    def __init__(self, ledger: Ledger, run_root: Path, gpu: str, watts: Decimal,
+                 usd_per_kwh: Decimal, rules: BillingRules) -> None:
+        self.ledger = ledger
+        self.run_root = run_root
+        self.gpu = gpu
+        self.watts = watts
+        self.usd_per_kwh = usd_per_kwh
+        self.rules = rules
+
+    def usd_per_hour(self) -> Decimal:
+        return self.watts / Decimal(1000) * self.usd_per_kwh
+
+    def overhead_s(self) -> int:
+        return 10  # starting python and torch
+
+    def trainer_argv(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "jobs.htr", *args]
+
+    def rent(self, job: str, attempt: int) -> LocalMachine:
+        host = LocalHost(self.run_root / "box")
+        session_id = self.ledger.record_session(
+            NewSession(provider="local", gpu_model=self.gpu, start_at=utcnow(),
+                       usd_per_hour=self.usd_per_hour(), job_id=job, state="running",
+                       note=f"attempt {attempt}"),
+            self.rules,
+        )
+        return LocalMachine(host, session_id, self.ledger)

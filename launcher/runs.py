@@ -1,0 +1,107 @@
+"""A job's run directory, `runs/<job>/`, and the state that lets `gpuhire resume` pick it up.
+
+    runs/<job>/state.json     what the launcher knows: provider, machine, remote paths, offsets
+    runs/<job>/dataset/       the compiled ground truth that was shipped
+    runs/<job>/run/           the trainer's output mirrored back (checkpoints, model, metrics)
+    runs/<job>/events.jsonl   every event the trainer emitted, in order
+    runs/<job>/train.log      the trainer's own log
+    runs/<job>/model.pt       the final model, once fetched
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import InputError, NotFoundError
+
+
+def new_job_id(kind: str = "train") -> str:
+    """A readable, unique job id: train-20261122-1402-a3f9."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    return f"{kind}-{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunState:
+    """Everything needed to reattach to or resume a job after the launcher died."""
+
+    job: str
+    provider: str
+    gpu: str
+    data: list[str]
+    preset: str
+    epochs: int | None
+    max_restarts: int
+    max_usd: str | None = None
+    attempt: int = 0
+    status: str = "created"  # created | running | interrupted | done | failed | stopped
+    session_id: int | None = None
+    machine: dict[str, Any] = field(default_factory=dict)  # provider-specific: instance id, ssh
+    workdir: str = ""  # on the host
+    event_offset: int = 0
+    log_offset: int = 0
+
+
+class RunDir:
+    """The folder of one job on the operator's machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def find(cls, job: str, base: Path | None = None) -> RunDir:
+        root = (base or Path.cwd() / "runs") / job
+        if not (root / "state.json").exists():
+            raise NotFoundError(
+                f"no run directory for job {job!r} at {root}",
+                "run the command from the folder you started the job in, or pass --runs DIR",
+            )
+        return cls(root)
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def dataset(self) -> Path:
+        return self.path / "dataset"
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.pt"
+
+    def save(self, state: RunState) -> None:
+        tmp = self.path / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        os.replace(tmp, self.path / "state.json")
+
+    def load(self) -> RunState:
+        try:
+            raw = json.loads((self.path / "state.json").read_text())
+            return RunState(**raw)
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(
+                f"{self.path / 'state.json'} is unreadable ({exc})",
+                "the run directory is damaged; check `gpuhire status` and the ledger",
+            ) from None
+
+    def append_events(self, data: bytes) -> None:
+        with self.events.open("ab") as fh:
+            fh.write(data)

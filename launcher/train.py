@@ -1,0 +1,352 @@
+"""`gpuhire train`: check, quote, rent, ship, follow, recover, settle (design.md, main flow).
+
+The flow talks to a `Renter` (which machine, at what price) and the `Host` it returns (files,
+processes), so the local machine, an SSH host and a spot instance go through the same steps.
+A machine is always released: on success, failure, Ctrl-C-and-stop, or an exception; only an
+explicit detach leaves the job running (and then its dead-man switch still guards the bill).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+from launcher.errors import BudgetError, SpecError
+from launcher.hosts import Host
+from launcher.output import usd
+from launcher.quote import Quote, quote
+from launcher.runs import RunDir, RunState, new_job_id
+from launcher.watch import EventReader, JobProgress, status_line
+from ledger.book import Ledger
+from ledger.models import Job
+from ledger.timeutil import utcnow
+
+POLL_S = 0.5
+HEARTBEAT_S = 30.0
+
+
+class Machine(Protocol):
+    """One machine rented (or borrowed) for one attempt of a job."""
+
+    host: Host
+    session_id: int | None
+    description: str
+
+    def interrupted(self) -> bool:
+        """True once the provider has announced or carried out an interruption."""
+
+    def release(self, reason: str) -> None:
+        """Terminate (if rented) and close the ledger session with `reason`."""
+
+
+class Renter(Protocol):
+    """Finds and rents machines of one provider for a job."""
+
+    provider: str
+    gpu: str  # the GPU model the job will get (t4, l4, cpu, rtx3060, ...)
+
+    def usd_per_hour(self) -> Decimal:
+        """The price a quote should use: the best current offer, or the running cost."""
+
+    def overhead_s(self) -> int:
+        """Boot and staging seconds to add to a quote."""
+
+    def rent(self, job: str, attempt: int) -> Machine: ...
+
+    def trainer_argv(self, args: list[str]) -> list[str]:
+        """The command that runs `python -m jobs.htr ARGS` on this provider's runtime."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: tuple[Path, ...]
+    preset: str = "default"
+    epochs: int | None = None
+    max_usd: Decimal | None = None
+    max_restarts: int = 3
+    yes: bool = False
+    dry_run: bool = False
+    detach: bool = False
+    out: Path | None = None  # default runs/<job>
+    job: str | None = None
+
+
+@dataclass
+class TrainResult:
+    job: str
+    status: str  # done | failed | stopped | detached | dry-run
+    quote: Quote
+    run_dir: Path
+    progress: JobProgress = field(default_factory=JobProgress)
+    seconds: float = 0.0
+    usd: Decimal = Decimal(0)
+    attempts: int = 0
+    message: str = ""
+
+    @property
+    def usd_per_epoch(self) -> Decimal | None:
+        return self.usd / self.progress.epoch if self.progress.epoch else None
+
+    @property
+    def idle_usd(self) -> Decimal | None:
+        util = self.progress.mean(self.progress.gpu_utils)
+        return None if util is None else self.usd * Decimal(str(1 - util))
+
+
+@dataclass
+class TrainDeps:
+    """What the flow needs from outside: the books, the renter, and how to talk to the user."""
+
+    ledger: Ledger
+    renter: Renter
+    say: Callable[[str], None]
+    confirm: Callable[[str], bool]
+    compile_dataset: Callable[[list[Path], Path], int]  # returns usable line count
+    after_job: Callable[[str], None] = lambda job: None  # alert checks
+    default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
+
+
+def prepare(opts: TrainOptions, deps: TrainDeps, run: RunDir) -> int:
+    """Check and compile the ground truth locally; nothing is rented before this passes."""
+    for path in opts.data:
+        if not path.exists():
+            raise SpecError(f"ground truth {path} does not exist", "check the path you gave")
+    return deps.compile_dataset(list(opts.data), run.dataset)
+
+
+def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
+    """Run the whole flow for a new job; see the module docstring."""
+    job = opts.job or new_job_id()
+    run = RunDir(opts.out or Path.cwd() / "runs" / job)
+    run.create()
+    lines = prepare(opts, deps, run)
+    epochs = opts.epochs or 50
+    renter = deps.renter
+    q = quote(gpu=renter.gpu, lines=lines, epochs=epochs, usd_per_hour=renter.usd_per_hour(),
+              measured_lines_per_s=deps.ledger.measured_lines_per_s("train", renter.gpu),
+              overhead_s=renter.overhead_s(), default_lines_per_s=deps.default_lines_per_s)
+    deps.say(f"job {job}: {lines:,} usable lines, {renter.provider} / {renter.gpu}")
+    deps.say(f"quote: {q.describe()}")
+    if opts.max_usd is not None and q.usd > opts.max_usd:
+        raise BudgetError(
+            f"the quote ${q.usd} is above --max-usd {opts.max_usd}; nothing was rented",
+            "raise --max-usd, train fewer --epochs, or pick a cheaper --gpu",
+        )
+    result = TrainResult(job, "dry-run", q, run.path)
+    if opts.dry_run:
+        deps.say("dry run: nothing rented")
+        return result
+    if not opts.yes and not deps.confirm(f"Rent {renter.gpu} for about ${q.usd}?"):
+        result.status = "stopped"
+        result.message = "not confirmed; nothing rented"
+        return result
+    deps.ledger.create_job(Job(
+        id=job, kind="train", status="launching", gpu_model=renter.gpu, max_usd=opts.max_usd,
+        spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
+              "provider": renter.provider, "lines": lines},
+    ))
+    state = RunState(job=job, provider=renter.provider, gpu=renter.gpu,
+                     data=[str(p) for p in opts.data], preset=opts.preset, epochs=epochs,
+                     max_restarts=opts.max_restarts,
+                     max_usd=None if opts.max_usd is None else str(opts.max_usd))
+    run.save(state)
+    return drive(state, run, deps, result, opts.detach)
+
+
+def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
+          detach: bool = False, machine: Machine | None = None) -> TrainResult:
+    """Attempts until done, failed or out of restarts; shared by `train` and `resume`."""
+    started = time.monotonic()
+    progress = result.progress
+    try:
+        while True:
+            if machine is None:
+                machine = deps.renter.rent(state.job, state.attempt)
+                state.session_id = machine.session_id
+                state.event_offset = 0
+                state.log_offset = 0
+                _ship_and_start(state, run, deps, machine)
+            deps.ledger.update_job(state.job, status="running")
+            state.status = "running"
+            run.save(state)
+            deps.say(f"running on {machine.description}")
+            if detach:
+                result.status = "detached"
+                deps.say(f"detached: follow with `gpuhire attach {state.job}`")
+                machine = None
+                return result
+            outcome = follow(state, run, deps, machine, progress)
+            if outcome == "interrupted" and state.attempt < state.max_restarts:
+                deps.say("interrupted by the provider: resuming from the last checkpoint")
+                machine.release("spot-interruption")
+                machine = None
+                state.attempt += 1
+                state.status = "interrupted"
+                run.save(state)
+                continue
+            return _settle(state, run, deps, machine, result, outcome, started)
+    except Detached:
+        result.status = "detached"
+        deps.say(f"detached: the job keeps running; `gpuhire attach {state.job}` follows it")
+        return result
+    except BaseException:
+        if machine is not None:  # never leave a machine running by accident
+            machine.release("user")
+            deps.ledger.update_job(state.job, status="failed", ended_at=utcnow())
+            state.status = "failed"
+            run.save(state)
+        raise
+
+
+def trainer_args(state: RunState) -> list[str]:
+    args = ["train", "dataset", "--out", "run", "--preset", state.preset,
+            "--events", "events.jsonl", "--job", state.job]
+    if state.epochs:
+        args += ["--epochs", str(state.epochs)]
+    return args
+
+
+def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine) -> None:
+    host = machine.host
+    host.put(run.dataset, "dataset")
+    if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
+        host.put(run.run, "run")
+    argv = deps.renter.trainer_argv(trainer_args(state))
+    host.start(argv, "train.log", "train.pid", {"GPUHIRE_JOB": state.job})
+    state.machine["workdir"] = host.workdir
+
+
+def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+           progress: JobProgress) -> str:
+    """Stream events until the job ends; return done | interrupted | failed | stopped."""
+    host, reader = machine.host, EventReader()
+    last_beat = 0.0
+    try:
+        while True:
+            data, state.event_offset = host.tail("events.jsonl", state.event_offset)
+            if data:
+                run.append_events(data)
+                for ev in reader.feed(data):
+                    _on_event(ev, state, run, deps, machine, progress)
+                run.save(state)
+            if progress.done:
+                return "done"
+            if progress.error:
+                return "failed"
+            if machine.interrupted():
+                host.signal("train.pid", signal.SIGTERM)  # checkpoint now
+                _drain(host, state, run, deps, machine, progress, reader)
+                return "interrupted"
+            if not host.running("train.pid"):
+                _drain(host, state, run, deps, machine, progress, reader)
+                if progress.done:
+                    return "done"
+                return "interrupted" if progress.interrupted else "failed"
+            _check_budget(state, deps)
+            now = time.monotonic()
+            if now - last_beat > HEARTBEAT_S:
+                host.heartbeat()
+                last_beat = now
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        if deps.confirm("Detach and leave the job running? (no = stop it now)"):
+            raise Detached from None
+        host.signal("train.pid", signal.SIGTERM)
+        return "stopped"
+
+
+class Detached(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The user chose to detach with Ctrl-C."""
+
+
+def _drain(host: Host, state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+           progress: JobProgress, reader: EventReader) -> None:
+    """Read what the job wrote in its last moments (up to a few seconds)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        data, state.event_offset = host.tail("events.jsonl", state.event_offset)
+        if data:
+            run.append_events(data)
+            for ev in reader.feed(data):
+                _on_event(ev, state, run, deps, machine, progress)
+        if progress.done or progress.interrupted or progress.error:
+            return
+        if not host.running("train.pid") and not data:
+            return
+        time.sleep(POLL_S)
+
+
+def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDeps,
+              machine: Machine, progress: JobProgress) -> None:
+    progress.apply(ev)
+    kind = ev.get("event")
+    if kind == "checkpoint" and isinstance(ev.get("path"), str):
+        rel = _relative_to_run(str(ev["path"]))
+        machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
+    elif kind == "epoch":
+        deps.say(status_line(progress, job_usd(deps.ledger, state.job)))
+    elif kind == "error":
+        deps.say(f"trainer error: {ev.get('message')}")
+
+
+def _relative_to_run(path: str) -> str:
+    parts = Path(path).parts
+    if "run" in parts:
+        return str(Path(*parts[parts.index("run") + 1 :]))
+    return Path(path).name
+
+
+def job_usd(ledger: Ledger, job: str) -> Decimal:
+    """USD of every session of the job so far (running ones costed to now)."""
+    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
+
+
+def _check_budget(state: RunState, deps: TrainDeps) -> None:
+    if state.max_usd is None:
+        return
+    spent = job_usd(deps.ledger, state.job)
+    if spent > Decimal(state.max_usd):
+        raise BudgetError(
+            f"job {state.job} has spent {usd(spent, 4)}, above --max-usd {state.max_usd}; "
+            "it was stopped and the machine released",
+            f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job}` "
+            "continues with a higher cap",
+        )
+
+
+def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+            result: TrainResult, outcome: str, started: float) -> TrainResult:
+    host = machine.host
+    try:
+        if outcome == "done" and host.exists("run"):
+            host.get("run", run.run)
+        if host.exists("train.log"):
+            host.get("train.log", run.log)
+    finally:
+        machine.release("completed" if outcome == "done" else "user")
+    model = run.run / "model.pt"
+    if model.exists():
+        shutil.copy2(model, run.model)
+    p = result.progress
+    status = {"done": "done", "stopped": "stopped"}.get(outcome, "failed")
+    result.status, result.attempts = status, state.attempt + 1
+    result.seconds = time.monotonic() - started
+    result.usd = job_usd(deps.ledger, state.job)
+    if status == "failed":
+        result.message = p.error or f"the trainer stopped without finishing; see {run.log}"
+    deps.ledger.update_job(
+        state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer,
+        lines_per_s=p.mean(p.lines_per_s_all), data_wait_fraction=p.mean(p.data_waits),
+        gpu_util=p.mean(p.gpu_utils),
+        metrics={"epochs": p.epoch, "attempts": result.attempts, "usd": str(result.usd)},
+    )
+    state.status = status
+    run.save(state)
+    deps.after_job(state.job)
+    return result
