@@ -7,6 +7,7 @@ this interface, so the same code drives a laptop run and a spot instance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -125,10 +126,8 @@ class LocalHost:
     def signal(self, pid_file: str, sig: int = signal.SIGTERM) -> None:
         pid = self._pid(pid_file)
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def heartbeat(self) -> None:
         """Nothing to keep alive: this machine is not rented."""

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from launcher.hosts import LocalHost
+from launcher.runs import RunState
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.timeutil import utcnow
@@ -57,6 +58,12 @@ class LocalRenter:
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         return [sys.executable, "-m", "jobs.htr", *args]
+
+    def reattach(self, state: RunState) -> LocalMachine | None:
+        box = self.run_root / "box"
+        if not box.exists():
+            return None
+        return LocalMachine(LocalHost(box), state.session_id, self.ledger)
 
     def rent(self, job: str, attempt: int) -> LocalMachine:
         host = LocalHost(self.run_root / "box")

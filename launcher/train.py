@@ -34,9 +34,14 @@ HEARTBEAT_S = 30.0
 class Machine(Protocol):
     """One machine rented (or borrowed) for one attempt of a job."""
 
-    host: Host
-    session_id: int | None
-    description: str
+    @property
+    def host(self) -> Host: ...
+
+    @property
+    def session_id(self) -> int | None: ...
+
+    @property
+    def description(self) -> str: ...
 
     def interrupted(self) -> bool:
         """True once the provider has announced or carried out an interruption."""
@@ -58,6 +63,9 @@ class Renter(Protocol):
         """Boot and staging seconds to add to a quote."""
 
     def rent(self, job: str, attempt: int) -> Machine: ...
+
+    def reattach(self, state: RunState) -> Machine | None:
+        """The machine of a job whose launcher died, if it is still there."""
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         """The command that runs `python -m jobs.htr ARGS` on this provider's runtime."""
@@ -81,7 +89,7 @@ class TrainOptions:
 class TrainResult:
     job: str
     status: str  # done | failed | stopped | detached | dry-run
-    quote: Quote
+    quote: Quote | None
     run_dir: Path
     progress: JobProgress = field(default_factory=JobProgress)
     seconds: float = 0.0
@@ -204,9 +212,14 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
         raise
 
 
+def events_file(state: RunState) -> str:
+    """Each attempt writes its own event file on the host, so offsets never mix."""
+    return f"events-{state.attempt}.jsonl"
+
+
 def trainer_args(state: RunState) -> list[str]:
     args = ["train", "dataset", "--out", "run", "--preset", state.preset,
-            "--events", "events.jsonl", "--job", state.job]
+            "--events", events_file(state), "--job", state.job]
     if state.epochs:
         args += ["--epochs", str(state.epochs)]
     return args
@@ -218,7 +231,7 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
     if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
         host.put(run.run, "run")
     argv = deps.renter.trainer_argv(trainer_args(state))
-    host.start(argv, "train.log", "train.pid", {"GPUHIRE_JOB": state.job})
+    host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
     state.machine["workdir"] = host.workdir
 
 
@@ -229,7 +242,7 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     last_beat = 0.0
     try:
         while True:
-            data, state.event_offset = host.tail("events.jsonl", state.event_offset)
+            data, state.event_offset = host.tail(events_file(state), state.event_offset)
             if data:
                 run.append_events(data)
                 for ev in reader.feed(data):
@@ -245,9 +258,7 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                 return "interrupted"
             if not host.running("train.pid"):
                 _drain(host, state, run, deps, machine, progress, reader)
-                if progress.done:
-                    return "done"
-                return "interrupted" if progress.interrupted else "failed"
+                return _outcome(progress)
             _check_budget(state, deps)
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_S:
@@ -261,6 +272,12 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         return "stopped"
 
 
+def _outcome(progress: JobProgress) -> str:
+    if progress.done:
+        return "done"
+    return "interrupted" if progress.interrupted else "failed"
+
+
 class Detached(Exception):  # noqa: N818 - a control-flow signal, not an error
     """The user chose to detach with Ctrl-C."""
 
@@ -270,7 +287,7 @@ def _drain(host: Host, state: RunState, run: RunDir, deps: TrainDeps, machine: M
     """Read what the job wrote in its last moments (up to a few seconds)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        data, state.event_offset = host.tail("events.jsonl", state.event_offset)
+        data, state.event_offset = host.tail(events_file(state), state.event_offset)
         if data:
             run.append_events(data)
             for ev in reader.feed(data):
@@ -326,8 +343,8 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     try:
         if outcome == "done" and host.exists("run"):
             host.get("run", run.run)
-        if host.exists("train.log"):
-            host.get("train.log", run.log)
+        if host.exists(f"train-{state.attempt}.log"):
+            host.get(f"train-{state.attempt}.log", run.log)
     finally:
         machine.release("completed" if outcome == "done" else "user")
     model = run.run / "model.pt"
@@ -350,3 +367,38 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     run.save(state)
     deps.after_job(state.job)
     return result
+
+
+def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool = False) -> TrainResult:
+    """Pick up a job whose launcher died or detached, from the run directory and the ledger.
+
+    A job still running is followed again (`attach`); one whose machine or process is gone
+    starts a new attempt that resumes from the last checkpoint copied home (`resume`).
+    """
+    result = TrainResult(state.job, "running", None, run.path)
+    if state.status in ("done", "failed", "stopped"):
+        raise SpecError(f"job {state.job} already ended ({state.status})",
+                        "start a new job with `gpuhire train`")
+    machine = deps.renter.reattach(state)
+    if machine is not None and machine.host.running("train.pid"):
+        deps.say(f"reattached to job {state.job} on {machine.description}")
+        _replay(state, run, result.progress)
+        return drive(state, run, deps, result, machine=machine)
+    if attach_only:
+        raise SpecError(f"job {state.job} is not running any more",
+                        f"`gpuhire resume {state.job}` continues it from its last checkpoint")
+    if machine is not None:
+        machine.release("unknown")  # the process died with the launcher: close its session
+    deps.say(f"resuming job {state.job} from its last checkpoint")
+    _replay(state, run, result.progress)
+    state.attempt += 1
+    return drive(state, run, deps, result)
+
+
+def _replay(state: RunState, run: RunDir, progress: JobProgress) -> None:
+    """Fold the events already copied home, so the summary covers the whole job."""
+    if run.events.exists():
+        for ev in EventReader().feed(run.events.read_bytes()):
+            progress.apply(ev)
+        progress.done = progress.interrupted = False
+        progress.error = None

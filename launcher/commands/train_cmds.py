@@ -43,7 +43,9 @@ def compile_ground_truth(inputs: list[Path], out: Path) -> int:
     try:
         report = compile_dataset(inputs, out)
     except GroundTruthError as exc:
-        raise SpecError(f"ground truth unusable: {exc}", "fix the files named above; nothing was rented") from None
+        raise SpecError(
+            f"ground truth unusable: {exc}", "fix the files named above; nothing was rented"
+        ) from None
     summary = getattr(report, "summary", None)
     if callable(summary):
         typer.echo(summary(), err=True)
@@ -116,16 +118,19 @@ def summary(result: TrainResult) -> str:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Argument(help="Ground truth: PAGE XML, ALTO, image+.gt.txt folders, or a compiled dataset.")],
+    data: Annotated[list[Path], typer.Argument(
+        help="Ground truth: PAGE XML, ALTO, image+.gt.txt folders, or a compiled dataset.")],
     gpu: Annotated[str, typer.Option(help="t4, l4 or auto (local: what the ledger records).")] = "auto",
     provider: Annotated[str, typer.Option(help="aws, local, ssh or auto (aws when configured).")] = "auto",
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot (cheaper) or on-demand.")] = True,
-    max_usd: Annotated[str | None, typer.Option(help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
+    max_usd: Annotated[str | None, typer.Option(
+        help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
     max_restarts: Annotated[int | None, typer.Option(help="Relaunches after spot interruptions.")] = None,
     preset: Annotated[str | None, typer.Option(help="Trainer preset: tiny, small, default, large.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (default from config: 50).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<job>).")] = None,
-    detach: Annotated[bool, typer.Option(help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
+    detach: Annotated[bool, typer.Option(
+        help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and quote; rent nothing.")] = False,
 ) -> None:
@@ -133,24 +138,22 @@ def train(
 
     Example:  gpuhire train gt/ --provider local --preset small --epochs 20 --yes
     """
+    from launcher.runs import new_job_id
     from launcher.train import TrainOptions
     from launcher.train import train as run_train
 
     app = app_context(ctx)
     settings = app.settings
     del spot  # the market policy belongs to the aws provider
+    job = new_job_id()
+    run_root = out or Path.cwd() / "runs" / job
+    renter = make_renter(app, provider, gpu, run_root)
     opts = TrainOptions(
         data=tuple(data), preset=preset or settings.train.preset,
         epochs=epochs or settings.train.epochs, max_usd=_decimal(max_usd, "--max-usd"),
         max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
-        yes=yes, dry_run=dry_run, detach=detach, out=out,
+        yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job,
     )
-    from launcher.runs import new_job_id
-
-    job = new_job_id()
-    run_root = out or Path.cwd() / "runs" / job
-    renter = make_renter(app, provider, gpu, run_root)
-    opts = TrainOptions(**{**opts.__dict__, "job": job, "out": run_root})
     result = run_train(opts, _deps(app, renter))
     typer.echo(summary(result))
     if result.status == "failed":
@@ -170,7 +173,7 @@ def logs(
     from launcher.runs import RunDir
 
     run = RunDir.find(job, runs)
-    candidates = [run.log, run.path / "box" / "train.log"]
+    candidates = [run.log, *sorted((run.path / "box").glob("train-*.log"), reverse=True)]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise InputError(f"job {job} has no log yet", "wait for it to start, then try again")
@@ -187,6 +190,46 @@ def logs(
         time.sleep(1)
 
 
+def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool) -> None:
+    from launcher.runs import RunDir
+    from launcher.train import resume as run_resume
+
+    app = app_context(ctx)
+    run = RunDir.find(job, runs)
+    state = run.load()
+    renter = make_renter(app, state.provider, state.gpu, run.path)
+    result = run_resume(state, run, _deps(app, renter), attach_only=attach_only)
+    typer.echo(summary(result))
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+def attach(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+) -> None:
+    """Follow a running job again (after --detach, Ctrl-C or a dropped connection).
+
+    Example:  gpuhire attach train-20261122-1402-a3f9
+    """
+    _pick_up(ctx, job, runs, attach_only=True)
+
+
+def resume(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+) -> None:
+    """Pick up a job whose launcher died: reattach if it runs, else resume from its checkpoint.
+
+    Example:  gpuhire resume train-20261122-1402-a3f9
+    """
+    _pick_up(ctx, job, runs, attach_only=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("logs")(logs)
+    app.command("attach")(attach)
+    app.command("resume")(resume)
