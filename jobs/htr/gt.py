@@ -1,0 +1,382 @@
+"""Read ground truth (PAGE XML, ALTO, image + .gt.txt pairs) into `LineSample`s.
+
+Inputs are files or directories (walked recursively, in sorted order so that every run sees
+the same lines in the same order): `*.xml` files are PAGE or ALTO by their root namespace,
+`*.gt.txt` files pair with the image of the same stem (`foo.gt.txt` + `foo.png`).
+
+Bad samples never stop a run. Each is skipped and recorded in a `GtReport` by file, line and
+reason (see `REASONS`); only when nothing usable is left does `check_ground_truth` /
+`GtReport.raise_if_empty` raise `GroundTruthError`.
+
+Each page image is decoded once and only while its lines are cut out, so memory stays at one
+page however large the set.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jobs.htr.errors import GroundTruthError
+from jobs.htr.formats import LineRecord, XmlDocument, XmlFormatError, parse_xml
+from jobs.htr.lineimage import crop_line, load_gray, to_gray
+
+NORMALIZATIONS = ("NFC", "NFD", "NFKC", "NFKD", "none")
+IMAGE_SUFFIXES = (".png", ".bin.png", ".nrm.png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".jp2")
+GT_SUFFIX = ".gt.txt"
+
+# Why a sample was skipped. File-level reasons (broken-xml, unknown-format) count files;
+# the others count lines.
+REASONS = {
+    "broken-xml": "the XML file is not well-formed",
+    "unknown-format": "the XML file is neither PAGE nor ALTO",
+    "missing-image": "the image the line refers to does not exist",
+    "unreadable-image": "the image exists but cannot be decoded",
+    "unreadable-text": "the .gt.txt file is not UTF-8 text",
+    "empty-text": "the line has no transcription (or only whitespace)",
+    "no-geometry": "the line has neither a polygon nor a bounding box",
+    "outside-page": "the line's outline lies outside the page image",
+}
+
+
+@dataclass
+class LineSample:
+    """One line of ground truth (or of input to recognise), cut out of its image."""
+
+    source: Path  # the XML or .gt.txt file (for a bare line image: the image)
+    line_id: str  # the line's id in its file (pairs and images: the file stem)
+    index: int  # 0-based position of the line in its file
+    text: str | None  # normalised transcription; None when the input has none (inference)
+    image: np.ndarray  # (H, W) uint8 crop at the source's resolution, 255 = background
+    image_path: Path  # the page (or line) image it was cut from
+    format: str  # "page", "alto", "pair" or "image"
+    key: str  # unique id within one read: "<file relative to its input>#<line id>"
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """One skipped file or line."""
+
+    file: str
+    line: str | None  # None: the whole file
+    reason: str  # a key of REASONS
+    detail: str = ""
+
+
+@dataclass
+class GtReport:
+    """What a read found: files, usable lines and every skipped sample with its reason."""
+
+    files: int = 0  # input files opened (XML and .gt.txt)
+    lines: int = 0  # usable lines
+    skipped: list[SkippedSample] = field(default_factory=list)
+
+    def skip(self, file: Path | str, line: str | None, reason: str, detail: str = "") -> None:
+        """Record one skipped sample."""
+        self.skipped.append(SkippedSample(str(file), line, reason, detail))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Skipped samples by reason, sorted by reason."""
+        return dict(sorted(Counter(s.reason for s in self.skipped).items()))
+
+    def summary(self, limit: int = 20) -> str:
+        """A few lines for people: totals, counts by reason, the first `limit` skipped samples."""
+        out = [f"{self.lines} usable lines from {self.files} files, {len(self.skipped)} skipped"]
+        out += [f"  {reason}: {n} ({REASONS.get(reason, '')})" for reason, n in self.counts.items()]
+        for s in self.skipped[:limit]:
+            where = f"{s.file}" + (f" line {s.line}" if s.line is not None else "")
+            out.append(f"  skipped {where}: {s.reason}" + (f" ({s.detail})" if s.detail else ""))
+        if len(self.skipped) > limit:
+            out.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (the compile step stores it as report.json)."""
+        return {"files": self.files, "lines": self.lines, "skipped_total": len(self.skipped),
+                "counts": self.counts,
+                "skipped": [{"file": s.file, "line": s.line, "reason": s.reason, "detail": s.detail}
+                            for s in self.skipped]}
+
+    def raise_if_empty(self, inputs: Sequence[Path]) -> None:
+        """Raise GroundTruthError naming what went wrong when no line is usable."""
+        if self.lines:
+            return
+        names = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        if not self.files and not self.skipped:
+            raise GroundTruthError(f"no ground truth found in {names}",
+                                   "give PAGE/ALTO *.xml files with their images, or image + .gt.txt "
+                                   "pairs (python -m jobs.htr synth makes a sample set)")
+        top = ", ".join(f"{r}: {n}" for r, n in self.counts.items())
+        raise GroundTruthError(f"no usable line in {names} ({len(self.skipped)} skipped: {top})",
+                               "fix the first skipped samples listed above (images next to the XML, "
+                               "non-empty transcriptions) and run again")
+
+
+def normalize_text(text: str, normalization: str = "NFC") -> str:
+    """Unicode-normalise `text` and collapse runs of whitespace to one space."""
+    if normalization not in NORMALIZATIONS:
+        raise GroundTruthError(f"unknown Unicode normalization {normalization!r}",
+                               f"use one of {', '.join(NORMALIZATIONS)}")
+    if normalization != "none":
+        text = unicodedata.normalize(normalization, text)  # type: ignore[arg-type]
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- discovery
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: Path
+    rel: str  # path relative to the input it came from (posix), the base of sample keys
+    kind: str  # "xml", "pair" or "image"
+
+
+def _is_image(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _classify(path: Path, inference: bool) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".xml"):
+        return "xml"
+    if inference:
+        return "image" if _is_image(path) else None
+    if name.endswith(GT_SUFFIX):
+        return "pair"
+    return None
+
+
+def discover(inputs: Sequence[Path], *, inference: bool = False) -> list[tuple[Path, str, str]]:
+    """(file, key base, kind) for every ground-truth file under `inputs`, in a stable order.
+
+    Raises GroundTruthError for an input path that does not exist (a typo, not a bad sample).
+    """
+    entries: list[_Entry] = []
+    for raw in inputs:
+        root = Path(raw)
+        if root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                rel = path.relative_to(root)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                kind = _classify(path, inference)
+                if kind:
+                    entries.append(_Entry(path, rel.as_posix(), kind))
+        elif root.is_file():
+            kind = _classify(root, inference) or ("pair" if _is_image(root) and not inference else None)
+            if kind == "pair" and not root.name.lower().endswith(GT_SUFFIX):
+                root = _pair_text_of(root)
+            if kind:
+                entries.append(_Entry(root, root.name, kind))
+        else:
+            raise GroundTruthError(f"input {root} does not exist", "check the path (files or directories)")
+    seen: Counter[str] = Counter()
+    out = []
+    for e in entries:
+        seen[e.rel] += 1
+        rel = e.rel if seen[e.rel] == 1 else f"{e.rel}~{seen[e.rel]}"  # same name from two inputs
+        out.append((e.path, rel, e.kind))
+    return out
+
+
+def _pair_text_of(image: Path) -> Path:
+    name = image.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return image.with_name(name[: -len(suffix)] + GT_SUFFIX)
+    return image.with_name(image.stem + GT_SUFFIX)
+
+
+def pair_image_of(text_file: Path) -> Path | None:
+    """The image of a `foo.gt.txt` pair: `foo.png`, `foo.bin.png`, `foo.jpg`, ... (first found)."""
+    stem = text_file.name[: -len(GT_SUFFIX)]
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (text_file.with_name(stem + suffix), text_file.with_name(stem + suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def resolve_page_image(doc: XmlDocument) -> Path | None:
+    """Find the image an XML file refers to: as written, by base name, next to or above the XML."""
+    here = doc.path.parent
+    candidates: list[Path] = []
+    if doc.image_ref:
+        ref = doc.image_ref.removeprefix("file://")
+        ref_path = Path(ref)
+        candidates += [ref_path] if ref_path.is_absolute() else [here / ref_path]
+        base = ref.replace("\\", "/").rsplit("/", 1)[-1]
+        candidates += [here / base, here.parent / base]
+    stem = doc.path.name[:-4]
+    candidates += [folder / (stem + s) for folder in (here, here.parent) for s in IMAGE_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _unit_scale(doc: XmlDocument, page: np.ndarray, dpi: float | None) -> float:
+    """Document units -> pixels (ALTO may measure in 1/10 mm or 1/1200 inch)."""
+    if doc.unit == "pixel":
+        return 1.0
+    if doc.width:  # the page's stated width against the real image is the safest scale
+        return page.shape[1] / doc.width
+    per_inch = {"mm10": 254.0, "inch1200": 1200.0}.get(doc.unit, 1.0)
+    return (dpi or 300.0) / per_inch
+
+
+def _scaled(rec: LineRecord, scale: float) -> LineRecord:
+    if scale == 1.0:
+        return rec
+    poly = tuple((x * scale, y * scale) for x, y in rec.polygon) if rec.polygon else None
+    box = tuple(v * scale for v in rec.bbox) if rec.bbox else None
+    return LineRecord(rec.line_id, rec.index, rec.text, poly, box, rec.baseline)  # type: ignore[arg-type]
+
+
+def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
+                 require_text: bool) -> Iterator[LineSample]:
+    try:
+        doc = parse_xml(path)
+    except XmlFormatError as exc:
+        report.skip(path, None, exc.reason, exc.detail)
+        return
+    report.files += 1
+    wanted: list[tuple[LineRecord, str | None]] = []
+    for rec in doc.lines:
+        text = normalize_text(rec.text, normalization) if rec.text is not None else None
+        if require_text and not text:
+            report.skip(path, rec.line_id, "empty-text")
+        elif rec.bbox is None:
+            report.skip(path, rec.line_id, "no-geometry")
+        else:
+            wanted.append((rec, text))
+    if not wanted:
+        return  # no need to decode the page
+    image_path = resolve_page_image(doc)
+    if image_path is None:
+        for rec, _ in wanted:
+            report.skip(path, rec.line_id, "missing-image", doc.image_ref or "no imageFilename")
+        return
+    try:
+        page, dpi = load_gray(image_path)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        for rec, _ in wanted:
+            report.skip(path, rec.line_id, "unreadable-image", f"{image_path.name}: {exc}")
+        return
+    scale = _unit_scale(doc, page, dpi)
+    for rec, text in wanted:
+        geo = _scaled(rec, scale)
+        crop = crop_line(page, geo.polygon, geo.bbox)
+        if crop is None:
+            report.skip(path, rec.line_id, "outside-page", f"page is {page.shape[1]}x{page.shape[0]} px")
+            continue
+        report.lines += 1
+        yield LineSample(source=path, line_id=rec.line_id, index=rec.index, text=text, image=crop,
+                         image_path=image_path, format=doc.format, key=f"{rel}#{rec.line_id}")
+
+
+def _pair_sample(path: Path, rel: str, normalization: str, report: GtReport) -> LineSample | None:
+    report.files += 1
+    stem_id = path.name[: -len(GT_SUFFIX)]
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.skip(path, stem_id, "unreadable-text", str(exc))
+        return None
+    text = normalize_text(raw, normalization)
+    if not text:
+        report.skip(path, stem_id, "empty-text")
+        return None
+    image_path = pair_image_of(path)
+    if image_path is None:
+        report.skip(path, stem_id, "missing-image", f"no {stem_id}.png/.jpg/.tif next to it")
+        return None
+    return _whole_image(path, stem_id, text, image_path, "pair", rel[: -len(GT_SUFFIX)], report)
+
+
+def _whole_image(source: Path, line_id: str, text: str | None, image_path: Path, fmt: str, key: str,
+                 report: GtReport) -> LineSample | None:
+    try:
+        with Image.open(image_path) as image:
+            array = to_gray(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        report.skip(source, line_id, "unreadable-image", f"{image_path.name}: {exc}")
+        return None
+    if min(array.shape) < 2:
+        report.skip(source, line_id, "outside-page", f"image is {array.shape[1]}x{array.shape[0]} px")
+        return None
+    report.lines += 1
+    return LineSample(source=source, line_id=line_id, index=0, text=text, image=array,
+                      image_path=image_path, format=fmt, key=key)
+
+
+def iter_samples(inputs: Sequence[Path], *, normalization: str = "NFC",
+                 report: GtReport | None = None) -> Iterator[LineSample]:
+    """Yield every usable ground-truth line under `inputs`; bad samples go into `report`.
+
+    Does not raise when nothing is usable: call `report.raise_if_empty(inputs)` afterwards
+    (or use `check_ground_truth`).
+    """
+    normalize_text("", normalization)  # reject an unknown form before any work
+    report = report if report is not None else GtReport()
+    for path, rel, kind in discover(inputs):
+        if kind == "xml":
+            yield from _xml_samples(path, rel, normalization, report, require_text=True)
+        else:
+            sample = _pair_sample(path, rel, normalization, report)
+            if sample is not None:
+                yield sample
+
+
+def check_ground_truth(inputs: Sequence[Path], *, normalization: str = "NFC") -> GtReport:
+    """Read everything once (images included) and return the report; raise when nothing is usable."""
+    report = GtReport()
+    for _ in iter_samples(inputs, normalization=normalization, report=report):
+        pass
+    report.raise_if_empty(inputs)
+    return report
+
+
+def load_ground_truth(inputs: Sequence[Path], *,
+                      normalization: str = "NFC") -> tuple[list[LineSample], GtReport]:
+    """All samples in memory (small sets and tests; `compile_dataset` streams instead)."""
+    report = GtReport()
+    samples = list(iter_samples(inputs, normalization=normalization, report=report))
+    report.raise_if_empty(inputs)
+    return samples, report
+
+
+def iter_lines_for_inference(paths: Sequence[Path], *, normalization: str = "NFC",
+                             report: GtReport | None = None) -> Iterator[LineSample]:
+    """Lines to recognise: every TextLine of PAGE/ALTO files (text or not) and bare line images.
+
+    An image that one of the XML files refers to is its page, not a line, and is not yielded
+    on its own. `LineSample.text` holds the existing transcription, if any.
+    """
+    report = report if report is not None else GtReport()
+    entries = discover(paths, inference=True)
+    pages: set[Path] = set()
+    for path, _, kind in entries:
+        if kind == "xml":
+            try:
+                found = resolve_page_image(parse_xml(path))
+            except XmlFormatError:
+                continue
+            if found is not None:
+                pages.add(found.resolve())
+    for path, rel, kind in entries:
+        if kind == "xml":
+            yield from _xml_samples(path, rel, normalization, report, require_text=False)
+        elif path.resolve() not in pages:
+            stem = path.name.split(".", 1)[0]
+            sample = _whole_image(path, stem, None, path, "image", rel, report)
+            if sample is not None:
+                yield sample
