@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ledger.catalogue import (
@@ -99,6 +99,53 @@ class TrainSettings(_Section):
     lines_per_s: dict[str, float] = {}  # quote throughput per GPU until the ledger measured it
 
 
+class AwsSettings(_Section):
+    """[aws]: the AWS provider (docs/aws.md). Credentials come from the standard AWS chain only."""
+
+    region: str = "us-east-1"  # where offers are read and instances launched
+    profile: str | None = None  # a named AWS profile; None: the default chain (env, SSO, ...)
+    # Instance types per GPU, all one-GPU; offers only ever come from these.
+    instance_types: dict[str, list[str]] = {
+        "t4": ["g4dn.xlarge", "g4dn.2xlarge", "g4dn.4xlarge"],
+        "l4": ["g6.xlarge", "g6.2xlarge", "g6.4xlarge"],
+    }
+    # Public SSM parameter holding the Deep Learning AMI id (versioned names get retired).
+    ami_parameter: str = (
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    )
+    ami_id: str | None = None  # a fixed AMI instead of the SSM parameter
+    operator_cidrs: list[str] = []  # who may SSH in; empty: this machine's public address /32
+    fallback_on_demand: bool = False  # no spot capacity anywhere: launch on demand instead
+    volume_gb: int = Field(100, ge=20, le=16384)  # encrypted gp3 root volume
+    deadman_minutes: int = Field(15, ge=2)  # no heartbeat this long: the box shuts down
+    max_lifetime_hours: int = Field(24, ge=1)  # the box shuts down after this, whatever happens
+    on_demand_usd_per_hour: dict[str, Decimal] = {}  # per instance type; overrides the table
+    ssh_user: str = "ubuntu"  # the AMI's login user
+    # SSH target overrides ("host:port") per instance id, or "*" for all: bastions, tests.
+    ssh_targets: dict[str, str] = {}
+    instance_profile: str | None = None  # IAM instance profile for the box (terraform output)
+
+    @field_validator("operator_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR like 203.0.113.7/32") from None
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for gpu, types in value.items():
+            if gpu not in ("t4", "l4") or not types:
+                raise ValueError(f"[aws.instance_types] {gpu!r}: use t4 or l4 with a type list")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything configurable. Sections are added by the features that read them."""
 
@@ -116,6 +163,7 @@ class Settings(BaseSettings):
     providers: dict[str, ProviderSettings] = {}
     local: LocalSettings = LocalSettings()
     train: TrainSettings = TrainSettings()
+    aws: AwsSettings = AwsSettings()
 
     @classmethod
     def settings_customise_sources(
