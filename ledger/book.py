@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from ledger.catalogue import BillingRules
 from ledger.costs import END_REASONS, MARKETS, CostInput, PriceAt, SessionCost, session_cost
 from ledger.errors import InputError, NotFoundError
-from ledger.models import NANO, CostLine, Job, PricePoint, RentalSession
+from ledger.models import NANO, CostLine, Job, LaunchAttempt, PricePoint, RentalSession
 from ledger.timeutil import as_utc, month_end, month_start, utcnow
 
 _US = Decimal(1_000_000)
@@ -214,6 +214,34 @@ class Ledger:
                 db.flush()
                 self._write_cost_lines(db, row)
             return self._cost(db, row)
+
+    def record_attempt(self, attempt: LaunchAttempt) -> None:
+        """Store one try at renting a machine (launched, capacity or error)."""
+        with self.writing() as db:
+            db.add(attempt)
+
+    def attempts(self, job_id: str | None = None) -> list[LaunchAttempt]:
+        """Launch attempts, oldest first (all, or one job's)."""
+        with self.reading() as db:
+            stmt = select(LaunchAttempt).order_by(col(LaunchAttempt.at), col(LaunchAttempt.id))
+            if job_id is not None:
+                stmt = stmt.where(LaunchAttempt.job_id == job_id)
+            return list(db.exec(stmt))
+
+    def discard_launch(self, session_id: int) -> None:
+        """Delete a session written before a launch that never got a machine (no instance id).
+
+        Nothing was rented, so nothing may be billed: closing it would charge the minimum.
+        """
+        with self.writing() as db:
+            row = _get(db, session_id)
+            if row.instance_id is not None or row.end_at is not None:
+                raise InputError(
+                    f"session {session_id} has a machine or has ended", "close it with end_session"
+                )
+            for point in db.exec(select(PricePoint).where(PricePoint.session_id == session_id)):
+                db.delete(point)
+            db.delete(row)
 
     def _write_cost_lines(self, db: Session, row: RentalSession) -> None:
         cost = self._cost(db, row)
