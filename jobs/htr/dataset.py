@@ -264,3 +264,16 @@ class CompiledDataset:
     def key(self, i: int) -> str:
         """The key of line `i` (`file#line`), as split files name it."""
         return self.keys[i]
+
+
+def compile_main(inputs: Sequence[Path], out: Path, *, height: int = 64, normalization: str = "NFC",
+                 val_fraction: float = 0.1, seed: int = 0,
+                 split_files: tuple[Path, Path] | None = None) -> int:
+    """CLI body of `python -m jobs.htr compile`: compile, print the summary, return the exit status.
+
+    Raises GroundTruthError (the CLI prints it as one line) when nothing usable is left.
+    """
+    report = compile_dataset(inputs, out, height=height, normalization=normalization,
+                             val_fraction=val_fraction, seed=seed, split_files=split_files)
+    print(report.summary())
+    return 0
