@@ -23,6 +23,7 @@ AWS_OPERATIONS: dict[str, frozenset[str]] = {
             "DescribeSpotPriceHistory",
             "DescribeInstanceTypeOfferings",
             # launch
+            "DescribeImages",
             "DescribeSubnets",
             "ImportKeyPair",
             "CreateSecurityGroup",
