@@ -1,0 +1,271 @@
+"""Render a `MonthlyReport`: plain table, Markdown, CSV, JSON-ready dict and self-contained HTML.
+
+JSON and CSV carry every digit (Decimals as exact strings); the table, Markdown and HTML round
+money to cents and hours to tenths, for people. Nothing here reads the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from ledger.report import MonthlyReport, Part
+
+UNKNOWN = "unknown"
+
+
+def money(value: Decimal | None) -> str:
+    """USD for people: two places, thousands separated."""
+    if value is None:
+        return UNKNOWN
+    return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+
+
+def hours(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):,}"
+
+
+def pct(value: Decimal | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):+}%"
+
+
+def exact(value: Decimal) -> str:
+    """Every digit, no exponent (the JSON convention of docs/json.md)."""
+    if value == value.to_integral():
+        return format(value.normalize(), "f")
+    return format(value, "f")
+
+
+# -- the stable JSON (docs/json.md, "report") ----------------------------------------------
+def _part(p: Part) -> dict[str, Any]:
+    return {"key": p.key, "usd": p.usd, "gpu_hours": p.gpu_hours, "sessions": p.sessions}
+
+
+def report_dict(r: MonthlyReport) -> dict[str, Any]:
+    """The report as plain data: Decimals stay Decimal (the JSON writer makes them strings)."""
+    s, i, d, o, a = r.spot, r.interruptions, r.idle, r.owned, r.advice
+    return {
+        "month": r.month,
+        "generated_at": r.generated_at,
+        "total_usd": r.total_usd,
+        "gpu_hours": r.gpu_hours,
+        "compute_usd": r.compute_usd,
+        "storage_usd": r.storage_usd,
+        "ipv4_usd": r.ipv4_usd,
+        "sessions": r.sessions,
+        "running_sessions": r.running_sessions,
+        "by_gpu": [_part(p) for p in r.by_gpu],
+        "by_provider": [_part(p) for p in r.by_provider],
+        "by_market": [_part(p) for p in r.by_market],
+        "by_job": [_part(p) for p in r.by_job],
+        "spot": {
+            "spot_compute_usd": s.spot_compute_usd, "on_demand_usd": s.on_demand_usd,
+            "savings_usd": s.savings_usd, "sessions_known": s.sessions_known,
+            "sessions_unknown": s.sessions_unknown, "unknown_compute_usd": s.unknown_compute_usd,
+        },
+        "interruptions": {"count": i.count, "usd": i.usd, "hours": i.hours},
+        "idle": {
+            "idle_usd": d.idle_usd, "rent_with_util_usd": d.rent_with_util_usd,
+            "sessions_known": d.sessions_known, "sessions_unknown": d.sessions_unknown,
+        },
+        "owned": {
+            "gpu_hours": o.gpu_hours, "running_usd": o.running_usd, "sessions": o.sessions,
+            "by_gpu": [_part(p) for p in o.by_gpu],
+        },
+        "previous": {
+            "month": r.previous_month, "total_usd": r.previous_total_usd,
+            "change_usd": r.change_usd, "change_pct": r.change_pct,
+        },
+        "advice": None if a is None else {
+            "verdict": a.verdict, "card": a.card.name,
+            "months": [m.month for m in a.months],
+            "rent_usd_per_month": a.rent_usd_per_month,
+            "own_fixed_usd_per_month": a.own_fixed_usd_per_month,
+            "own_running_usd_per_month": a.own_running_usd_per_month,
+            "payback_months": a.payback_months,
+            "breakeven_hours_per_month": a.breakeven_hours_per_month,
+            "cumulative_rent_usd": a.cumulative_rent_usd,
+            "reason": a.reason,
+        },
+    }
+
+
+# -- sections shared by the people formats ----------------------------------------------
+def summary_rows(r: MonthlyReport) -> list[tuple[str, str]]:
+    """(label, value) lines of the headline section, rounded for people."""
+    s, i, d = r.spot, r.interruptions, r.idle
+    savings = money(s.savings_usd) if s.sessions_known else UNKNOWN
+    if s.sessions_unknown:
+        savings += f" ({s.sessions_unknown} spot session(s) without an on-demand price: unknown)"
+    idle_text = money(d.idle_usd) if d.sessions_known else UNKNOWN
+    if d.sessions_known and d.sessions_unknown:
+        idle_text += f" ({d.sessions_unknown} session(s) with unknown utilisation)"
+    running = f" ({r.running_sessions} running, costed to now)" if r.running_sessions else ""
+    return [
+        ("total rent", money(r.total_usd)),
+        ("GPU-hours", hours(r.gpu_hours)),
+        ("sessions", f"{r.sessions}{running}"),
+        ("compute", money(r.compute_usd)),
+        ("disk", money(r.storage_usd)),
+        ("IPv4", money(r.ipv4_usd)),
+        ("spot savings vs on-demand", savings),
+        ("interruptions", f"{i.count}, costing {money(i.usd)} and {hours(i.hours)} h of work"),
+        ("USD on an idle GPU", idle_text),
+        (f"vs {r.previous_month}", f"{money(r.change_usd)} ({pct(r.change_pct)}) "
+                                   f"from {money(r.previous_total_usd)}"),
+        ("owned hardware (not rent)", f"{hours(r.owned.gpu_hours)} GPU-h, running cost "
+                                      f"{money(r.owned.running_usd)}"),
+    ]
+
+
+def breakdowns(r: MonthlyReport) -> list[tuple[str, tuple[Part, ...]]]:
+    return [("GPU model", r.by_gpu), ("provider", r.by_provider), ("market", r.by_market),
+            ("job", r.by_job)]
+
+
+def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
+    a = r.advice
+    if a is None:
+        return []
+    payback = "never" if a.payback_months is None else f"{hours(a.payback_months)} months"
+    return [
+        ("verdict", f"{a.verdict.upper()} ({a.card.label}, {money(a.card.price_usd)})"),
+        ("window", f"{a.months[0].month} .. {a.months[-1].month}"),
+        ("rent per month", money(a.rent_usd_per_month)),
+        ("owning, fixed per month", money(a.own_fixed_usd_per_month)),
+        ("owning, running per month", money(a.own_running_usd_per_month)),
+        ("payback", payback),
+        ("cumulative rent", money(a.cumulative_rent_usd)),
+        ("why", a.reason),
+    ]
+
+
+def title(r: MonthlyReport) -> str:
+    return f"gpuhire report {r.month}: {money(r.total_usd)} rent, {hours(r.gpu_hours)} GPU-h"
+
+
+# -- plain table ------------------------------------------------------------------------
+def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return out
+
+
+def render_table(r: MonthlyReport) -> str:
+    lines = [title(r), ""]
+    lines += _grid(["", ""], summary_rows(r))[2:]
+    for name, parts in breakdowns(r):
+        lines += ["", f"by {name}"]
+        lines += _grid([name, "USD", "GPU-h", "sessions"],
+                       [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions)) for p in parts])
+    if r.advice is not None:
+        lines += ["", "buy signal"] + _grid(["", ""], advice_rows(r))[2:]
+    return "\n".join(lines) + "\n"
+
+
+# -- Markdown ---------------------------------------------------------------------------
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def esc(x: str) -> str:
+        return str(x).replace("|", "\\|")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return out + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+
+
+def render_markdown(r: MonthlyReport) -> str:
+    lines = [f"# {title(r)}", ""]
+    lines += _md_table(["", ""], summary_rows(r))
+    for name, parts in breakdowns(r):
+        lines += ["", f"## By {name}", ""]
+        lines += _md_table([name, "USD", "GPU-h", "sessions"],
+                           [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
+                            for p in parts])
+    if r.advice is not None:
+        lines += ["", "## Buy signal", ""] + _md_table(["", ""], advice_rows(r))
+    return "\n".join(lines) + "\n"
+
+
+# -- CSV: long format, exact ----------------------------------------------------------------
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and "key" in item:
+                rest = {k: v for k, v in item.items() if k != "key"}
+                _flatten(f"{prefix}[{item['key']}]", rest, out)
+            else:
+                out.append((prefix, "" if item is None else _scalar(item)))
+    else:
+        out.append((prefix, "" if value is None else _scalar(value)))
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return exact(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat()).replace("+00:00", "Z")
+    return str(value)
+
+
+def render_csv(r: MonthlyReport) -> str:
+    """Two columns, `field,value`: every number of the JSON, exact (e.g. `by_gpu[t4].usd`)."""
+    rows: list[tuple[str, str]] = []
+    _flatten("", report_dict(r), rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["field", "value"])
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+# -- HTML: one self-contained file --------------------------------------------------------
+_CSS = """body{font-family:Helvetica,Arial,sans-serif;max-width:900px;margin:24px auto;color:#222}
+table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 10px;
+text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:17px;margin-top:24px}
+.verdict{font-weight:bold}img{max-width:100%}"""
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers) if any(headers) else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
+
+
+def render_html(r: MonthlyReport, chart_png: bytes | None = None) -> str:
+    """A whole HTML page; the chart (PNG) is inlined as a data: URI, so the file stands alone."""
+    parts = [
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f"<title>{html.escape(title(r))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title(r))}</h1>",
+        _html_table(["", ""], summary_rows(r)),
+    ]
+    if chart_png:
+        data = base64.b64encode(chart_png).decode("ascii")
+        parts.append("<h2>Rent vs owning</h2>"
+                     f'<img id="chart" alt="cumulative rent vs owning" '
+                     f'src="data:image/png;base64,{data}">')
+    for name, rows in breakdowns(r):
+        parts.append(f"<h2>By {html.escape(name)}</h2>")
+        parts.append(_html_table([name, "USD", "GPU-h", "sessions"],
+                                 [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
+                                  for p in rows]))
+    if r.advice is not None:
+        parts.append("<h2>Buy signal</h2>" + _html_table(["", ""], advice_rows(r)))
+    parts.append(f"<p><small>generated {html.escape(_scalar(r.generated_at))} by gpuhire; "
+                 "exact figures: gpuhire report --format json</small></p></body></html>")
+    return "\n".join(parts) + "\n"
