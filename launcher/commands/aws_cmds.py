@@ -1,0 +1,206 @@
+"""`gpuhire offers`, `status`, `stop`, `gc`: the AWS side seen from the command line."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from launcher.context import AppContext, app_context
+from launcher.errors import InputError
+from launcher.output import ListFormat, iso, print_json, print_table, usd
+
+if TYPE_CHECKING:
+    from launcher.providers.aws import AwsProvider
+    from launcher.providers.base import Offer
+
+
+def make_provider(app: AppContext, region: str | None = None) -> AwsProvider:
+    """The AWS provider on the user's settings (optionally another region)."""
+    from launcher.providers.aws import AwsProvider
+
+    settings = app.settings
+    if region:
+        settings = settings.model_copy(update={"aws": settings.aws.model_copy(update={"region": region})})
+    return AwsProvider(settings, app.ledger)
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InputError(f"{question} needs an answer", "pass --yes to go ahead without asking")
+    return typer.confirm(question, default=False)
+
+
+def _offer_row(o: Offer) -> dict[str, Any]:
+    return {
+        "gpu": o.gpu, "instance_type": o.instance_type, "region": o.region, "zone": o.zone,
+        "vcpus": o.vcpus, "memory_gib": o.memory_gib, "market": o.market,
+        "usd_per_hour": o.usd_per_hour, "on_demand_usd_per_hour": o.on_demand_usd_per_hour,
+        "saving_fraction": (1 - o.usd_per_hour / o.on_demand_usd_per_hour).quantize(Decimal("0.01"))
+        if o.on_demand_usd_per_hour else None,
+        "price_at": o.price_at, "source": o.source,
+    }
+
+
+def offers(
+    ctx: typer.Context,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="t4 or l4 (default: both)")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
+) -> None:
+    """Show where a T4 or L4 can be rented now: live spot prices per zone, cheapest first.
+
+    Example:  gpuhire offers --gpu t4 --region us-east-1
+    """
+    gpus = [gpu.lower()] if gpu else ["t4", "l4"]
+    for g in gpus:
+        if g not in ("t4", "l4"):
+            raise InputError(f"--gpu {gpu!r} is not offered", "use --gpu t4 or --gpu l4")
+    provider = make_provider(app_context(ctx), region)
+    found = [o for g in gpus for o in provider.offers(g)]
+    rows = [_offer_row(o) for o in found]
+    if fmt == ListFormat.json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no spot offers found (see docs/aws.md)", err=True)
+        return
+    print_table(
+        f"Spot offers in {provider.aws.region}",
+        ["GPU", "type", "zone", "vCPUs", "spot $/h", "on-demand $/h", "saving", "since"],
+        [[r["gpu"].upper(), r["instance_type"], r["zone"], r["vcpus"], usd(r["usd_per_hour"], 4),
+          usd(r["on_demand_usd_per_hour"], 3),
+          f"{r['saving_fraction']:.0%}" if r["saving_fraction"] is not None else "-",
+          iso(r["price_at"])] for r in rows],
+    )
+
+
+def _status_rows(provider: AwsProvider) -> list[dict[str, Any]]:
+    sessions = {
+        v.session.instance_id: v for v in provider.ledger.sessions(open_only=True)
+        if v.session.provider == "aws" and v.session.instance_id
+    }
+    rows = []
+    for i in provider.instances():
+        if i.state.gone:
+            continue
+        view = sessions.get(i.instance_id)
+        rows.append({
+            "job": i.job_id, "instance_id": i.instance_id, "instance_type": i.instance_type,
+            "zone": i.zone, "market": i.market, "state": i.state, "launched_at": i.launched_at,
+            "public_ip": i.public_ip, "session_id": view.session.id if view else None,
+            "usd_per_hour": view.usd_per_hour if view else None,
+            "usd_so_far": view.cost.total_usd if view else None,
+        })
+    return rows
+
+
+def status(
+    ctx: typer.Context,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
+) -> None:
+    """List gpuhire's running AWS instances (found by tag) with what each has cost so far.
+
+    Example:  gpuhire status --format json
+    """
+    provider = make_provider(app_context(ctx), region)
+    rows = _status_rows(provider)
+    if fmt == ListFormat.json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no gpuhire instances running")
+        return
+    print_table(
+        f"gpuhire instances in {provider.aws.region}",
+        ["job", "instance", "type", "zone", "market", "state", "since", "$/h", "so far"],
+        [[r["job"] or "?", r["instance_id"], r["instance_type"], r["zone"], r["market"], r["state"],
+          iso(r["launched_at"]), usd(r["usd_per_hour"], 4),
+          usd(r["usd_so_far"], 4) if r["usd_so_far"] is not None else "not in ledger: gpuhire gc"]
+         for r in rows],
+    )
+
+
+def stop(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Argument(help="the job to stop")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="stop every gpuhire instance")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask (with --all)")] = False,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+) -> None:
+    """Terminate a job's AWS instances now and close their ledger sessions (reason: user).
+
+    Example:  gpuhire stop train-20261122-1402-a3f9
+    """
+    if (job is None) == (not all_jobs):
+        raise InputError("give a JOB or --all (not both)", "e.g. gpuhire stop JOB, or gpuhire stop --all")
+    app = app_context(ctx)
+    provider = make_provider(app, region)
+    if all_jobs:
+        jobs = sorted({i.job_id for i in provider.instances() if i.job_id and not i.state.gone})
+        jobs = sorted(set(jobs) | {v.session.job_id for v in app.ledger.sessions(open_only=True)
+                                   if v.session.provider == "aws" and v.session.job_id})
+        if not jobs:
+            typer.echo("nothing to stop")
+            return
+        if not _confirm(f"terminate the instances of {len(jobs)} job(s): {', '.join(jobs)}?", yes):
+            raise typer.Exit(1)
+    else:
+        jobs = [str(job)]
+    for name in jobs:
+        gone = provider.release(name, "user")
+        _mark_stopped(app, name)
+        typer.echo(f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running")
+
+
+def _mark_stopped(app: AppContext, job: str) -> None:
+    from launcher.errors import NotFoundError
+    from ledger.timeutil import utcnow
+
+    try:
+        current = app.ledger.get_job(job)
+    except NotFoundError:
+        return
+    if current.status not in ("done", "failed", "stopped"):
+        app.ledger.update_job(job, status="stopped", ended_at=utcnow())
+
+
+def gc(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="remove without asking")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would go")] = False,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+) -> None:
+    """Find instances, key pairs, security groups and sessions no live job owns; remove them.
+
+    Example:  gpuhire gc --yes
+    """
+    from launcher.providers import aws_gc
+
+    provider = make_provider(app_context(ctx), region)
+    found = aws_gc.plan(provider)
+    if not found.leftovers:
+        closed = provider.close_sessions()
+        typer.echo("nothing to collect" + (f"; closed {len(closed)} session(s)" if closed else ""))
+        return
+    print_table("Leftovers", ["kind", "id", "job", "detail"],
+                [[x.kind, x.ident, x.job_id or "?", x.detail] for x in found.leftovers])
+    if dry_run or not _confirm(f"remove these {len(found.leftovers)} leftover(s)?", yes):
+        return
+    problems = aws_gc.collect(provider, found)
+    for line in problems:
+        typer.echo(f"warning: {line}", err=True)
+    typer.echo(f"removed {len(found.leftovers) - len(problems)} leftover(s)"
+               + ("; run `gpuhire gc` again shortly for the rest" if problems else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("offers")(offers)
+    app.command("status")(status)
+    app.command("stop")(stop)
+    app.command("gc")(gc)

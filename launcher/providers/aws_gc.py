@@ -1,0 +1,214 @@
+"""Garbage collection: nothing gpuhire made outlives its job, and the books match the tags.
+
+A ledger session is *live* when
+- it is `launching` (no instance id yet) and the launcher process that wrote it still runs
+  (same host, pid alive); a launch from another host is trusted for an hour; or
+- it has an instance that is not gone and its job has not ended (done, failed, stopped).
+Everything else gpuhire made is a leftover: instances no live session claims (by instance id
+or by the `gpuhire:session` tag), open sessions that are not live, and key pairs, security
+groups and local key files of jobs with no live session. `collect()` terminates or deletes
+them and closes (or, when no machine was ever rented, discards) their sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from launcher.errors import ProviderError
+from launcher.keys import job_ids_with_keys, remove_job_keys
+from launcher.providers.aws_client import aws_errors
+from launcher.providers.aws_launch import TAG_LAUNCHER
+from launcher.providers.aws_setup import TAG_JOB
+from launcher.providers.base import END_USER, Instance, Leftover
+from ledger.models import RentalSession
+
+if TYPE_CHECKING:
+    from launcher.providers.aws import AwsProvider
+
+ENDED_JOB_STATUSES = frozenset({"done", "failed", "stopped"})
+FOREIGN_LAUNCH_TRUST = timedelta(hours=1)
+
+
+@dataclass
+class GcPlan:
+    """What gc found; `leftovers` is what it will remove."""
+
+    leftovers: list[Leftover] = field(default_factory=list)
+    instances: dict[str, Instance] = field(default_factory=dict)  # all gpuhire instances by id
+    sessions: list[RentalSession] = field(default_factory=list)  # dead open sessions
+    live_jobs: set[str] = field(default_factory=set)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _launcher_alive(row: RentalSession, p: AwsProvider) -> bool:
+    host, _, pid = str(row.tags.get(TAG_LAUNCHER, "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _pid_alive(int(pid))
+    return p.now() - row.start_at < FOREIGN_LAUNCH_TRUST
+
+
+def _job_ended(p: AwsProvider, job_id: str | None) -> bool:
+    if job_id is None:
+        return False
+    try:
+        return p.ledger.get_job(job_id).status in ENDED_JOB_STATUSES
+    except Exception:  # no job row: the session alone decides
+        return False
+
+
+def _live(row: RentalSession, instance: Instance | None, p: AwsProvider) -> bool:
+    if row.instance_id is None and row.state == "launching":
+        return _launcher_alive(row, p)
+    if instance is None or instance.state.gone:
+        return False
+    return not _job_ended(p, row.job_id)
+
+
+def plan(p: AwsProvider) -> GcPlan:
+    """Find leftovers (reads only; nothing is changed)."""
+    out = GcPlan(instances={i.instance_id: i for i in p.instances()})
+    by_session = {i.session_id: i for i in out.instances.values() if i.session_id is not None}
+    claimed: set[str] = set()
+    for view in p.ledger.sessions(open_only=True):
+        row = view.session
+        if row.provider != "aws":
+            continue
+        instance = out.instances.get(row.instance_id or "") or by_session.get(row.id or -1)
+        if _live(row, instance, p):
+            claimed.add(instance.instance_id if instance else "")
+            if row.job_id:
+                out.live_jobs.add(row.job_id)
+            continue
+        out.sessions.append(row)
+        out.leftovers.append(Leftover("session", str(row.id), row.job_id, row.state))
+    for iid, inst in sorted(out.instances.items()):
+        if not inst.state.gone and iid not in claimed:
+            out.leftovers.append(Leftover("instance", iid, inst.job_id,
+                                          f"{inst.instance_type} {inst.zone} {inst.state}"))
+    for kind, ident, job in _tagged_resources(p):
+        if job not in out.live_jobs:
+            out.leftovers.append(Leftover(kind, ident, job))
+    for job in job_ids_with_keys():
+        if job not in out.live_jobs:
+            out.leftovers.append(Leftover("local-keys", job, job))
+    return out
+
+
+def _tagged_resources(p: AwsProvider) -> list[tuple[str, str, str]]:
+    """(kind, id, job) of key pairs and security groups tagged gpuhire:job (filtered here)."""
+    out = []
+    with aws_errors("list gpuhire key pairs and security groups"):
+        for kp in p.ec2.describe_key_pairs().get("KeyPairs", []):
+            job = _tag(kp)
+            if job:
+                out.append(("key-pair", str(kp["KeyName"]), job))
+        for page in p.ec2.get_paginator("describe_security_groups").paginate():
+            for g in page["SecurityGroups"]:
+                job = _tag(g)
+                if job:
+                    out.append(("security-group", str(g["GroupId"]), job))
+    return out
+
+
+def _tag(resource: dict[str, Any]) -> str | None:
+    for t in resource.get("Tags", []):
+        if t["Key"] == TAG_JOB:
+            return str(t["Value"])
+    return None
+
+
+def collect(p: AwsProvider, found: GcPlan, wait_s: int = 300) -> list[str]:
+    """Remove the leftovers of `found`; returns what could not be removed yet (retry later)."""
+    p.close_sessions()  # sessions of instances that are already gone take EC2's end reason
+    doomed = [x.ident for x in found.leftovers if x.kind == "instance"]
+    for row in found.sessions:  # the instance of a dead session goes too, whatever claims it
+        inst = found.instances.get(row.instance_id or "") or next(
+            (i for i in found.instances.values() if i.session_id == row.id), None)
+        if inst is not None and not inst.state.gone and inst.instance_id not in doomed:
+            doomed.append(inst.instance_id)
+    p.terminate(doomed)
+    _close_dead_sessions(p, found)
+    if doomed and wait_s > 0:
+        _wait_terminated(p, doomed, wait_s)  # security groups stay in use until then
+    problems = []
+    for x in found.leftovers:
+        try:
+            _delete(p, x)
+        except ProviderError as exc:
+            problems.append(f"{x.kind} {x.ident}: {exc.message}")
+    return problems
+
+
+def _close_dead_sessions(p: AwsProvider, found: GcPlan) -> None:
+    for row in found.sessions:
+        assert row.id is not None
+        current = p.ledger.get_session(row.id)
+        if current.end_at is not None:
+            continue
+        inst = found.instances.get(row.instance_id or "") or next(
+            (i for i in found.instances.values() if i.session_id == row.id), None)
+        if inst is None and row.instance_id is None:
+            p.ledger.discard_launch(row.id)  # the launch never got a machine: nothing to bill
+            continue
+        if row.instance_id is None and inst is not None:
+            p.ledger.set_instance(row.id, inst.instance_id)
+        reason = inst.end_reason if inst is not None and inst.state.gone and inst.end_reason else END_USER
+        end = inst.ended_at if inst is not None and inst.ended_at else p.now()
+        p.ledger.end_session(row.id, end, reason)
+
+
+def _wait_terminated(p: AwsProvider, ids: list[str], wait_s: int) -> None:
+    import botocore.exceptions as bex
+
+    try:
+        with aws_errors("wait for the instances to terminate"):
+            p.ec2.get_waiter("instance_terminated").wait(
+                InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, wait_s // 5)}
+            )
+    except bex.WaiterError:
+        pass  # the security group deletes below report what is still in use
+
+
+def _delete(p: AwsProvider, x: Leftover) -> None:
+    try:
+        with aws_errors(f"delete {x.kind} {x.ident}"):
+            if x.kind == "key-pair":
+                p.ec2.delete_key_pair(KeyName=x.ident)
+            elif x.kind == "security-group":
+                p.ec2.delete_security_group(GroupId=x.ident)
+    except ProviderError as exc:
+        if "NotFound" in str(exc):
+            return
+        raise
+    if x.kind == "local-keys":
+        remove_job_keys(x.ident)
+
+
+def cleanup_job(p: AwsProvider, job_id: str, wait_s: int = 0) -> list[str]:
+    """Delete the job's key pair, security group and local keys (after its instances went)."""
+    leftovers = [Leftover(k, i, j) for k, i, j in _tagged_resources(p) if j == job_id]
+    leftovers.append(Leftover("local-keys", job_id, job_id))
+    problems = []
+    for x in leftovers:
+        try:
+            _delete(p, x)
+        except ProviderError as exc:  # typically DependencyViolation: `gpuhire gc` finishes it
+            problems.append(f"{x.kind} {x.ident}: {exc.message}")
+    return problems

@@ -1,0 +1,152 @@
+"""Offers: where a T4 or L4 can be had now on AWS, and at what price.
+
+Spot prices are read live (`describe_spot_price_history`, the latest point per zone and type),
+only for zones that actually offer the type (`describe_instance_type_offerings`). On-demand
+prices come from the bundled, dated table `ondemand_prices.toml`, which `[aws]
+on_demand_usd_per_hour` overrides per type. Offers rank by price; at equal price the type with
+more vCPUs wins, because a small HTR model is often starved by its data loader.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+from launcher.errors import ConfigError
+from launcher.providers.aws_client import aws_errors
+from launcher.providers.base import Market, Offer
+from ledger.timeutil import as_utc
+
+SPOT_SOURCE = "describe_spot_price_history"
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """What the launcher knows about an instance type without asking AWS."""
+
+    instance_type: str
+    gpu: str
+    vcpus: int
+    memory_gib: int
+    on_demand_usd_per_hour: Decimal
+    source: str  # the table's source and date, or "config"
+
+
+def type_table(overrides: dict[str, Decimal] | None = None) -> dict[str, TypeInfo]:
+    """The bundled on-demand table, with config overrides applied."""
+    text = resources.files("launcher.providers").joinpath("ondemand_prices.toml").read_text()
+    data = tomllib.loads(text)
+    origin = f"{data['source']}, as of {data['as_of']}"
+    table: dict[str, TypeInfo] = {}
+    for name, row in data["types"].items():
+        price = Decimal(row["usd_per_hour"])
+        source = origin
+        if overrides and name in overrides:
+            price, source = Decimal(overrides[name]), "config"
+        table[name] = TypeInfo(name, row["gpu"], int(row["vcpus"]), int(row["memory_gib"]), price, source)
+    return table
+
+
+def check_types(gpu: str, types: list[str], table: dict[str, TypeInfo]) -> None:
+    """Every configured type must be known (sizes, on-demand price) and carry that GPU."""
+    for name in types:
+        info = table.get(name)
+        if info is None or info.gpu != gpu:
+            known = ", ".join(sorted(n for n, i in table.items() if i.gpu == gpu))
+            raise ConfigError(
+                f"[aws.instance_types] {gpu}: {name!r} is not a known one-{gpu.upper()} type",
+                f"use some of {known}",
+            )
+
+
+def zones_offering(ec2: Any, types: list[str]) -> dict[str, set[str]]:
+    """Instance type -> the availability zones of the region that offer it."""
+    out: dict[str, set[str]] = {t: set() for t in types}
+    with aws_errors("list the zones offering " + ", ".join(types)):
+        pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": types}],
+        )
+        for page in pages:
+            for o in page["InstanceTypeOfferings"]:
+                if o["InstanceType"] in out:
+                    out[o["InstanceType"]].add(o["Location"])
+    return out
+
+
+def latest_spot_prices(
+    ec2: Any, types: list[str], now: datetime
+) -> dict[tuple[str, str], tuple[Decimal, datetime]]:
+    """(zone, type) -> (USD/h, in force since): the latest Linux point of each."""
+    latest: dict[tuple[str, str], tuple[Decimal, datetime]] = {}
+    with aws_errors("read spot prices"):
+        pages = ec2.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=types,
+            ProductDescriptions=["Linux/UNIX"],
+            # Asking from a little before now returns the point in force now per zone and type.
+            StartTime=now - timedelta(hours=1),
+            EndTime=now,
+        )
+        for page in pages:
+            for p in page["SpotPriceHistory"]:
+                if not str(p.get("ProductDescription", "")).startswith("Linux/UNIX"):
+                    continue
+                key = (p["AvailabilityZone"], p["InstanceType"])
+                at = as_utc(p["Timestamp"])
+                if key not in latest or at > latest[key][1]:
+                    latest[key] = (Decimal(str(p["SpotPrice"])), at)
+    return latest
+
+
+def rank(offers: list[Offer]) -> list[Offer]:
+    """Cheapest first; at equal price more vCPUs first; then zone and type for stability."""
+    return sorted(offers, key=lambda o: (o.usd_per_hour, -o.vcpus, o.zone, o.instance_type))
+
+
+def spot_offers(
+    ec2: Any, region: str, gpu: str, types: list[str], table: dict[str, TypeInfo], now: datetime
+) -> list[Offer]:
+    """Live spot offers for `gpu`, ranked."""
+    check_types(gpu, types, table)
+    zones = zones_offering(ec2, types)
+    prices = latest_spot_prices(ec2, types, now)
+    offers = []
+    for (zone, itype), (price, at) in prices.items():
+        if itype not in zones or zone not in zones[itype]:
+            continue  # a price for a zone that cannot launch the type is no offer
+        info = table[itype]
+        offers.append(
+            Offer(
+                provider="aws", region=region, zone=zone, instance_type=itype, gpu=gpu,
+                gpu_count=1, vcpus=info.vcpus, memory_gib=info.memory_gib, market=Market.spot,
+                usd_per_hour=price, on_demand_usd_per_hour=info.on_demand_usd_per_hour,
+                price_at=at, source=SPOT_SOURCE,
+            )
+        )
+    return rank(offers)
+
+
+def on_demand_offers(
+    ec2: Any, region: str, gpu: str, types: list[str], table: dict[str, TypeInfo]
+) -> list[Offer]:
+    """On-demand offers (table prices) in every zone offering each type, ranked."""
+    check_types(gpu, types, table)
+    zones = zones_offering(ec2, types)
+    offers = []
+    for itype in types:
+        info = table[itype]
+        for zone in sorted(zones.get(itype, ())):
+            offers.append(
+                Offer(
+                    provider="aws", region=region, zone=zone, instance_type=itype, gpu=gpu,
+                    gpu_count=1, vcpus=info.vcpus, memory_gib=info.memory_gib,
+                    market=Market.on_demand, usd_per_hour=info.on_demand_usd_per_hour,
+                    on_demand_usd_per_hour=info.on_demand_usd_per_hour, price_at=None,
+                    source=info.source,
+                )
+            )
+    return rank(offers)

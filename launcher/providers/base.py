@@ -1,0 +1,203 @@
+"""The one provider interface: what the launcher asks of any place that rents machines.
+
+Inputs and outputs are frozen dataclasses, so a provider's answer can be logged, compared and
+passed around without anyone changing it behind the caller's back. The AWS provider
+(`launcher.providers.aws`) implements `Provider`; the `local` and `ssh` providers of the train
+flow implement the same methods where they make sense.
+
+Flow of one job on a provider:
+
+    offers(gpu)            -> [Offer, ...]            cheapest first
+    launch(LaunchRequest)  -> Launched                ledger session written BEFORE the launch call
+    ssh_endpoint(instance) -> SshEndpoint             host, user, key file, pinned host key
+    describe(instance_id)  -> Instance                state, and end reason once it is gone
+    interruption(id)       -> InterruptionNotice|None the provider's word that it took the machine
+    release(job, reason)   -> [Instance]              terminate, close the session, drop key and SG
+    instances(job=None)    -> [Instance]              everything the provider runs for gpuhire (tags)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+GPUS = ("t4", "l4")  # GPU models the launcher rents
+
+
+class Market(StrEnum):
+    spot = "spot"
+    on_demand = "on-demand"
+
+
+class InstanceState(StrEnum):
+    """The life of a rented machine, as the provider reports it."""
+
+    pending = "pending"
+    running = "running"
+    stopping = "stopping"
+    stopped = "stopped"
+    shutting_down = "shutting-down"
+    terminated = "terminated"
+    unknown = "unknown"
+
+    @property
+    def gone(self) -> bool:
+        """No longer billed for compute (terminated, or on its way there)."""
+        return self in (InstanceState.terminated, InstanceState.shutting_down)
+
+
+# Ledger end reasons (ledger.costs.END_REASONS) an instance can end with.
+END_SPOT_INTERRUPTION = "spot-interruption"  # the provider took it back (spot)
+END_USER = "user"  # we (or the user) terminated it
+END_COMPLETED = "completed"  # the job finished and the launcher released it
+END_UNKNOWN = "unknown"  # gone for a reason nobody recorded (e.g. dead-man switch, gc)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One way to get a GPU: a zone, an instance type, a market and its price now."""
+
+    provider: str
+    region: str
+    zone: str  # availability zone; "" where the provider has none
+    instance_type: str
+    gpu: str  # t4 | l4
+    gpu_count: int
+    vcpus: int  # enough vCPUs keep the data loader ahead of the GPU: the tie-breaker
+    memory_gib: int
+    market: Market
+    usd_per_hour: Decimal  # the price in force for this market now
+    on_demand_usd_per_hour: Decimal  # for comparison (and the fallback market)
+    price_at: datetime | None  # when the spot price point took effect; None for table prices
+    source: str  # where the price came from: "describe_spot_price_history", table source, "config"
+
+    def as_on_demand(self) -> Offer:
+        """The same zone and type bought on demand (the fallback when spot has no capacity)."""
+        from dataclasses import replace
+
+        return replace(
+            self, market=Market.on_demand, usd_per_hour=self.on_demand_usd_per_hour,
+            price_at=None, source="on-demand table",
+        )
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What to launch for which job. The provider tries `offers` in order (capacity fallback)."""
+
+    job_id: str
+    gpu: str
+    offers: tuple[Offer, ...]  # preference order; usually offers(gpu) as returned
+    volume_gb: int = 100  # root volume, sized for image + data + checkpoints
+    allow_on_demand: bool | None = None  # None: the configured policy ([aws] fallback_on_demand)
+    max_lifetime_s: int | None = None  # None: the configured [aws] max_lifetime_hours
+    extra_user_data: str = ""  # shell lines run after the safety scripts are in place
+    job_kind: str = "train"  # train | infer: the ledger job row made if none exists
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """How to reach a launched machine over SSH. The host key is pinned, never learnt."""
+
+    host: str
+    port: int
+    user: str
+    key_path: Path  # private key (0600) in the user's data directory
+    host_key: str  # "ssh-ed25519 AAAA...": the only key the client may accept
+    heartbeat_path: str  # `touch` this on the box so the dead-man switch stays quiet
+    pid_file: str  # the job writes its pid here; the spot-notice watcher signals it
+    notice_path: str  # the spot watcher writes the two-minute notice here (JSON), if one came
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A machine as the provider sees it now (found by the gpuhire:job tag)."""
+
+    provider: str
+    instance_id: str
+    job_id: str | None
+    region: str
+    zone: str
+    instance_type: str
+    market: Market
+    state: InstanceState
+    launched_at: datetime | None
+    public_ip: str | None = None
+    state_reason: str = ""  # the provider's code, e.g. Server.SpotInstanceTermination
+    end_reason: str | None = None  # ledger end reason once gone; None while alive
+    ended_at: datetime | None = None  # when it went (from the provider), if known
+    session_id: int | None = None  # the ledger session it was launched for (from its tag)
+
+
+@dataclass(frozen=True)
+class InterruptionNotice:
+    """The provider announced (or carried out) taking the machine back."""
+
+    instance_id: str
+    action: str  # terminate | stop | hibernate
+    at: datetime | None  # when it happens / happened
+    source: str  # "state-reason" (after the fact) or "imds" (the two-minute notice)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at launching an offer (also stored as a ledger LaunchAttempt row)."""
+
+    zone: str
+    instance_type: str
+    market: Market
+    outcome: str  # launched | capacity | error
+    error_code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A launch that succeeded: the machine, its ledger session, and how we got there."""
+
+    instance: Instance
+    session_id: int
+    offer: Offer  # the offer that got capacity (market may be on-demand after fallback)
+    ssh: SshEndpoint
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something gpuhire made that no live job owns any more (found by `gc`)."""
+
+    kind: str  # instance | key-pair | security-group | session
+    ident: str  # instance id, key name, group id, or ledger session id
+    job_id: str | None
+    detail: str = ""
+
+
+class Provider(Protocol):
+    """Rents machines for jobs and always gives them back. See the module docstring."""
+
+    name: str
+
+    def offers(self, gpu: str) -> list[Offer]:
+        """Ways to get `gpu` now, cheapest first (more vCPUs first at equal price)."""
+
+    def launch(self, request: LaunchRequest) -> Launched:
+        """Launch the first offer with capacity; the ledger session exists before the call."""
+
+    def describe(self, instance_id: str) -> Instance:
+        """The instance now; a gone instance carries its end reason."""
+
+    def ssh_endpoint(self, instance: Instance) -> SshEndpoint:
+        """Where and how to SSH into the instance (config may override the target)."""
+
+    def interruption(self, instance_id: str) -> InterruptionNotice | None:
+        """The provider's notice that it takes (or took) the machine, if there is one."""
+
+    def release(self, job_id: str, reason: str) -> list[Instance]:
+        """Terminate the job's instances, close their ledger sessions, delete key and group."""
+
+    def instances(self, job_id: str | None = None) -> list[Instance]:
+        """The provider's gpuhire instances (all, or one job's), alive or recently gone."""
