@@ -31,6 +31,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ledger.alerts.config import AlertsSettings, ReportSettings
 from ledger.catalogue import (
     BUILTIN_CARDS,
     BUILTIN_PROVIDERS,
@@ -164,6 +165,8 @@ class Settings(BaseSettings):
     local: LocalSettings = LocalSettings()
     train: TrainSettings = TrainSettings()
     aws: AwsSettings = AwsSettings()
+    alerts: AlertsSettings = AlertsSettings()  # [alerts]: rules and channels (docs/alerts.md)
+    report: ReportSettings = ReportSettings()  # [report]: card and mailing (docs/reports.md)
 
     @classmethod
     def settings_customise_sources(

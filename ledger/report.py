@@ -21,9 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import col
 
 from ledger.advice import advise_from_ledger
 from ledger.book import Ledger
@@ -139,21 +141,22 @@ def closed_facts(ledger: Ledger, month: str) -> list[Fact]:
     cl, rs = CostLine, RentalSession
     util = func.coalesce(col(rs.gpu_util_mean), col(Job.gpu_util))
     interrupted = col(rs.end_reason) == "spot-interruption"
-    keys = (cl.owned, cl.provider, cl.gpu_model, cl.market, cl.job_id,
-            rs.on_demand_usd_per_hour, interrupted, util)
+    keys: tuple[Any, ...] = (
+        col(cl.owned), col(cl.provider), col(cl.gpu_model), col(cl.market), col(cl.job_id),
+        col(rs.on_demand_usd_per_hour), interrupted, util,
+    )
     stmt = (
-        select(*keys, func.count(), func.sum(cl.compute_usd), func.sum(cl.storage_usd),
-               func.sum(cl.ipv4_usd), func.sum(cl.gpu_us), func.sum(cl.billed_us),
-               func.sum(cl.duration_us))
+        sa_select(*keys, func.count(), *(func.sum(col(c)) for c in (
+            cl.compute_usd, cl.storage_usd, cl.ipv4_usd, cl.gpu_us, cl.billed_us, cl.duration_us)))
         .select_from(cl)
         .join(rs, col(rs.id) == col(cl.session_id))
         .outerjoin(Job, col(Job.id) == col(cl.job_id))
-        .where(cl.month == month)
+        .where(col(cl.month) == month)
         .group_by(*keys)
     )
     facts = []
     with ledger.reading() as db:
-        for row in db.exec(stmt):
+        for row in db.connection().execute(stmt):
             owned, prov, gpu, market, job, od, intr, u, n, c, s, i, g, b, d = row
             facts.append(Fact(
                 owned=bool(owned), provider=prov, gpu_model=gpu, market=market, job_id=job,

@@ -168,7 +168,7 @@ def render_table(r: MonthlyReport) -> str:
         lines += _grid([name, "USD", "GPU-h", "sessions"],
                        [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions)) for p in parts])
     if r.advice is not None:
-        lines += ["", "buy signal"] + _grid(["", ""], advice_rows(r))[2:]
+        lines += ["", "buy signal", *_grid(["", ""], advice_rows(r))[2:]]
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +190,7 @@ def render_markdown(r: MonthlyReport) -> str:
                            [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
                             for p in parts])
     if r.advice is not None:
-        lines += ["", "## Buy signal", ""] + _md_table(["", ""], advice_rows(r))
+        lines += ["", "## Buy signal", "", *_md_table(["", ""], advice_rows(r))]
     return "\n".join(lines) + "\n"
 
 

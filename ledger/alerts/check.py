@@ -1,0 +1,156 @@
+"""Running the checks: evaluate every rule, send each alert once per rule, period and channel.
+
+The `alert_sends` table remembers every (rule, period, channel): `sent` rows are never sent
+again; `pending`/`failed` rows are retried at every check from their stored subject and body,
+even when the rule no longer fires, so a channel that was down loses nothing. Channels are
+independent: one that fails is recorded and the others still deliver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TextIO
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from ledger.alerts.channels import DeliveryError, Message, send
+from ledger.alerts.rules import Alert, SettingsLike, evaluate
+from ledger.book import Ledger
+from ledger.errors import GpuhireError
+from ledger.models import AlertSend
+
+
+@dataclass(frozen=True)
+class Delivery:
+    rule: str
+    period: str
+    channel: str
+    status: str  # sent | failed | already-sent | dry-run
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check fired and what happened on every channel."""
+
+    fired: list[Alert] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # rules that could not be evaluated
+
+    @property
+    def sent(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status == "sent"]
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status == "failed"]
+
+
+def _find(ledger: Ledger, rule: str, period: str, channel: str) -> AlertSend | None:
+    with ledger.reading() as db:
+        stmt = select(AlertSend).where(
+            AlertSend.rule == rule, AlertSend.period == period, AlertSend.channel == channel
+        )
+        return db.exec(stmt).first()
+
+
+def _claim(ledger: Ledger, alert: Alert, channel: str) -> AlertSend:
+    """The row for (rule, period, channel), created pending if new."""
+    row = _find(ledger, alert.rule, alert.period, channel)
+    if row is not None:
+        return row
+    try:
+        with ledger.writing() as db:
+            row = AlertSend(rule=alert.rule, period=alert.period, channel=channel,
+                            subject=alert.subject, body=alert.text, created_at=ledger.now())
+            db.add(row)
+        return row
+    except IntegrityError:  # another check created it a moment ago
+        found = _find(ledger, alert.rule, alert.period, channel)
+        assert found is not None
+        return found
+
+
+def _deliver(ledger: Ledger, settings: SettingsLike, row: AlertSend, message: Message,
+             out: TextIO | None) -> Delivery:
+    error = ""
+    try:
+        send(settings.alerts.channel(row.channel), message, out=out)
+    except GpuhireError as exc:  # DeliveryError, or a channel removed from the config
+        error = str(exc)
+    except Exception as exc:  # a broken channel must never stop the others
+        error = f"{type(exc).__name__}: {exc}"
+    with ledger.writing() as db:
+        stored = db.get(AlertSend, row.id)
+        assert stored is not None
+        stored.attempts += 1
+        if error:
+            stored.status, stored.last_error = "failed", error[:2000]
+        else:
+            stored.status, stored.sent_at, stored.last_error = "sent", ledger.now(), ""
+        db.add(stored)
+    return Delivery(row.rule, row.period, row.channel, "failed" if error else "sent", error)
+
+
+def unsent(ledger: Ledger) -> list[AlertSend]:
+    """Alerts recorded but not delivered yet (pending or failed), oldest first."""
+    with ledger.reading() as db:
+        stmt = select(AlertSend).where(AlertSend.status != "sent")
+        return list(db.exec(stmt.order_by(col(AlertSend.created_at), col(AlertSend.id))))
+
+
+def run_checks(ledger: Ledger, settings: SettingsLike, *, dry_run: bool = False,
+               out: TextIO | None = None, now: datetime | None = None) -> CheckResult:
+    """Evaluate every rule now; send what is new, retry what failed before.
+
+    With `dry_run`, nothing is sent or written: the result says what would be sent.
+    """
+    moment = now or ledger.now()
+    result = CheckResult()
+    for rule in settings.alerts.rules:
+        try:
+            result.fired.extend(evaluate(ledger, rule, settings, moment))
+        except GpuhireError as exc:
+            result.errors.append(f"rule {rule.name!r}: {exc}")
+    done: set[tuple[str, str, str]] = set()
+    if not dry_run:  # first the ones that failed last time: nothing is lost
+        for row in unsent(ledger):
+            message = Message(row.subject, row.body)
+            result.deliveries.append(_deliver(ledger, settings, row, message, out))
+            done.add((row.rule, row.period, row.channel))
+    for alert in result.fired:
+        for channel in alert.channels:
+            key = (alert.rule, alert.period, channel)
+            if key in done:
+                continue
+            done.add(key)
+            existing = _find(ledger, *key)
+            if existing is not None and existing.status == "sent":
+                result.deliveries.append(Delivery(*key, "already-sent"))
+            elif dry_run:
+                result.deliveries.append(Delivery(*key, "dry-run"))
+            else:
+                row = _claim(ledger, alert, channel)
+                message = Message(alert.subject, alert.text, fields=alert.fields)
+                result.deliveries.append(_deliver(ledger, settings, row, message, out))
+    return result
+
+
+def history(ledger: Ledger, limit: int = 200) -> list[AlertSend]:
+    """What fired and when, newest first."""
+    with ledger.reading() as db:
+        stmt = select(AlertSend).order_by(col(AlertSend.created_at).desc(),
+                                          col(AlertSend.id).desc())
+        return list(db.exec(stmt.limit(limit)))
+
+
+def channel_test_message(channel: str) -> Message:
+    """The message `gpuhire alerts test CHANNEL` sends."""
+    return Message(f"[gpuhire] test message on channel {channel}",
+                   f"This is a test of the gpuhire alert channel {channel!r}. It works.",
+                   fields={"rule": "test", "channel": channel})
+
+
+__all__ = ["CheckResult", "Delivery", "DeliveryError", "history", "run_checks", "unsent"]
