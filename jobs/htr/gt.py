@@ -223,22 +223,32 @@ def resolve_page_image(doc: XmlDocument) -> Path | None:
 # ---------------------------------------------------------------- reading
 
 
-def _unit_scale(doc: XmlDocument, page: np.ndarray, dpi: float | None) -> float:
-    """Document units -> pixels (ALTO may measure in 1/10 mm or 1/1200 inch)."""
+def _unit_scale(doc: XmlDocument, page: np.ndarray, dpi: float | None) -> tuple[float, float]:
+    """(x, y) factors from document units to pixels of the image actually found.
+
+    ALTO may measure in 1/10 mm or 1/1200 inch; and an XML written for the full-size scan is
+    often shipped with a smaller image: the page size the XML states against the real image
+    size is the safest scale whenever the two differ.
+    """
+    height, width = page.shape
+    if doc.width and doc.height and (doc.unit != "pixel" or (doc.width, doc.height) != (width, height)):
+        sx, sy = width / doc.width, height / doc.height
+        if abs(sx / sy - 1.0) < 0.02:  # same shape, other size; else the stated size is wrong
+            return sx, sy
     if doc.unit == "pixel":
-        return 1.0
-    if doc.width:  # the page's stated width against the real image is the safest scale
-        return page.shape[1] / doc.width
+        return 1.0, 1.0
     per_inch = {"mm10": 254.0, "inch1200": 1200.0}.get(doc.unit, 1.0)
-    return (dpi or 300.0) / per_inch
+    factor = (dpi or 300.0) / per_inch
+    return factor, factor
 
 
-def _scaled(rec: LineRecord, scale: float) -> LineRecord:
-    if scale == 1.0:
+def _scaled(rec: LineRecord, scale: tuple[float, float]) -> LineRecord:
+    if scale == (1.0, 1.0):
         return rec
-    poly = tuple((x * scale, y * scale) for x, y in rec.polygon) if rec.polygon else None
-    box = tuple(v * scale for v in rec.bbox) if rec.bbox else None
-    return LineRecord(rec.line_id, rec.index, rec.text, poly, box, rec.baseline)  # type: ignore[arg-type]
+    sx, sy = scale
+    poly = tuple((x * sx, y * sy) for x, y in rec.polygon) if rec.polygon else None
+    box = (rec.bbox[0] * sx, rec.bbox[1] * sy, rec.bbox[2] * sx, rec.bbox[3] * sy) if rec.bbox else None
+    return LineRecord(rec.line_id, rec.index, rec.text, poly, box, rec.baseline)
 
 
 def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
@@ -272,6 +282,7 @@ def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
             report.skip(path, rec.line_id, "unreadable-image", f"{image_path.name}: {exc}")
         return
     scale = _unit_scale(doc, page, dpi)
+    seen: Counter[str] = Counter()
     for rec, text in wanted:
         geo = _scaled(rec, scale)
         crop = crop_line(page, geo.polygon, geo.bbox)
@@ -279,8 +290,10 @@ def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
             report.skip(path, rec.line_id, "outside-page", f"page is {page.shape[1]}x{page.shape[0]} px")
             continue
         report.lines += 1
+        seen[rec.line_id] += 1  # ids should be unique in a file; keys must be
+        suffix = f"~{seen[rec.line_id]}" if seen[rec.line_id] > 1 else ""
         yield LineSample(source=path, line_id=rec.line_id, index=rec.index, text=text, image=crop,
-                         image_path=image_path, format=doc.format, key=f"{rel}#{rec.line_id}")
+                         image_path=image_path, format=doc.format, key=f"{rel}#{rec.line_id}{suffix}")
 
 
 def _pair_sample(path: Path, rel: str, normalization: str, report: GtReport) -> LineSample | None:

@@ -21,6 +21,8 @@ from jobs.htr.gt import (
 )
 from jobs.htr.lineimage import crop_line
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def read(paths: list[Path], normalization: str = "NFC") -> tuple[dict[str, str], GtReport]:
     report = GtReport()
@@ -197,3 +199,25 @@ def test_ground_truth_images_are_grayscale_uint8(gt_tree: Path) -> None:
     for s in samples:
         assert s.image.dtype == np.uint8 and s.image.ndim == 2
         assert (s.image == 255).all()
+
+
+def test_alto_in_tenths_of_millimetres_is_scaled_to_the_image(tmp_path: Path) -> None:
+    xml = tmp_path / "alto_v3_mm10.xml"
+    xml.write_bytes((FIXTURES / "units" / "alto_v3_mm10.xml").read_bytes())
+    Image.new("L", (500, 250), 0).save(tmp_path / "alto_v3_mm10.png")
+    (sample,) = iter_samples([xml])
+    assert parse_xml(xml).unit == "mm10"
+    assert (sample.text, sample.image.shape) == ("Kraków 1848", (50, 400))  # 200 x 1600 mm10 at 1/4
+
+
+def test_page_xml_with_a_smaller_image_than_it_states(gt_tree: Path) -> None:
+    Image.new("L", (300, 200), 0).save(gt_tree / "page2013" / "page_2013.png")  # half of 600 x 400
+    samples = {s.line_id: s for s in iter_samples([gt_tree / "page2013"])}
+    assert samples["r1l1"].image.shape == (26, 271)  # rows 30..80, columns 30..570, halved
+
+
+def test_duplicate_line_ids_get_distinct_keys(gt_tree: Path) -> None:
+    xml = gt_tree / "page2013" / "page_2013.xml"
+    xml.write_text(xml.read_text(encoding="utf-8").replace('id="r1l2"', 'id="r1l1"'), encoding="utf-8")
+    keys = [s.key for s in iter_samples([xml])]
+    assert keys == ["page_2013.xml#r1l1", "page_2013.xml#r1l1~2", "page_2013.xml#r1l3"]
