@@ -71,6 +71,9 @@ def add(
     view = next(v for v in app.ledger.sessions() if v.session.id == session_id)
     state = "running" if view.running else f"{view.cost.billed_s} s billed"
     typer.echo(f"recorded session {session_id}: {state}, {usd(view.cost.total_usd, 4)}")
+    from launcher.commands.alerts_cmds import check_after_recording
+
+    check_after_recording(app)
 
 
 @ledger_app.command("import")
@@ -95,6 +98,9 @@ def import_csv(
     settings = app.settings
     ids = app.ledger.record_sessions([(s, settings.billing_rules(s.provider)) for s in sessions])
     typer.echo(f"imported {len(ids)} session(s) from {file} (ids {ids[0]}-{ids[-1]})")
+    from launcher.commands.alerts_cmds import check_after_recording
+
+    check_after_recording(app)
 
 
 def _session_dict(v: SessionView) -> dict[str, Any]:

@@ -19,7 +19,7 @@ _EXPORTS = {
     "job_over_cap": "ledger.alerts.rules",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["CheckResult", "Delivery", "job_cost_usd", "job_over_cap", "run_checks"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,128 @@
+"""`gpuhire report`: the monthly report in five formats, the rent-vs-owning chart, and mail."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from launcher.context import AppContext, app_context
+from launcher.output import to_json
+from ledger.errors import ConfigError, InputError
+from ledger.timeutil import last_complete_month, parse_month
+
+if TYPE_CHECKING:
+    from ledger.plot import OwnershipSeries
+    from ledger.report import MonthlyReport
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+def _series(app: AppContext, report: MonthlyReport, card: str | None) -> OwnershipSeries:
+    from ledger.plot import series_from_ledger
+
+    settings = app.settings
+    return series_from_ledger(app.ledger, report.month, settings.card(card),
+                              settings.ownership_params())
+
+
+def _chart(series: OwnershipSeries, fmt: str = "png", path: Path | None = None) -> bytes:
+    from ledger.plot import render_chart
+
+    return render_chart(series, path, fmt)
+
+
+def render(report: MonthlyReport, fmt: ReportFormat, chart_png: bytes | None) -> str:
+    """The report as text in one format (HTML inlines the chart)."""
+    from ledger import report_formats as rf
+
+    if fmt is ReportFormat.json:
+        return to_json(rf.report_dict(report)) + "\n"
+    if fmt is ReportFormat.html:
+        return rf.render_html(report, chart_png)
+    renderers = {ReportFormat.table: rf.render_table, ReportFormat.markdown: rf.render_markdown,
+                 ReportFormat.csv: rf.render_csv}
+    return renderers[fmt](report)
+
+
+def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes) -> list[str]:
+    """Mail the report (HTML body, text alternative, chart attached); returns the recipients."""
+    from ledger import report_formats as rf
+    from ledger.alerts.channels import Attachment, Message, send_email
+    from ledger.alerts.config import EmailChannel
+
+    settings = app.settings
+    name = settings.report.channel
+    if name is None:
+        raise ConfigError("no channel to mail the report on",
+                          "set [report] channel to an email channel of [alerts.channels]")
+    channel = settings.alerts.channel(name)
+    if not isinstance(channel, EmailChannel):
+        raise ConfigError(f"[report] channel {name!r} is a {channel.type} channel",
+                          "name an email channel in report.channel")
+    recipients = list(settings.report.recipients) or list(channel.to)
+    message = Message(
+        subject=f"{settings.report.subject_prefix} {rf.title(report)}".strip(),
+        text=rf.render_table(report), html=rf.render_html(report, chart_png),
+        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png),),
+    )
+    send_email(channel, message, recipients)
+    return recipients
+
+
+def report(
+    ctx: typer.Context,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: the last complete month).")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table, markdown, csv, json or html")]
+    = ReportFormat.table,
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw rent vs owning to FILE.png or FILE.svg.")
+    ] = None,
+    send: Annotated[bool, typer.Option("--send", help="Mail it to [report] recipients.")] = False,
+    card: Annotated[str | None, typer.Option(help="Card for the buy signal and the chart.")] = None,
+) -> None:
+    """Monthly report: rent by GPU, provider, market and job; savings; idle GPU; buy signal.
+
+    Example:  gpuhire report --month 2026-10 --format html --output october.html
+    """
+    from ledger.report import build_report
+
+    app = app_context(ctx)
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise InputError(f"--plot {plot} is neither .png nor .svg", "name the file FILE.png or FILE.svg")
+    chosen = parse_month(month) if month else last_complete_month(app.ledger.now())
+    card_name = card or app.settings.report.card
+    settings = app.settings
+    result = build_report(app.ledger, chosen, settings.card(card_name), settings.ownership_params())
+    chart_png: bytes | None = None
+    if fmt is ReportFormat.html or send or plot is not None:
+        series = _series(app, result, card_name)
+        if plot is not None:
+            _chart(series, path=plot)
+        chart_png = _chart(series, "png")
+    text = render(result, fmt, chart_png)
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write {output}: {exc.strerror}", "check the path") from None
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=False)
+    if send:
+        assert chart_png is not None
+        to = send_report(app, result, chart_png)
+        typer.echo(f"mailed the {chosen} report to {', '.join(to)}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
