@@ -163,6 +163,7 @@ def _finish(tmp: Path, out: Path, w: _Written, report: GtReport, *, height: int,
     index = np.asarray(w.index, dtype=np.int64).reshape(-1, 2)
     np.save(tmp / "index.npy", index)
     codec = sorted(w.chars)
+    split: dict[str, Any]
     if explicit:
         train = [i for i, a in enumerate(w.assigned) if a == "train"]
         val = [i for i, a in enumerate(w.assigned) if a == "val"]
@@ -192,7 +193,8 @@ def _finish(tmp: Path, out: Path, w: _Written, report: GtReport, *, height: int,
 def is_compiled_dataset(path: Path) -> bool:
     """True when `path` is a directory holding a compiled dataset (its meta.json says so)."""
     try:
-        return json.loads((Path(path) / "meta.json").read_text(encoding="utf-8")).get("format") == FORMAT
+        meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
+        return isinstance(meta, dict) and meta.get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 

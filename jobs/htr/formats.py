@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 PAGE_NS_PREFIX = "http://schema.primaresearch.org/PAGE/gts/pagecontent/"
 # v2 files from older OCR engines use the CCS namespace; v1-v4 use the Library of Congress one.
@@ -134,7 +134,7 @@ def _float(value: str | None) -> float | None:
 
 def iter_page_lines(root: etree._Element, namespace: str) -> Iterator[etree._Element]:
     """TextLine elements of a PAGE document in document order."""
-    return root.iter(f"{{{namespace}}}TextLine")
+    yield from root.iter(f"{{{namespace}}}TextLine")
 
 
 def page_line_id(element: etree._Element, index: int) -> str:
@@ -205,7 +205,7 @@ def _parse_page(path: Path, root: etree._Element, namespace: str) -> XmlDocument
 
 def iter_alto_lines(root: etree._Element, namespace: str) -> Iterator[etree._Element]:
     """TextLine elements of an ALTO document in document order."""
-    return root.iter(f"{{{namespace}}}TextLine")
+    yield from root.iter(f"{{{namespace}}}TextLine")
 
 
 def alto_line_id(element: etree._Element, index: int) -> str:
@@ -244,10 +244,10 @@ def _alto_geometry(element: etree._Element, namespace: str) -> tuple[tuple[Point
     polygon = parse_points(shape.get("POINTS")) if shape is not None else None
     if polygon is not None and len(polygon) < 3:
         polygon = None
-    hpos, vpos = _float(element.get("HPOS")), _float(element.get("VPOS"))
-    width, height = _float(element.get("WIDTH")), _float(element.get("HEIGHT"))
-    if None not in (hpos, vpos, width, height):
-        bbox = (hpos, vpos, hpos + width, vpos + height)  # type: ignore[operator]
+    own = _box_of(element)
+    bbox: Box | None
+    if own is not None:
+        bbox = own
     elif polygon:
         bbox = bbox_of(polygon)
     else:
@@ -255,14 +255,18 @@ def _alto_geometry(element: etree._Element, namespace: str) -> tuple[tuple[Point
     return polygon, bbox
 
 
-def _strings_bbox(element: etree._Element, namespace: str) -> tuple[float, float, float, float] | None:
+def _box_of(element: etree._Element) -> Box | None:
+    """(x0, y0, x1, y1) from an ALTO element's HPOS/VPOS/WIDTH/HEIGHT, None when one is missing."""
+    x, y = _float(element.get("HPOS")), _float(element.get("VPOS"))
+    w, h = _float(element.get("WIDTH")), _float(element.get("HEIGHT"))
+    if x is None or y is None or w is None or h is None:
+        return None
+    return x, y, x + w, y + h
+
+
+def _strings_bbox(element: etree._Element, namespace: str) -> Box | None:
     """Union of the Strings' boxes, for lines that give no geometry of their own."""
-    boxes = []
-    for s in element.findall(f"{{{namespace}}}String"):
-        vals = [_float(s.get(k)) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
-        if None not in vals:
-            x, y, w, h = vals  # type: ignore[misc]
-            boxes.append((x, y, x + w, y + h))
+    boxes = [b for s in element.findall(f"{{{namespace}}}String") if (b := _box_of(s)) is not None]
     if not boxes:
         return None
     xs0, ys0, xs1, ys1 = zip(*boxes, strict=True)

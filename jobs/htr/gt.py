@@ -182,8 +182,8 @@ def discover(inputs: Sequence[Path], *, inference: bool = False) -> list[tuple[P
     out = []
     for e in entries:
         seen[e.rel] += 1
-        rel = e.rel if seen[e.rel] == 1 else f"{e.rel}~{seen[e.rel]}"  # same name from two inputs
-        out.append((e.path, rel, e.kind))
+        key = e.rel if seen[e.rel] == 1 else f"{e.rel}~{seen[e.rel]}"  # same name from two inputs
+        out.append((e.path, key, e.kind))
     return out
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
@@ -173,7 +173,7 @@ def render_line(text: str, fonts: _Fonts, rng: np.random.Generator) -> _Line:
     shear = float(rng.uniform(-0.25, 0.25))
     height = ascent + descent + 2 * pad
     slack = math.ceil(abs(shear) * height)
-    width = right - left + 2 * pad + slack
+    width = math.ceil(right - left) + 2 * pad + slack
     image = Image.new("L", (width, height), 255)
     ImageDraw.Draw(image).text((pad - left + (slack if shear > 0 else 0), pad), text, font=font,
                                fill=int(rng.integers(0, 90)))
@@ -210,7 +210,7 @@ def _page_xml(image_name: str, size: tuple[int, int], placed: list[tuple[_Line, 
               page_no: int) -> bytes:
     """A PAGE 2019 document with one text region holding `placed` lines (line, x, y)."""
     nsmap = {None: PAGE_NS, "xsi": XSI_NS}
-    root = etree.Element(f"{{{PAGE_NS}}}PcGts", nsmap=nsmap)  # type: ignore[dict-item]
+    root = etree.Element(f"{{{PAGE_NS}}}PcGts", nsmap=nsmap)
     root.set(f"{{{XSI_NS}}}schemaLocation", f"{PAGE_NS} {PAGE_NS}/pagecontent.xsd")
     meta = etree.SubElement(root, f"{{{PAGE_NS}}}Metadata")
     etree.SubElement(meta, f"{{{PAGE_NS}}}Creator").text = "gpuhire synth"
@@ -231,7 +231,7 @@ def _page_xml(image_name: str, size: tuple[int, int], placed: list[tuple[_Line, 
         etree.SubElement(equiv, f"{{{PAGE_NS}}}Unicode").text = line.text
     equiv = etree.SubElement(region, f"{{{PAGE_NS}}}TextEquiv")
     etree.SubElement(equiv, f"{{{PAGE_NS}}}Unicode").text = "\n".join(ln.text for ln, _, _ in placed)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 def _write_pages(folder: Path, count: int, fonts: _Fonts, rng: np.random.Generator) -> int:

@@ -18,7 +18,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from jobs.htr.formats import (
     alto_line_id,
@@ -113,7 +113,7 @@ def _alto_words(line: etree._Element, ns: str, line_id: str, text: str, conf: fl
         if _local(child) in ("String", "SP", "HYP"):
             line.remove(child)
     geometry = [line.get(k) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
-    box = [float(v) for v in geometry] if None not in geometry else None  # type: ignore[arg-type]
+    box = [float(v) for v in geometry] if None not in geometry else None
     words = text.split() or [""]
     total = max(len(" ".join(words)), 1)
     x = box[0] if box else 0.0
