@@ -221,3 +221,24 @@ def test_duplicate_line_ids_get_distinct_keys(gt_tree: Path) -> None:
     xml.write_text(xml.read_text(encoding="utf-8").replace('id="r1l2"', 'id="r1l1"'), encoding="utf-8")
     keys = [s.key for s in iter_samples([xml])]
     assert keys == ["page_2013.xml#r1l1", "page_2013.xml#r1l1~2", "page_2013.xml#r1l3"]
+
+
+def test_external_entities_are_not_resolved(gt_tree: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    xml = gt_tree / "page2013" / "page_2013.xml"
+    body = xml.read_text(encoding="utf-8").split("\n", 1)[1]
+    doctype = f'<!DOCTYPE PcGts [<!ENTITY x SYSTEM "file://{secret}">]>\n'
+    xml.write_text(doctype + body.replace("Anno  1793", "Anno &x; 1793"), encoding="utf-8")
+    texts, report = read([xml])
+    assert texts == {} and "TOPSECRET" not in report.summary()
+    assert report.counts == {"broken-xml": 1}
+
+
+def test_internal_entities_are_expanded(gt_tree: Path) -> None:
+    xml = gt_tree / "page2013" / "page_2013.xml"
+    body = xml.read_text(encoding="utf-8").split("\n", 1)[1]
+    xml.write_text('<!DOCTYPE PcGts [<!ENTITY longs "ſ">]>\n' + body.replace("Martii", "Mar&longs;ii"),
+                   encoding="utf-8")
+    texts, _ = read([xml])
+    assert texts["page_2013.xml#r1l1"] == "Anno 1793 den 5ten Marſii"
