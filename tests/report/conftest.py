@@ -55,3 +55,18 @@ def book(ledger: Ledger) -> Ledger:
     fixed = Ledger(ledger.engine, now=lambda: NOW)
     seed(fixed)
     return fixed
+
+
+@pytest.fixture
+def cli_on(cli):  # noqa: ANN001, ANN201 - the root conftest's Cli runner, on any database
+    """`cli_on(url, config_path)` -> a CLI runner on that database (and config file)."""
+    return lambda url, config=None: type(cli)(url, config)
+
+
+@pytest.fixture
+def sqlite_book(sqlite_db: str) -> str:
+    """URL of a seeded SQLite ledger (for tests that need one database only)."""
+    from ledger.db import open_engine
+
+    seed(Ledger(open_engine(sqlite_db), now=lambda: NOW))
+    return sqlite_db
