@@ -70,6 +70,7 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path) -> Ren
 
 
 def _deps(app: AppContext, renter: Renter) -> TrainDeps:
+    from launcher.commands.alerts_cmds import check_after_recording
     from launcher.train import TrainDeps
 
     def confirm(question: str) -> bool:
@@ -79,23 +80,10 @@ def _deps(app: AppContext, renter: Renter) -> TrainDeps:
 
     return TrainDeps(
         ledger=app.ledger, renter=renter, say=lambda m: typer.echo(m, err=True), confirm=confirm,
-        compile_dataset=compile_ground_truth, after_job=_after_job(app),
+        compile_dataset=compile_ground_truth,
+        after_job=lambda job: check_after_recording(app),
         default_lines_per_s=app.settings.train.lines_per_s or None,
     )
-
-
-def _after_job(app: AppContext):  # type: ignore[no-untyped-def]
-    def run(job: str) -> None:
-        try:
-            from ledger.alerts.check import run_checks  # type: ignore[import-not-found]
-        except ImportError:
-            return
-        try:
-            run_checks(app.ledger, app.settings)
-        except Exception as exc:  # an alert problem never fails the job
-            typer.echo(f"warning: alert checks failed: {exc}", err=True)
-
-    return run
 
 
 def summary(result: TrainResult) -> str:
