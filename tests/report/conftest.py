@@ -58,7 +58,7 @@ def book(ledger: Ledger) -> Ledger:
 
 
 @pytest.fixture
-def cli_on(cli):  # noqa: ANN001, ANN201 - the root conftest's Cli runner, on any database
+def cli_on(cli):
     """`cli_on(url, config_path)` -> a CLI runner on that database (and config file)."""
     return lambda url, config=None: type(cli)(url, config)
 

@@ -19,12 +19,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from ledger.book import Ledger
-from ledger.report import build_report
-from ledger.report_formats import render_csv, render_html, render_markdown, render_table
 from launcher.config import Settings
 from launcher.output import to_json
-from ledger.report_formats import report_dict
+from ledger.book import Ledger
+from ledger.report import build_report
+from ledger.report_formats import render_csv, render_html, render_markdown, render_table, report_dict
 
 MONTH = "2026-10"
 
