@@ -341,12 +341,18 @@ def iter_samples(inputs: Sequence[Path], *, normalization: str = "NFC",
     normalize_text("", normalization)  # reject an unknown form before any work
     report = report if report is not None else GtReport()
     for path, rel, kind in discover(inputs):
-        if kind == "xml":
-            yield from _xml_samples(path, rel, normalization, report, require_text=True)
-        else:
-            sample = _pair_sample(path, rel, normalization, report)
-            if sample is not None:
-                yield sample
+        yield from read_file(path, rel, kind, normalization=normalization, report=report)
+
+
+def read_file(path: Path, rel: str, kind: str, *, normalization: str,
+              report: GtReport) -> Iterator[LineSample]:
+    """The usable lines of one ground-truth file, as `discover` lists it (path, key base, kind)."""
+    if kind == "xml":
+        yield from _xml_samples(path, rel, normalization, report, require_text=True)
+    elif kind == "pair":
+        sample = _pair_sample(path, rel, normalization, report)
+        if sample is not None:
+            yield sample
 
 
 def check_ground_truth(inputs: Sequence[Path], *, normalization: str = "NFC") -> GtReport:

@@ -152,3 +152,19 @@ def test_damaged_or_foreign_dataset_is_refused(gt_tree: Path, tmp_path: Path) ->
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": 99}))
     with pytest.raises(GroundTruthError, match="version 99"):
         CompiledDataset(tmp_path / "ds")
+
+
+def test_parallel_compile_gives_the_same_dataset(synth_gt: Path, tmp_path: Path) -> None:
+    serial = compile_dataset([synth_gt], tmp_path / "one", workers=1)
+    parallel = compile_dataset([synth_gt], tmp_path / "three", workers=3)
+    for name in FILES:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes(), name
+    assert parallel.gt.to_dict() == serial.gt.to_dict()
+
+
+def test_parallel_compile_keeps_the_bad_sample_report_in_file_order(gt_tree: Path, bad_tree: Path,
+                                                                     tmp_path: Path) -> None:
+    serial = compile_dataset([bad_tree, gt_tree], tmp_path / "one", workers=1)
+    parallel = compile_dataset([bad_tree, gt_tree], tmp_path / "two", workers=2)
+    assert parallel.gt.skipped == serial.gt.skipped and len(serial.gt.skipped) == 12
+    assert (parallel.lines, parallel.gt.files) == (serial.lines, serial.gt.files)
