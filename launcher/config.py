@@ -133,6 +133,8 @@ class AwsSettings(_Section):
 
         for cidr in value:
             try:
+                if "/" not in cidr:  # AWS wants the prefix spelt out
+                    raise ValueError(cidr)
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError:
                 raise ValueError(f"{cidr!r} is not a CIDR like 203.0.113.7/32") from None

@@ -74,7 +74,6 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
     def record(model: Any, params: dict[str, Any], **_: Any) -> None:
         world.calls.append((model.service_model.endpoint_prefix, model.name))
         if model.name == "RunInstances":
-            world.run_params.append(params)
             for hook in world.before_run:
                 hook(params)
             if world.run_errors:
@@ -100,7 +99,11 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
         world.throttle_next[operation] = left - 1
         return _throttle_response()
 
+    def keep_request(params: dict[str, Any], **_: Any) -> None:
+        world.run_params.append(dict(params))  # the API parameters, before serialisation
+
     events.register_first("before-call", record)
+    events.register("before-parameter-build.ec2.RunInstances", keep_request)
     events.register("before-call.ec2.DescribeSpotPriceHistory", spot_prices)
     events.register_first("before-send", throttle)
     return session
