@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,11 +35,11 @@ import json, resource, sys, time
 from pathlib import Path
 from jobs.htr.dataset import compile_dataset
 from jobs.htr.gt import load_ground_truth
-mode, src, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+mode, src, out, workers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 if mode == "compile":
-    n = compile_dataset([src], out).lines
+    n = compile_dataset([src], out, workers=workers).lines
 else:
     samples, _ = load_ground_truth([src])
     n = len(samples)
@@ -48,8 +49,8 @@ print(json.dumps({"lines": n, "s": time.perf_counter() - t,
 """
 
 
-def child(mode: str, src: Path, out: Path) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(src), str(out)],
+def child(mode: str, src: Path, out: Path, workers: int = 1) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(src), str(out), str(workers)],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout)
 
@@ -100,9 +101,12 @@ def main() -> None:
     print(f"synth     {args.lines} lines in {report.seconds:.1f} s = {rate:.0f} lines/s "
           f"({report.pages} pages, {len(report.fonts)} fonts)")
     compiled = child("compile", gt, ds_path)
+    for workers in (1, os.cpu_count() or 1):
+        timed = child("compile", gt, work / f"ds{workers}", workers)
+        print(f"compile   {timed['lines']:.0f} lines with {workers} worker(s) in {timed['s']:.1f} s = "
+              f"{timed['lines'] / timed['s']:.0f} lines/s")
     loaded = child("load-all", gt, ds_path)
-    print(f"compile   {compiled['lines']:.0f} lines in {compiled['s']:.1f} s = "
-          f"{compiled['lines'] / compiled['s']:.0f} lines/s, peak RSS {compiled['peak_mb']:.0f} MB "
+    print(f"compile   peak RSS {compiled['peak_mb']:.0f} MB streaming "
           f"(after imports {compiled['base_mb']:.0f} MB)")
     print(f"load-all  peak RSS {loaded['peak_mb']:.0f} MB holding every line in RAM "
           f"(after imports {loaded['base_mb']:.0f} MB)")
