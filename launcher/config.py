@@ -292,7 +292,22 @@ def load_settings(config_path: Path | None = None, **flags: Any) -> Settings:
 
 def _describe(exc: ValidationError, where: str) -> str:
     first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key, msg = _alert_key(first["loc"], first["msg"])
+    key = key or "(top level)"
+    if first["type"] == "union_tag_invalid":  # [alerts] rule or channel of an unknown type
+        key += ".type"
     if first["type"] == "extra_forbidden":
         return f"unknown config key {key!r} {where}; remove it or fix its spelling (docs/config.md)"
-    return f"config key {key!r} {where}: {first['msg']}; fix its value (docs/config.md)"
+    return f"config key {key!r} {where}: {msg}; fix its value (docs/config.md)"
+
+
+def _alert_key(loc: tuple[int | str, ...], msg: str) -> tuple[str, str]:
+    """The dotted key of an error, without pydantic's union tags ([alerts] rules and channels
+    are tagged by `type`); a cross-field check names its own key as `key: message`."""
+    parts = [str(p) for i, p in enumerate(loc)
+             if not (i >= 2 and loc[i - 2] in ("rules", "channels") and loc[0] == "alerts")]
+    msg = msg.removeprefix("Value error, ")
+    head, sep, rest = msg.partition(": ")
+    if sep and head.startswith("alerts.") and " " not in head:
+        return head, rest
+    return ".".join(parts), msg

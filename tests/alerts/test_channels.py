@@ -50,7 +50,7 @@ def _closed_port() -> int:
 
 
 def test_smtp_down_is_a_delivery_error() -> None:
-    with pytest.raises(DeliveryError, match="SMTP 127.0.0.1"):
+    with pytest.raises(DeliveryError, match=r"SMTP 127\.0\.0\.1"):
         send(email(_closed_port(), timeout_s=2), Message("s", "t"))
 
 
