@@ -42,7 +42,19 @@ REASONS = {
     "empty-text": "the line has no transcription (or only whitespace)",
     "no-geometry": "the line has neither a polygon nor a bounding box",
     "outside-page": "the line's outline lies outside the page image",
+    "degenerate-line": "the line is over 150 times wider than high (an outline that is only a baseline?)",
 }
+MAX_ASPECT = 150  # a 64 px line of 9,600 px: longer than any real line, and would blow up a batch
+
+
+def _shape_problem(image: np.ndarray) -> str | None:
+    """The skip reason for a cut-out line that no recogniser should see, else None."""
+    height, width = image.shape
+    if min(height, width) < 2:
+        return "outside-page"
+    if width > MAX_ASPECT * height:
+        return "degenerate-line"
+    return None
 
 
 @dataclass
@@ -286,8 +298,11 @@ def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
     for rec, text in wanted:
         geo = _scaled(rec, scale)
         crop = crop_line(page, geo.polygon, geo.bbox)
-        if crop is None:
-            report.skip(path, rec.line_id, "outside-page", f"page is {page.shape[1]}x{page.shape[0]} px")
+        problem = "outside-page" if crop is None else _shape_problem(crop)
+        if problem is not None:
+            size = f"page is {page.shape[1]}x{page.shape[0]} px" if crop is None else \
+                f"line is {crop.shape[1]}x{crop.shape[0]} px"
+            report.skip(path, rec.line_id, problem, size)
             continue
         report.lines += 1
         seen[rec.line_id] += 1  # ids should be unique in a file; keys must be
@@ -323,8 +338,9 @@ def _whole_image(source: Path, line_id: str, text: str | None, image_path: Path,
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         report.skip(source, line_id, "unreadable-image", f"{image_path.name}: {exc}")
         return None
-    if min(array.shape) < 2:
-        report.skip(source, line_id, "outside-page", f"image is {array.shape[1]}x{array.shape[0]} px")
+    problem = _shape_problem(array)
+    if problem is not None:
+        report.skip(source, line_id, problem, f"image is {array.shape[1]}x{array.shape[0]} px")
         return None
     report.lines += 1
     return LineSample(source=source, line_id=line_id, index=0, text=text, image=array,

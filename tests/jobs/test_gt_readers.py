@@ -242,3 +242,14 @@ def test_internal_entities_are_expanded(gt_tree: Path) -> None:
                    encoding="utf-8")
     texts, _ = read([xml])
     assert texts["page_2013.xml#r1l1"] == "Anno 1793 den 5ten Marſii"
+
+
+def test_a_line_that_is_only_a_baseline_is_skipped(gt_tree: Path) -> None:
+    xml = gt_tree / "page2013" / "page_2013.xml"
+    thin = '<Coords points="30,240 570,240 570,242 30,242"/>'  # 541 x 3 px
+    xml.write_text(xml.read_text(encoding="utf-8").replace(
+        '<Coords points="30,240 570,240 570,290 30,290"/>', thin).replace("<Unicode>   </Unicode>",
+                                                                        "<Unicode>thin</Unicode>"),
+        encoding="utf-8")
+    _, report = read([xml])
+    assert ("page_2013.xml", "r1l4", "degenerate-line") in skipped(report)
