@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from launcher.providers.aws import AwsProvider
 from launcher.providers.aws_ops import AWS_OPERATIONS
 from ledger.book import Ledger
 from ledger.db import open_engine
+from ledger.timeutil import utcnow
 
 
 @pytest.fixture
@@ -60,8 +62,8 @@ def make_provider(moto: None, world: AwsWorld, book: Ledger) -> Callable[..., Aw
     """make_provider(fallback_on_demand=True, ...) -> AwsProvider on moto with the AMI published."""
     put_ami_parameter()
 
-    def make(**aws: Any) -> AwsProvider:
-        return AwsProvider(aws_settings(**aws), book, detect_cidr=no_detection)
+    def make(now: Callable[[], datetime] = utcnow, **aws: Any) -> AwsProvider:
+        return AwsProvider(aws_settings(**aws), book, detect_cidr=no_detection, now=now)
 
     return make
 

@@ -1,0 +1,79 @@
+"""Capacity fallback (errors injected on RunInstances), the final message, throttling retried."""
+
+from __future__ import annotations
+
+import pytest
+from aws_fakes import AwsWorld
+
+from launcher.errors import CapacityError, ProviderError
+from launcher.providers.base import LaunchRequest, Market
+from ledger.book import Ledger
+
+
+def test_fallback_next_zone_then_type_then_on_demand(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider(fallback_on_demand=True)
+    offers = provider.offers("t4")  # 1b 2xlarge, 1b xlarge, 1a xlarge, 1c 4xlarge
+    world.run_errors = ["InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
+                        "InsufficientInstanceCapacity", "InsufficientInstanceCapacity"]
+    launched = provider.launch(LaunchRequest("job-fb", "t4", tuple(offers)))
+    tried = [(p["InstanceType"], "InstanceMarketOptions" in p) for p in world.run_params]
+    assert tried == [("g4dn.2xlarge", True), ("g4dn.xlarge", True), ("g4dn.xlarge", True),
+                     ("g4dn.4xlarge", True), ("g4dn.xlarge", False)]
+    assert launched.offer.market == Market.on_demand and launched.offer.instance_type == "g4dn.xlarge"
+    rows = book.attempts("job-fb")
+    assert [(a.zone, a.instance_type, a.market, a.outcome, a.error_code) for a in rows] == [
+        ("us-east-1b", "g4dn.2xlarge", "spot", "capacity", "InsufficientInstanceCapacity"),
+        ("us-east-1b", "g4dn.xlarge", "spot", "capacity", "SpotMaxPriceTooLow"),
+        ("us-east-1a", "g4dn.xlarge", "spot", "capacity", "InsufficientInstanceCapacity"),
+        ("us-east-1c", "g4dn.4xlarge", "spot", "capacity", "InsufficientInstanceCapacity"),
+        ("us-east-1a", "g4dn.xlarge", "on-demand", "launched", ""),
+    ]
+    # failed attempts leave no session behind (nothing was rented, nothing is billed)
+    sessions = book.sessions()
+    assert len(sessions) == 1 and sessions[0].session.market == "on-demand"
+    assert rows[-1].session_id == sessions[0].session.id
+
+
+def test_no_capacity_anywhere_names_what_was_tried(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider(fallback_on_demand=False)
+    world.run_errors = ["InsufficientInstanceCapacity"] * 4
+    with pytest.raises(CapacityError) as err:
+        provider.launch(LaunchRequest("job-none", "t4", tuple(provider.offers("t4"))))
+    text = str(err.value)
+    assert text.startswith("no capacity: tried spot g4dn.2xlarge in us-east-1b (InsufficientInstanceCapacity); "
+                           "spot g4dn.xlarge in us-east-1b")
+    assert "spot g4dn.4xlarge in us-east-1c" in text
+    assert "[aws] fallback_on_demand = true" in text
+    assert book.sessions() == [] and len(book.attempts("job-none")) == 4
+
+
+def test_quota_errors_skip_what_cannot_fit(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider(fallback_on_demand=False)
+    # A vCPU quota hit on the 8-vCPU type rules out 8+ vCPUs, not the 4-vCPU ones;
+    # then a spot count limit rules out every other spot offer.
+    world.run_errors = ["VcpuLimitExceeded", "MaxSpotInstanceCountExceeded"]
+    with pytest.raises(CapacityError) as err:
+        provider.launch(LaunchRequest("job-quota", "t4", tuple(provider.offers("t4"))))
+    assert [p["InstanceType"] for p in world.run_params] == ["g4dn.2xlarge", "g4dn.xlarge"]
+    assert 'request a higher "All G and VT Spot Instance Requests" quota' in str(err.value)
+
+
+def test_other_client_errors_stop_at_once(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider()
+    world.run_errors = ["UnauthorizedOperation"]
+    with pytest.raises(ProviderError) as err:
+        provider.launch(LaunchRequest("job-denied", "t4", tuple(provider.offers("t4"))))
+    assert not isinstance(err.value, CapacityError)
+    assert "attach the gpuhire user policy" in str(err.value)
+    assert len(world.run_params) == 1 and book.sessions() == []
+
+
+def test_throttling_is_retried(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider()
+    offers = provider.offers("t4")
+    world.throttle_next["RunInstances"] = 1  # the first HTTP answer is RequestLimitExceeded
+    launched = provider.launch(LaunchRequest("job-throttle", "t4", tuple(offers)))
+    assert world.throttle_next["RunInstances"] == 0  # the throttle was served...
+    assert len(world.run_params) == 1  # ...and botocore retried the same request itself
+    assert [a.outcome for a in book.attempts("job-throttle")] == ["launched"]
+    assert book.get_session(launched.session_id).instance_id == launched.instance.instance_id

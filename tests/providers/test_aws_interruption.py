@@ -1,0 +1,72 @@
+"""Spot interruption (carried out through moto's backend) -> end reason and the free first hour."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from aws_fakes import REGION, AwsWorld
+
+from launcher.providers.base import InstanceState, LaunchRequest
+from ledger.book import Ledger
+from ledger.timeutil import utcnow
+
+
+def interrupt(instance_id: str) -> None:
+    """What EC2 does when it takes a spot instance back (moto 5.2.5 internals, see facts.md)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    inst = ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(instance_id)
+    inst.terminate()
+    inst.state_reason = StateReason(
+        "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+    )
+
+
+def test_interruption_closes_session_free_in_first_hour(make_provider, world: AwsWorld, book: Ledger) -> None:
+    # The session starts 20 minutes before EC2's (moto's) clock says the instance went.
+    provider = make_provider(now=lambda: utcnow() - timedelta(minutes=20))
+    launched = provider.launch(LaunchRequest("job-int", "t4", tuple(provider.offers("t4"))))
+    iid = launched.instance.instance_id
+    assert provider.interruption(iid) is None
+
+    interrupt(iid)
+    notice = provider.interruption(iid)
+    assert notice is not None and notice.source == "state-reason" and notice.action == "terminate"
+    described = provider.describe(iid)
+    assert described.state == InstanceState.terminated and described.end_reason == "spot-interruption"
+
+    closed = provider.close_sessions()  # what status/gc/the train flow call
+    assert [i.instance_id for i in closed] == [iid]
+    view = book.sessions(job_id="job-int")[0]
+    assert view.session.end_reason == "spot-interruption" and not view.running
+    assert view.cost.interruption_free and view.cost.compute_usd == Decimal(0)
+    assert 1190 < view.cost.duration_s < 1260
+    assert view.cost.storage_usd > 0  # the volume is still billed for its seconds
+
+    # releasing the job afterwards keeps EC2's reason
+    provider.release("job-int", "completed")
+    assert book.get_session(launched.session_id).end_reason == "spot-interruption"
+
+
+def test_user_termination_is_billed(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider()
+    launched = provider.launch(LaunchRequest("job-usr", "t4", tuple(provider.offers("t4"))))
+    gone = provider.release("job-usr", "completed")
+    assert [i.instance_id for i in gone] == [launched.instance.instance_id]
+    view = book.sessions(job_id="job-usr")[0]
+    assert view.session.end_reason == "completed"
+    # the 60-second minimum at the spot price in force (0.18 USD/h)
+    assert view.cost.billed_s == 60 and view.cost.compute_usd == Decimal("0.18") * 60 / 3600
+
+
+def test_interruption_after_the_first_hour_is_billed(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider(now=lambda: utcnow() - timedelta(hours=2))
+    launched = provider.launch(LaunchRequest("job-late", "t4", tuple(provider.offers("t4"))))
+    interrupt(launched.instance.instance_id)
+    provider.close_sessions()
+    view = book.sessions(job_id="job-late")[0]
+    assert view.session.end_reason == "spot-interruption" and not view.cost.interruption_free
+    assert view.cost.compute_usd > Decimal("0.18") * 2 * Decimal("0.99")  # ~2 h at 0.18 USD/h
