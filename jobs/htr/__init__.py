@@ -3,6 +3,7 @@
 Ground-truth side (numpy, Pillow, lxml; no torch):
 
     jobs.htr.gt         read PAGE XML, ALTO and image + .gt.txt pairs into `LineSample`s
+    jobs.htr.files      finding ground-truth files and the images they refer to
     jobs.htr.formats    the XML parsers behind it (no images)
     jobs.htr.lineimage  line extraction by polygon, height normalisation
     jobs.htr.dataset    `compile_dataset` and the memory-mapped `CompiledDataset`

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from jobs.htr.errors import GroundTruthError
-from jobs.htr.gt import GtReport, LineSample, discover, normalize_text, read_file
+from jobs.htr.files import discover
+from jobs.htr.gt import GtReport, LineSample, normalize_text, read_file
 from jobs.htr.lineimage import fit_height
 from jobs.htr.split import SplitAssigner, seeded_split
 

@@ -24,12 +24,11 @@ import numpy as np
 from PIL import Image
 
 from jobs.htr.errors import GroundTruthError
+from jobs.htr.files import GT_SUFFIX, discover, pair_image_of, resolve_page_image
 from jobs.htr.formats import LineRecord, XmlDocument, XmlFormatError, parse_xml
 from jobs.htr.lineimage import crop_line, load_gray, to_gray
 
 NORMALIZATIONS = ("NFC", "NFD", "NFKC", "NFKD", "none")
-IMAGE_SUFFIXES = (".png", ".bin.png", ".nrm.png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".jp2")
-GT_SUFFIX = ".gt.txt"
 
 # Why a sample was skipped. File-level reasons (broken-xml, unknown-format) count files;
 # the others count lines.
@@ -141,97 +140,6 @@ def normalize_text(text: str, normalization: str = "NFC") -> str:
     return " ".join(text.split())
 
 
-# ---------------------------------------------------------------- discovery
-
-
-@dataclass(frozen=True)
-class _Entry:
-    path: Path
-    rel: str  # path relative to the input it came from (posix), the base of sample keys
-    kind: str  # "xml", "pair" or "image"
-
-
-def _is_image(path: Path) -> bool:
-    return path.name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _classify(path: Path, inference: bool) -> str | None:
-    name = path.name.lower()
-    if name.endswith(".xml"):
-        return "xml"
-    if inference:
-        return "image" if _is_image(path) else None
-    if name.endswith(GT_SUFFIX):
-        return "pair"
-    return None
-
-
-def discover(inputs: Sequence[Path], *, inference: bool = False) -> list[tuple[Path, str, str]]:
-    """(file, key base, kind) for every ground-truth file under `inputs`, in a stable order.
-
-    Raises GroundTruthError for an input path that does not exist (a typo, not a bad sample).
-    """
-    entries: list[_Entry] = []
-    for raw in inputs:
-        root = Path(raw)
-        if root.is_dir():
-            for path in sorted(p for p in root.rglob("*") if p.is_file()):
-                rel = path.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                kind = _classify(path, inference)
-                if kind:
-                    entries.append(_Entry(path, rel.as_posix(), kind))
-        elif root.is_file():
-            kind = _classify(root, inference) or ("pair" if _is_image(root) and not inference else None)
-            if kind == "pair" and not root.name.lower().endswith(GT_SUFFIX):
-                root = _pair_text_of(root)
-            if kind:
-                entries.append(_Entry(root, root.name, kind))
-        else:
-            raise GroundTruthError(f"input {root} does not exist", "check the path (files or directories)")
-    seen: Counter[str] = Counter()
-    out = []
-    for e in entries:
-        seen[e.rel] += 1
-        key = e.rel if seen[e.rel] == 1 else f"{e.rel}~{seen[e.rel]}"  # same name from two inputs
-        out.append((e.path, key, e.kind))
-    return out
-
-
-def _pair_text_of(image: Path) -> Path:
-    name = image.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return image.with_name(name[: -len(suffix)] + GT_SUFFIX)
-    return image.with_name(image.stem + GT_SUFFIX)
-
-
-def pair_image_of(text_file: Path) -> Path | None:
-    """The image of a `foo.gt.txt` pair: `foo.png`, `foo.bin.png`, `foo.jpg`, ... (first found)."""
-    stem = text_file.name[: -len(GT_SUFFIX)]
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (text_file.with_name(stem + suffix), text_file.with_name(stem + suffix.upper())):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def resolve_page_image(doc: XmlDocument) -> Path | None:
-    """Find the image an XML file refers to: as written, by base name, next to or above the XML."""
-    here = doc.path.parent
-    candidates: list[Path] = []
-    if doc.image_ref:
-        ref = doc.image_ref.removeprefix("file://")
-        ref_path = Path(ref)
-        candidates += [ref_path] if ref_path.is_absolute() else [here / ref_path]
-        base = ref.replace("\\", "/").rsplit("/", 1)[-1]
-        candidates += [here / base, here.parent / base]
-    stem = doc.path.name[:-4]
-    candidates += [folder / (stem + s) for folder in (here, here.parent) for s in IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
-
-
 # ---------------------------------------------------------------- reading
 
 
@@ -263,6 +171,38 @@ def _scaled(rec: LineRecord, scale: tuple[float, float]) -> LineRecord:
     return LineRecord(rec.line_id, rec.index, rec.text, poly, box, rec.baseline)
 
 
+def _wanted_lines(doc: XmlDocument, normalization: str, report: GtReport,
+                  require_text: bool) -> list[tuple[LineRecord, str | None]]:
+    """The lines worth cutting out, with their normalised text; the others go into `report`."""
+    wanted: list[tuple[LineRecord, str | None]] = []
+    for rec in doc.lines:
+        text = normalize_text(rec.text, normalization) if rec.text is not None else None
+        if require_text and not text:
+            report.skip(doc.path, rec.line_id, "empty-text")
+        elif rec.bbox is None:
+            report.skip(doc.path, rec.line_id, "no-geometry")
+        else:
+            wanted.append((rec, text))
+    return wanted
+
+
+def _page_of(doc: XmlDocument, wanted: list[tuple[LineRecord, str | None]],
+             report: GtReport) -> tuple[Path, np.ndarray, float | None] | None:
+    """(image path, decoded page, dpi); None, with every wanted line reported, when unusable."""
+    image_path = resolve_page_image(doc)
+    if image_path is None:
+        for rec, _ in wanted:
+            report.skip(doc.path, rec.line_id, "missing-image", doc.image_ref or "no imageFilename")
+        return None
+    try:
+        page, dpi = load_gray(image_path)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        for rec, _ in wanted:
+            report.skip(doc.path, rec.line_id, "unreadable-image", f"{image_path.name}: {exc}")
+        return None
+    return image_path, page, dpi
+
+
 def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
                  require_text: bool) -> Iterator[LineSample]:
     try:
@@ -271,38 +211,22 @@ def _xml_samples(path: Path, rel: str, normalization: str, report: GtReport,
         report.skip(path, None, exc.reason, exc.detail)
         return
     report.files += 1
-    wanted: list[tuple[LineRecord, str | None]] = []
-    for rec in doc.lines:
-        text = normalize_text(rec.text, normalization) if rec.text is not None else None
-        if require_text and not text:
-            report.skip(path, rec.line_id, "empty-text")
-        elif rec.bbox is None:
-            report.skip(path, rec.line_id, "no-geometry")
-        else:
-            wanted.append((rec, text))
-    if not wanted:
-        return  # no need to decode the page
-    image_path = resolve_page_image(doc)
-    if image_path is None:
-        for rec, _ in wanted:
-            report.skip(path, rec.line_id, "missing-image", doc.image_ref or "no imageFilename")
+    wanted = _wanted_lines(doc, normalization, report, require_text)
+    found = _page_of(doc, wanted, report) if wanted else None  # no text, no need to decode
+    if found is None:
         return
-    try:
-        page, dpi = load_gray(image_path)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        for rec, _ in wanted:
-            report.skip(path, rec.line_id, "unreadable-image", f"{image_path.name}: {exc}")
-        return
+    image_path, page, dpi = found
     scale = _unit_scale(doc, page, dpi)
     seen: Counter[str] = Counter()
     for rec, text in wanted:
         geo = _scaled(rec, scale)
         crop = crop_line(page, geo.polygon, geo.bbox)
-        problem = "outside-page" if crop is None else _shape_problem(crop)
+        if crop is None:
+            report.skip(path, rec.line_id, "outside-page", f"page is {page.shape[1]}x{page.shape[0]} px")
+            continue
+        problem = _shape_problem(crop)
         if problem is not None:
-            size = f"page is {page.shape[1]}x{page.shape[0]} px" if crop is None else \
-                f"line is {crop.shape[1]}x{crop.shape[0]} px"
-            report.skip(path, rec.line_id, problem, size)
+            report.skip(path, rec.line_id, problem, f"line is {crop.shape[1]}x{crop.shape[0]} px")
             continue
         report.lines += 1
         seen[rec.line_id] += 1  # ids should be unique in a file; keys must be
