@@ -71,7 +71,7 @@ class Hooks:
         return list(self.bodies)
 
 
-def start_webhook(port: int = 0) -> tuple[ThreadingHTTPServer, Hooks]:
+def _start_webhook(port: int = 0) -> tuple[ThreadingHTTPServer, Hooks]:
     hooks = Hooks()
 
     class Handler(BaseHTTPRequestHandler):
@@ -95,7 +95,7 @@ def start_webhook(port: int = 0) -> tuple[ThreadingHTTPServer, Hooks]:
 
 @pytest.fixture
 def webhook() -> Iterator[tuple[Hooks, int]]:
-    server, hooks = start_webhook()
+    server, hooks = _start_webhook()
     try:
         yield hooks, server.server_address[1]
     finally:
@@ -118,3 +118,9 @@ def write_config(tmp_path: Path):
 def cli_on(cli):
     """`cli_on(url, config_path)` -> the root conftest's CLI runner on that database."""
     return lambda url, config=None: type(cli)(url, config)
+
+
+@pytest.fixture
+def start_webhook():
+    """start_webhook(port) -> (server, hooks): a receiver on a chosen port; the test stops it."""
+    return _start_webhook
