@@ -39,7 +39,7 @@ resource "aws_sns_topic_policy" "this" {
   policy = data.aws_iam_policy_document.topic.json
 }
 
-resource "aws_sns_topic_subscription" "email" {
+resource "aws_sns_topic_subscription" "this" {
   count = var.alert_email == null ? 0 : 1
 
   topic_arn = aws_sns_topic.this.arn

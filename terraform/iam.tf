@@ -307,7 +307,7 @@ resource "aws_iam_policy" "this" {
 # The first spot request of an account creates AWSServiceRoleForEC2Spot, which needs
 # iam:CreateServiceLinkedRole. Creating the role here keeps that action out of the user policy.
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/service-linked-roles-spot-instance-requests.html
-resource "aws_iam_service_linked_role" "spot" {
+resource "aws_iam_service_linked_role" "this" {
   count = var.create_spot_service_linked_role ? 1 : 0
 
   aws_service_name = "spot.amazonaws.com"

@@ -292,7 +292,7 @@ resource "aws_security_group" "this" {
   tags        = local.tags
 }
 
-resource "aws_vpc_security_group_ingress_rule" "ssh" {
+resource "aws_vpc_security_group_ingress_rule" "this" {
   for_each = toset(var.operator_cidrs)
 
   security_group_id = aws_security_group.this.id
@@ -307,7 +307,7 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
 
 # Egress: HTTPS (S3, ECR, PyPI, the AWS APIs) and HTTP (Ubuntu package mirrors) to anywhere.
 # DNS to the VPC resolver and time from 169.254.169.123 are not subject to security groups.
-resource "aws_vpc_security_group_egress_rule" "web" {
+resource "aws_vpc_security_group_egress_rule" "this" {
   for_each = { https = 443, http = 80 }
 
   security_group_id = aws_security_group.this.id
