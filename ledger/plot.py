@@ -102,12 +102,15 @@ def render_chart(series: OwnershipSeries, path: Path | None = None, fmt: str = "
             ax.scatter([cx], [cy], s=160, color=CROSS_COLOUR, zorder=5, label="crossover")
             ax.annotate(f"crossover {series.crossover_month}\n${cy:,.0f}", (cx, cy),
                         textcoords="offset points", xytext=(-60, 18), color=CROSS_COLOUR)
+        else:
+            ax.text(0.99, 0.5, "no crossover yet:\nowning stays dearer", transform=ax.transAxes,
+                    ha="right", va="center", color="#555555")
         ax.set_xticks(x, list(series.months), rotation=45 if len(x) > 8 else 0)
         ax.set_xlabel("month")
         ax.set_ylabel("cumulative USD")
         ax.set_title(f"Rent vs owning a {series.card.label}")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
+        ax.legend(loc="best")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
