@@ -15,6 +15,7 @@ Lines are named as the readers name them (`LineSample.line_id`: the id/ID attrib
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,13 @@ from jobs.htr.formats import (
 )
 
 _PAGE_AFTER_EQUIV = ("TextStyle", "UserDefined", "Labels")
+# Characters XML 1.0 cannot carry at all (C0 controls but tab/newline/CR, lone surrogates, FFFE/FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML cannot hold (a model's codec may contain them)."""
+    return _NOT_XML.sub("", text)
 
 
 def _write_tree(tree: etree._ElementTree, xml_out: Path) -> None:
@@ -56,6 +64,7 @@ def _set_equiv(element: etree._Element, ns: str, text: str, conf: float | None) 
             element.append(equiv)
         else:
             following.addprevious(equiv)
+    text = xml_safe(text)
     plain = equiv.find(f"{{{ns}}}PlainText")
     if plain is not None:
         plain.text = text
@@ -114,7 +123,7 @@ def _alto_words(line: etree._Element, ns: str, line_id: str, text: str, conf: fl
             line.remove(child)
     geometry = [line.get(k) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
     box = [float(v) for v in geometry] if None not in geometry else None
-    words = text.split() or [""]
+    words = xml_safe(text).split() or [""]
     total = max(len(" ".join(words)), 1)
     x = box[0] if box else 0.0
     for n, word in enumerate(words):
