@@ -30,6 +30,7 @@ from sqlmodel import col
 from ledger.advice import advise_from_ledger
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
+from ledger.errors import GpuhireError
 from ledger.models import CostLine, Job, RentalSession
 from ledger.ownership import Advice, OwnershipParams
 from ledger.timeutil import month_end, prev_month
@@ -134,6 +135,7 @@ class MonthlyReport:
     change_usd: Decimal
     change_pct: Decimal | None  # None when the previous month had no rent
     advice: Advice | None = field(default=None)
+    advice_error: str | None = None  # why there is no buy signal (e.g. a GPU of unknown speed)
 
 
 def closed_facts(ledger: Ledger, month: str) -> list[Fact]:
@@ -263,9 +265,12 @@ def build_report(
     prev = prev_month(month)
     prev_total = ledger.month_usage([prev])[prev][0]
     change = total - prev_total
-    advice = None
+    advice, advice_error = None, None
     if card is not None and params is not None:
-        advice = advise_from_ledger(ledger, card, params, month_end(month))
+        try:
+            advice = advise_from_ledger(ledger, card, params, month_end(month))
+        except GpuhireError as exc:  # the money numbers still stand without the buy signal
+            advice_error = str(exc)
     return MonthlyReport(
         month=month,
         generated_at=ledger.now(),
@@ -289,4 +294,5 @@ def build_report(
         change_usd=change,
         change_pct=None if prev_total == 0 else change * 100 / prev_total,
         advice=advice,
+        advice_error=advice_error,
     )

@@ -94,6 +94,7 @@ def report_dict(r: MonthlyReport) -> dict[str, Any]:
             "cumulative_rent_usd": a.cumulative_rent_usd,
             "reason": a.reason,
         },
+        "advice_error": r.advice_error,
     }
 
 
@@ -133,7 +134,7 @@ def breakdowns(r: MonthlyReport) -> list[tuple[str, tuple[Part, ...]]]:
 def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
     a = r.advice
     if a is None:
-        return []
+        return [("unavailable", r.advice_error)] if r.advice_error else []
     payback = "never" if a.payback_months is None else f"{hours(a.payback_months)} months"
     return [
         ("verdict", f"{a.verdict.upper()} ({a.card.label}, {money(a.card.price_usd)})"),
@@ -167,7 +168,7 @@ def render_table(r: MonthlyReport) -> str:
         lines += ["", f"by {name}"]
         lines += _grid([name, "USD", "GPU-h", "sessions"],
                        [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions)) for p in parts])
-    if r.advice is not None:
+    if advice_rows(r):
         lines += ["", "buy signal", *_grid(["", ""], advice_rows(r))[2:]]
     return "\n".join(lines) + "\n"
 
@@ -189,7 +190,7 @@ def render_markdown(r: MonthlyReport) -> str:
         lines += _md_table([name, "USD", "GPU-h", "sessions"],
                            [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
                             for p in parts])
-    if r.advice is not None:
+    if advice_rows(r):
         lines += ["", "## Buy signal", "", *_md_table(["", ""], advice_rows(r))]
     return "\n".join(lines) + "\n"
 
@@ -264,7 +265,7 @@ def render_html(r: MonthlyReport, chart_png: bytes | None = None) -> str:
         parts.append(_html_table([name, "USD", "GPU-h", "sessions"],
                                  [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
                                   for p in rows]))
-    if r.advice is not None:
+    if advice_rows(r):
         parts.append("<h2>Buy signal</h2>" + _html_table(["", ""], advice_rows(r)))
     parts.append(f"<p><small>generated {html.escape(_scalar(r.generated_at))} by gpuhire; "
                  "exact figures: gpuhire report --format json</small></p></body></html>")

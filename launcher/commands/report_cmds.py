@@ -10,7 +10,7 @@ import typer
 
 from launcher.context import AppContext, app_context
 from launcher.output import to_json
-from ledger.errors import ConfigError, InputError
+from ledger.errors import ConfigError, GpuhireError, InputError
 from ledger.timeutil import last_complete_month, parse_month
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def render(report: MonthlyReport, fmt: ReportFormat, chart_png: bytes | None) ->
     return renderers[fmt](report)
 
 
-def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes) -> list[str]:
+def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None) -> list[str]:
     """Mail the report (HTML body, text alternative, chart attached); returns the recipients."""
     from ledger import report_formats as rf
     from ledger.alerts.channels import Attachment, Message, send_email
@@ -72,7 +72,8 @@ def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes) -> lis
     message = Message(
         subject=f"{settings.report.subject_prefix} {rf.title(report)}".strip(),
         text=rf.render_table(report), html=rf.render_html(report, chart_png),
-        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png),),
+        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png),)
+        if chart_png else (),
     )
     send_email(channel, message, recipients)
     return recipients
@@ -104,11 +105,15 @@ def report(
     settings = app.settings
     result = build_report(app.ledger, chosen, settings.card(card_name), settings.ownership_params())
     chart_png: bytes | None = None
-    if fmt is ReportFormat.html or send or plot is not None:
+    if plot is not None:  # asked for: a chart that cannot be drawn is an error
         series = _series(app, result, card_name)
-        if plot is not None:
-            _chart(series, path=plot)
+        _chart(series, path=plot)
         chart_png = _chart(series, "png")
+    elif fmt is ReportFormat.html or send:
+        try:
+            chart_png = _chart(_series(app, result, card_name), "png")
+        except GpuhireError as exc:  # the report stands without its picture
+            typer.echo(f"warning: no chart: {exc}", err=True)
     text = render(result, fmt, chart_png)
     if output is not None:
         try:
@@ -119,7 +124,6 @@ def report(
     else:
         typer.echo(text, nl=False)
     if send:
-        assert chart_png is not None
         to = send_report(app, result, chart_png)
         typer.echo(f"mailed the {chosen} report to {', '.join(to)}", err=True)
 

@@ -142,3 +142,26 @@ def test_cli_bad_input(cli) -> None:
     send = cli("report", "--month", "2026-10", "--send")
     assert send.exit_code == 2 and "[report] channel" in send.stderr
     assert "Traceback" not in bad.stderr + plot.stderr + send.stderr
+
+
+def test_unknown_gpu_speed_keeps_the_money(sqlite_db: str, cli_on) -> None:
+    from datetime import UTC, datetime
+
+    from ledger.book import NewSession
+    from ledger.catalogue import DEFAULT_RULES
+    from ledger.db import open_engine
+
+    Ledger(open_engine(sqlite_db)).record_session(NewSession(
+        "runpod", "h100", datetime(2026, 10, 1, tzinfo=UTC), D("2.50"),
+        end_at=datetime(2026, 10, 1, 2, tzinfo=UTC)), DEFAULT_RULES)
+    run = cli_on(sqlite_db)
+    table = run("report", "--month", MONTH)
+    assert table.exit_code == 0, table.stderr
+    assert "total rent                 $5.00" in table.stdout
+    assert "no training speed is known for GPU 'h100'" in table.stdout
+    data = json.loads(run("report", "--month", MONTH, "--format", "json").stdout)
+    assert data["advice"] is None and "[speeds] h100" in data["advice_error"]
+    html = run("report", "--month", MONTH, "--format", "html")
+    assert html.exit_code == 0 and "warning: no chart:" in html.stderr
+    plot = run("report", "--month", MONTH, "--plot", "x.png")
+    assert plot.exit_code == 2 and "[speeds] h100" in plot.stderr
