@@ -107,7 +107,7 @@ def test_operator_address_detected_when_not_configured(moto, world: AwsWorld, bo
 
 def test_wide_cidr_refused(make_provider) -> None:
     provider = make_provider(operator_cidrs=["10.0.0.0/8"])
-    with pytest.raises(ConfigError, match="SSH would be open to 10.0.0.0/8"):
+    with pytest.raises(ConfigError, match=r"SSH would be open to 10\.0\.0\.0/8"):
         provider.launch(LaunchRequest("job-wide", "t4", tuple(provider.offers("t4"))))
 
 
