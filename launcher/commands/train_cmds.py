@@ -32,10 +32,10 @@ def _decimal(text: str | None, flag: str) -> Decimal | None:
 
 def compile_ground_truth(inputs: list[Path], out: Path) -> int:
     """Compile the ground truth with the trainer's own readers; return the usable line count."""
-    from jobs.htr.dataset import CompiledDataset, compile_dataset
+    from jobs.htr.dataset import CompiledDataset, compile_dataset, is_compiled_dataset
     from jobs.htr.errors import GroundTruthError
 
-    if len(inputs) == 1 and (inputs[0] / "meta.json").exists():  # already compiled
+    if len(inputs) == 1 and is_compiled_dataset(inputs[0]):  # already compiled
         import shutil
 
         shutil.copytree(inputs[0], out, dirs_exist_ok=True)
