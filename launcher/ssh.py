@@ -1,0 +1,434 @@
+"""SSH to a rented box: a pinned host key, keepalives, patient connects, detached jobs, resumable copies.
+
+The one module (with launcher/ssh_transfer.py) that imports paramiko.
+
+    target = SshTarget(host, 22, "ubuntu", key_path, PinnedHostKey.parse("ssh-ed25519 AAAA..."))
+    with Ssh(target) as ssh:            # retries with back-off while the box boots
+        ssh.put(Path("data"), "job/data")          # resumes a dropped transfer
+        pid = ssh.start_detached(["python", "-m", "jobs.train"], "job/log", "job/pid")
+        chunk, offset = ssh.tail("job/events.jsonl", 0)
+
+Trust: the client knows exactly one host key per target (injected at boot or read from the
+console output, launcher/ssh_hostkeys.py) and refuses anything else, including an unknown host:
+paramiko's RejectPolicy, never AutoAddPolicy. Every paramiko and socket error leaves this module
+as an `SshError` whose fix says what to do. After a dropped connection the next call reconnects
+(with the same pinned key) unless `auto_reconnect=False`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import select
+import shlex
+import signal as signals
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import NamedTuple, NoReturn
+
+import paramiko
+
+from launcher import ssh_transfer
+from launcher.errors import SshError
+from launcher.ssh_hostkeys import PinnedHostKey
+from launcher.ssh_transfer import ProgressFn, TransferStats
+
+__all__ = ["PinnedHostKey", "RunResult", "Ssh", "SshTarget", "TransferStats"]
+
+_BACKOFF_FIRST_S = 0.25  # first retry soon: a port that just opened is the common case
+_BACKOFF_CAP_S = 10.0  # never wait longer than this between two attempts
+_NETWORK_ERRORS = (OSError, EOFError, paramiko.SSHException)  # socket.timeout is an OSError
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to reach one box."""
+
+    host: str  # address or name (a config override may point at a bastion or port-forward)
+    port: int  # 22, or the forwarded port
+    user: str  # login user, e.g. "ubuntu" on the Deep Learning AMI
+    key_path: Path  # private login key; refused unless only its owner can read it (0600)
+    host_key: PinnedHostKey  # the only host key accepted
+    keepalive_s: int = 15  # SSH keepalive interval: notices a dead link, keeps NAT state alive
+    connect_timeout_s: float = 10.0  # one attempt: TCP connect, banner, key exchange, auth
+    deadline_s: float = 600.0  # all attempts of one connect together (a box boots in minutes)
+    auth_grace_s: float = 60.0  # keep retrying a refused login this long (authorized_keys lands late)
+    host_key_grace_s: float = 0.0  # retry a different host key this long (a box swapping in ours)
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)  # free labels (job, instance)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host_key, PinnedHostKey):
+            raise SshError(
+                f"no pinned host key for {self.host}: unknown hosts are never accepted",
+                "pin the key injected at boot or read from the console output (docs/ssh.md)",
+            )
+
+    @property
+    def name(self) -> str:
+        """user@host:port, for messages."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host's name in known_hosts form, as paramiko looks the pinned key up."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+class RunResult(NamedTuple):
+    """What a remote command did."""
+
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+
+class _RetryableError(Exception):
+    """A connect attempt failed in a way that may pass (box booting); carries the user error."""
+
+    def __init__(self, error: SshError, kind: str) -> None:
+        super().__init__(error.message)
+        self.error, self.kind = error, kind
+
+
+class _RefuseUnpinned(paramiko.RejectPolicy):
+    """RejectPolicy with our message: a host we hold no pinned key for is never trusted."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> NoReturn:
+        raise SshError(
+            f"host {hostname} presented {key.get_name()} key {key.fingerprint} but no key is pinned for it",
+            "never connect to an unpinned host: pin its key (docs/ssh.md) or run `gpuhire gc`",
+        )
+
+
+def load_private_key(path: Path) -> paramiko.PKey:
+    """The login key, refused if others can read it or it cannot be used without a passphrase."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        fix = "run `gpuhire gc` and launch again (keys are per job)"
+        raise SshError(f"SSH key {path} does not exist", fix) from None
+    if mode & 0o077:
+        raise SshError(
+            f"SSH key {path} is readable by others (mode {stat.S_IMODE(mode):04o})",
+            f"run `chmod 600 {shlex.quote(str(path))}`",
+        )
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        fix = "use an unencrypted per-job key (made by gpuhire)"
+        raise SshError(f"SSH key {path} is encrypted", fix) from None
+    except (paramiko.SSHException, ValueError, OSError) as exc:
+        fix = "point key_path at an OpenSSH private key"
+        raise SshError(f"SSH key {path} cannot be read: {exc}", fix) from None
+
+
+def _pinned_pkey(pin: PinnedHostKey) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_type_string(pin.key_type, pin.blob)
+    except (paramiko.SSHException, ValueError) as exc:
+        fix = "pin the box's key again (docs/ssh.md)"
+        raise SshError(f"pinned host key cannot be loaded: {exc}", fix) from None
+
+
+class Ssh:
+    """One SSH connection to one target; see the module docstring."""
+
+    def __init__(self, target: SshTarget, *, auto_reconnect: bool = True,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.target = target
+        self.auto_reconnect = auto_reconnect
+        self._sleep = sleep
+        self._pkey = load_private_key(target.key_path)
+        self._host_pkey = _pinned_pkey(target.host_key)
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.connects = 0  # successful connects so far (1 + reconnects)
+
+    # --- connection -----------------------------------------------------------------------
+
+    def __enter__(self) -> Ssh:
+        return self.connect()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the transport is up (a dropped link shows after a keepalive or a call)."""
+        transport = self._client.get_transport() if self._client else None
+        return transport is not None and transport.is_active()
+
+    def connect(self, deadline_s: float | None = None) -> Ssh:
+        """Connect, retrying with exponential back-off and jitter until `deadline_s` has passed."""
+        if self.connected:
+            return self
+        self.close()
+        deadline = time.monotonic() + (self.target.deadline_s if deadline_s is None else deadline_s)
+        first_seen: dict[str, float] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._client = self._connect_once()
+                self.connects += 1
+                return self
+            except _RetryableError as retry:
+                now = time.monotonic()
+                since = now - first_seen.setdefault(retry.kind, now)
+                grace = {"auth": self.target.auth_grace_s, "hostkey": self.target.host_key_grace_s}
+                if now >= deadline or since >= grace.get(retry.kind, float("inf")):
+                    tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                    raise SshError(retry.error.message + tries, retry.error.fix) from None
+            # Jitter so that many launchers retrying one region do not knock in step.
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - timing, not security
+            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** (attempt - 1)) * jitter
+            self._sleep(max(0.0, min(delay, deadline - time.monotonic())))
+
+    def reconnect(self, deadline_s: float | None = None) -> Ssh:
+        """Drop the connection (if any) and connect again to the same pinned host."""
+        self.close()
+        return self.connect(deadline_s)
+
+    def close(self) -> None:
+        """Close the SFTP session and the connection; safe to call twice."""
+        for thing in (self._sftp, self._client):
+            if thing is not None:
+                with contextlib.suppress(*_NETWORK_ERRORS):  # already dead: nothing to close
+                    thing.close()
+        self._sftp = self._client = None
+
+    def _connect_once(self) -> paramiko.SSHClient:
+        t = self.target
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_RefuseUnpinned())
+        client.get_host_keys().add(t.known_hosts_name, self._host_pkey.get_name(), self._host_pkey)
+        try:
+            client.connect(
+                t.host, t.port, username=t.user, pkey=self._pkey, timeout=t.connect_timeout_s,
+                banner_timeout=t.connect_timeout_s, auth_timeout=t.connect_timeout_s,
+                allow_agent=False, look_for_keys=False,  # only the job's key, never the user's own
+            )
+        except BaseException as exc:
+            client.close()
+            raise self._classify(exc) from None
+        transport = client.get_transport()
+        if transport is None:  # connect() returned without a transport: treat as a failed attempt
+            raise _RetryableError(SshError(f"no transport to {t.name}", "retry"), "network")
+        transport.set_keepalive(t.keepalive_s)
+        return client
+
+    def _classify(self, exc: BaseException) -> BaseException:
+        t = self.target
+        if isinstance(exc, paramiko.BadHostKeyException):
+            error = SshError(
+                f"host key for {t.host}:{t.port} does not match the pinned key (got "
+                f"{exc.key.get_name()} {exc.key.fingerprint}, pinned {t.host_key.fingerprint()}); "
+                "someone may be intercepting, or the instance was replaced",
+                "do not connect; run `gpuhire gc`",
+            )
+            return _RetryableError(error, "hostkey")
+        if isinstance(exc, SshError):
+            return exc  # the unpinned-host refusal: never retried
+        if isinstance(exc, paramiko.AuthenticationException):
+            return _RetryableError(SshError(
+                f"{t.name} refused the key {t.key_path}",
+                "check the login user and that the key's public half is in the box's authorized_keys",
+            ), "auth")
+        if isinstance(exc, socket.gaierror):
+            fix = "check the host name or the [aws] ssh_targets override"
+            return SshError(f"cannot resolve {t.host}: {exc}", fix)
+        if isinstance(exc, _NETWORK_ERRORS):
+            return _RetryableError(SshError(
+                f"cannot reach {t.name}: {exc or type(exc).__name__}",
+                "check the box is running and port 22 is open to this machine (security group, firewall)",
+            ), "network")
+        return exc  # a bug, not a network problem: let it show
+
+    def _ensure(self) -> paramiko.SSHClient:
+        if not self.connected:
+            if self.connects and not self.auto_reconnect:
+                raise SshError(f"the connection to {self.target.name} dropped", "call reconnect()")
+            self.connect()  # first use, or back after a drop: same pinned key, same deadline
+        assert self._client is not None
+        return self._client
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Map a mid-call failure to SshError; the next call reconnects."""
+        try:
+            yield
+        except SshError:
+            raise
+        except _NETWORK_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EACCES):
+                raise SshError(f"{action} on {self.target.name}: {exc}", "check the remote path") from None
+            raise SshError(
+                f"{action} on {self.target.name} failed: {exc or type(exc).__name__}",
+                "the connection dropped; the next call reconnects (retry)",
+            ) from None
+
+    def sftp(self) -> paramiko.SFTPClient:
+        """The SFTP session of the current connection (reopened after a reconnect)."""
+        client = self._ensure()
+        if self._sftp is None or self._sftp.sock.closed:
+            with self._errors("opening SFTP"):
+                self._sftp = client.open_sftp()
+        return self._sftp
+
+    # --- commands -------------------------------------------------------------------------
+
+    def run(self, cmd: str, timeout_s: float = 60.0) -> RunResult:
+        """Run `cmd` with the remote user's shell; wait at most `timeout_s` for it to finish."""
+        client = self._ensure()
+        deadline = time.monotonic() + timeout_s
+        out, err = bytearray(), bytearray()
+        with self._errors(f"running {cmd[:60]!r}"):
+            transport = client.get_transport()
+            assert transport is not None
+            chan = transport.open_session(timeout=timeout_s)
+            try:
+                chan.exec_command(cmd)
+                while not (chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise SshError(f"{cmd[:60]!r} on {self.target.name} ran past {timeout_s} s",
+                                       "raise the timeout, or start it with start_detached()")
+                    select.select([chan], [], [], min(left, 1.0))
+                    while chan.recv_ready():
+                        out += chan.recv(65536)
+                    while chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                    raise SshError(f"no exit status for {cmd[:60]!r}", "retry")
+                return RunResult(chan.recv_exit_status(), bytes(out), bytes(err))
+            finally:
+                chan.close()
+
+    def start_detached(self, cmd: Sequence[str] | str, log_path: str, pid_path: str, *,
+                       env: Mapping[str, str] | None = None, cwd: str | None = None) -> int:
+        """Start `cmd` in its own session (setsid + nohup) so an SSH drop never kills it; its pid.
+
+        An argv list is exec'ed, so the pid is the program's own. A string is shell code run by
+        `sh -c`; the pid is that shell's (signal its group: `kill(..., group=True)`).
+        """
+        q = shlex.quote
+        for name in env or {}:
+            if not name.isidentifier():
+                raise SshError(f"bad environment variable name {name!r}", "use letters, digits and _")
+        assigns = " ".join(f"{k}={q(v)}" for k, v in (env or {}).items())
+        program = f"exec {shlex.join(cmd)}" if not isinstance(cmd, str) else cmd
+        inner = (f"cd {q(cwd)} && " if cwd else "") + (f"export {assigns}; " if assigns else "") + program
+        dirs = " ".join(q(str(PurePosixPath(p).parent)) for p in (log_path, pid_path))
+        script = (
+            f"mkdir -p {dirs} && S=; command -v setsid >/dev/null 2>&1 && S=setsid; "
+            f"nohup $S sh -c {q(inner)} >> {q(log_path)} 2>&1 < /dev/null & "
+            f"echo $! > {q(pid_path)}.tmp && mv {q(pid_path)}.tmp {q(pid_path)} && echo $!"
+        )
+        result = self.run(script, timeout_s=30.0)
+        pid = result.stdout.decode(errors="replace").strip()
+        if result.exit_status != 0 or not pid.isdigit():
+            raise SshError(f"could not start {program[:60]!r} on {self.target.name}: "
+                           f"{result.stderr.decode(errors='replace').strip()[:200]}",
+                           "check the remote paths are writable")
+        return int(pid)
+
+    def is_running(self, pid_path: str) -> bool:
+        """Whether the process named in `pid_path` is alive (a zombie counts as ended)."""
+        script = (
+            f'pid=$(cat {shlex.quote(pid_path)} 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null '
+            '|| exit 1; [ -r /proc/$pid/stat ] || exit 0; '
+            '[ "$(sed "s/.*) //" /proc/$pid/stat | cut -c1)" != Z ]'
+        )
+        return self.run(script, timeout_s=30.0).exit_status == 0
+
+    def kill(self, pid_path: str, sig: int = signals.SIGTERM, *, group: bool = False) -> bool:
+        """Send `sig` to the process (or its whole process group); True if it was delivered."""
+        name = signals.Signals(sig).name.removeprefix("SIG")
+        target = '-- -"$pid"' if group else '"$pid"'
+        script = f'pid=$(cat {shlex.quote(pid_path)} 2>/dev/null) && [ -n "$pid" ] && kill -s {name} {target}'
+        return self.run(script, timeout_s=30.0).exit_status == 0
+
+    # --- files ----------------------------------------------------------------------------
+
+    def tail(self, path: str, offset: int, *, max_bytes: int = 8 << 20,
+             whole_lines: bool = False) -> tuple[bytes, int]:
+        """Bytes of `path` from `offset` (at most `max_bytes`) and the offset to ask for next.
+
+        A missing file gives no bytes; a file shorter than `offset` was replaced and is read from
+        the start. With `whole_lines`, a trailing partial line is left for the next call.
+        """
+        sftp = self.sftp()
+        with self._errors(f"reading {path}"):
+            try:
+                fh = sftp.open(path, "rb")
+            except FileNotFoundError:
+                return b"", offset
+            with fh:
+                size = fh.stat().st_size or 0
+                start = offset if size >= offset else 0
+                fh.seek(start)
+                data = fh.read(min(size - start, max_bytes)) if size > start else b""
+        if whole_lines:
+            data = data[: data.rfind(b"\n") + 1]
+        return data, start + len(data)
+
+    def touch(self, path: str) -> None:
+        """Set `path`'s mtime to now, creating it if needed: the dead-man switch's heartbeat."""
+        sftp = self.sftp()
+        with self._errors(f"touching {path}"):
+            try:
+                sftp.utime(path, None)
+            except FileNotFoundError:
+                sftp.open(path, "a").close()
+
+    def exists(self, path: str) -> bool:
+        """Whether `path` exists on the box."""
+        sftp = self.sftp()
+        with self._errors(f"checking {path}"):
+            try:
+                sftp.stat(path)
+            except FileNotFoundError:
+                return False
+            return True
+
+    def sha256(self, path: str) -> str | None:
+        """The remote file's sha256 computed on the box (None if no sha256 tool there)."""
+        p = shlex.quote(path)
+        cmd = f"sha256sum -- {p} 2>/dev/null || shasum -a 256 -- {p} 2>/dev/null"  # Linux, then macOS
+        result = self.run(cmd, timeout_s=600.0)
+        digest = result.stdout.split(b" ", 1)[0].decode(errors="replace")
+        return digest if result.exit_status == 0 and len(digest) == 64 else None
+
+    def put(self, local: Path, remote: str, progress: ProgressFn | None = None, *,
+            retries: int = 2) -> TransferStats:
+        """Copy a file or tree to the box; resumes after drops (reconnecting up to `retries` times)."""
+        return self._transfer("upload", lambda s: ssh_transfer.put_path(
+            self.sftp(), local, remote, self.sha256, progress, s), retries)
+
+    def get(self, remote: str, local: Path, progress: ProgressFn | None = None, *,
+            retries: int = 2) -> TransferStats:
+        """Copy a file or tree from the box; resumes after drops (reconnecting up to `retries` times)."""
+        return self._transfer("download", lambda s: ssh_transfer.get_path(
+            self.sftp(), remote, local, self.sha256, progress, s), retries)
+
+    def _transfer(self, action: str, step: Callable[[TransferStats], None], retries: int) -> TransferStats:
+        stats = TransferStats()
+        for attempt in range(retries + 1):
+            try:
+                with self._errors(action):
+                    step(stats)
+                return stats
+            except SshError:
+                if attempt == retries or self.connected:
+                    raise  # out of retries, or not a dropped link (a bad path, a hash mismatch)
+                stats.reconnects += 1
+                self.reconnect()
+        raise AssertionError("unreachable")

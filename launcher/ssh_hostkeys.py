@@ -1,0 +1,211 @@
+"""Where the pinned SSH host key comes from: the console output, or a key we made ourselves.
+
+The SSH client (launcher/ssh.py) accepts exactly one host key per target and never learns one
+on first use. That key comes from one of two places, both giving a `PinnedHostKey`:
+
+- **Injected at boot** (preferred, what the AWS provider does): `new_host_key()` makes an ed25519
+  key pair here; the private half goes into the instance's user-data (`cloud_config()` renders
+  the cloud-init `ssh_keys` block, which cloud-init writes before sshd first starts), and the
+  public half is pinned before the machine even exists.
+- **Read from the console output**: cloud-init prints the box's host keys between
+  `-----BEGIN SSH HOST KEY KEYS-----` and `-----END SSH HOST KEY KEYS-----` on the serial console,
+  which EC2's GetConsoleOutput returns (a few minutes after boot). `pinned_from_console()` parses
+  it and, when the fingerprint block is there too, checks that the two agree.
+
+No paramiko here: keys are parsed as the SSH wire format and fingerprints computed as
+`ssh-keygen -l` does (SHA256 of the key blob, base64 without padding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from launcher.errors import SshError
+
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# Preference when a box offers several: ed25519 first (small, fast, no parameter choices).
+_PREFERENCE = {name: rank for rank, name in enumerate(KEY_TYPES)}
+
+
+@dataclass(frozen=True)
+class PinnedHostKey:
+    """The one host key an SSH target may present."""
+
+    key_type: str  # "ssh-ed25519", "ecdsa-sha2-nistp256" or "ssh-rsa"
+    key_b64: str  # the public key blob (SSH wire format), base64, as in known_hosts
+
+    def __post_init__(self) -> None:
+        if self.key_type not in KEY_TYPES:
+            fix = f"pin one of: {', '.join(KEY_TYPES)}"
+            raise SshError(f"unsupported host key type {self.key_type!r}", fix)
+        try:
+            blob = base64.b64decode(self.key_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            fix = "copy the whole 'ssh-... AAAA...' line"
+            raise SshError("pinned host key is not valid base64", fix) from exc
+        if _blob_type(blob) != self.key_type:
+            raise SshError(
+                f"pinned host key says {self.key_type!r} but its data is not one",
+                "copy the whole 'ssh-... AAAA...' line unchanged",
+            )
+
+    @classmethod
+    def parse(cls, line: str) -> PinnedHostKey:
+        """From "ssh-ed25519 AAAA... [comment]" (a .pub file or a known_hosts entry's key part)."""
+        parts = line.split()
+        if len(parts) < 2:
+            raise SshError(
+                f"not an SSH public key: {line[:40]!r}",
+                "give the host key as 'ssh-ed25519 AAAA...' (the box's /etc/ssh/ssh_host_ed25519_key.pub)",
+            )
+        return cls(parts[0], parts[1])
+
+    @property
+    def blob(self) -> bytes:
+        """The public key in SSH wire format."""
+        return base64.b64decode(self.key_b64)
+
+    def openssh(self) -> str:
+        """"ssh-ed25519 AAAA...": the form of .pub files and known_hosts."""
+        return f"{self.key_type} {self.key_b64}"
+
+    def fingerprint(self) -> str:
+        """"SHA256:..." exactly as `ssh-keygen -l` and sshd's logs print it."""
+        return fingerprint_of(self.blob)
+
+
+def fingerprint_of(blob: bytes) -> str:
+    """The SHA256 fingerprint of a public key blob, OpenSSH style."""
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def _blob_type(blob: bytes) -> str | None:
+    if len(blob) < 4:
+        return None
+    (length,) = struct.unpack(">I", blob[:4])
+    if length > 64 or len(blob) < 4 + length:
+        return None
+    return blob[4 : 4 + length].decode("ascii", errors="replace")
+
+
+# --- from the console output ------------------------------------------------------------------
+
+# Console lines may carry a prefix: "ec2: " (cloud-init's logger on Ubuntu) or a kernel-style
+# "[   12.345678] cloud-init[812]: ". Serial consoles also leave "\r" behind.
+_PREFIX = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?(?:cloud-init\[\d+\]:\s*)?(?:ec2:\s*)?")
+_FINGERPRINT = re.compile(r"^\d+\s+(SHA256:[A-Za-z0-9+/]+)\s+.*\((\w+)\)\s*$")
+
+
+def _blocks(output: str, name: str) -> list[list[str]]:
+    """Every BEGIN/END block called `name`, each as its stripped inner lines."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for raw in output.replace("\r", "").splitlines():
+        line = _PREFIX.sub("", raw.strip()).strip()
+        if line == f"-----BEGIN {name}-----":
+            current = []
+        elif line == f"-----END {name}-----":
+            if current is not None:
+                blocks.append(current)
+            current = None
+        elif current is not None and line and not line.startswith("#"):
+            current.append(line)
+    return blocks
+
+
+def host_keys_from_console(output: str) -> list[PinnedHostKey]:
+    """The host keys cloud-init printed, from the LAST block (a reboot prints a new one)."""
+    blocks = _blocks(output, "SSH HOST KEY KEYS")
+    if not blocks:
+        return []
+    keys = []
+    for line in blocks[-1]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in KEY_TYPES:
+            keys.append(PinnedHostKey(parts[0], parts[1]))
+    return keys
+
+
+def fingerprints_from_console(output: str) -> list[str]:
+    """The "SHA256:..." fingerprints cloud-init printed, from the last fingerprint block."""
+    blocks = _blocks(output, "SSH HOST KEY FINGERPRINTS")
+    if not blocks:
+        return []
+    return [m.group(1) for line in blocks[-1] if (m := _FINGERPRINT.match(line))]
+
+
+def pinned_from_console(output: str) -> PinnedHostKey:
+    """The key to pin from an EC2 console output: ed25519 if offered, checked against fingerprints."""
+    keys = host_keys_from_console(output)
+    if not keys:
+        raise SshError(
+            "the console output has no SSH host key block yet",
+            "cloud-init prints it a few minutes after boot: wait and retry (or inject the host key at boot)",
+        )
+    fingerprints = fingerprints_from_console(output)
+    if fingerprints:
+        # Both blocks come from the same boot; a key without its fingerprint means the output
+        # was tampered with or mixes two boots.
+        keys = [k for k in keys if k.fingerprint() in fingerprints]
+        if not keys:
+            raise SshError(
+                "the console's host keys do not match its fingerprints",
+                "do not connect: terminate the instance (`gpuhire gc`) and launch again",
+            )
+    return min(keys, key=lambda k: _PREFERENCE[k.key_type])
+
+
+# --- injected at boot -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostKeyInjection:
+    """A host key made here for a box that does not exist yet."""
+
+    private_openssh: str  # "-----BEGIN OPENSSH PRIVATE KEY-----...": goes into user-data only
+    pinned: PinnedHostKey  # its public half: what the client pins
+
+    def cloud_config(self) -> str:
+        """A `#cloud-config` document installing this key as the box's only host key."""
+        indented = "".join(f"    {line}\n" for line in self.private_openssh.strip().splitlines())
+        return (
+            "#cloud-config\n"
+            "# gpuhire: the launcher pins this host key; no other is generated.\n"
+            "ssh_deletekeys: true\n"
+            "ssh_genkeytypes: []\n"
+            "ssh_keys:\n"
+            "  ed25519_private: |\n"
+            f"{indented}"
+            f"  ed25519_public: {self.pinned.openssh()}\n"
+        )
+
+
+def new_host_key() -> HostKeyInjection:
+    """Make an ed25519 host key pair (cryptography: paramiko cannot generate ed25519)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    return HostKeyInjection(private_openssh=private, pinned=pinned_from_private(private))
+
+
+def pinned_from_private(private_openssh: str) -> PinnedHostKey:
+    """The public half of an OpenSSH private key (e.g. the one launcher/keys.py made), to pin."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_ssh_private_key(private_openssh.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        fix = "make a new one with new_host_key()"
+        raise SshError("host private key is not an unencrypted OpenSSH key", fix) from exc
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return PinnedHostKey.parse(public.decode())
