@@ -99,7 +99,7 @@ def send_email(channel: EmailChannel, message: Message,
     password = _secret(channel.password_env, "SMTP password")
     port = channel.port or {"starttls": 587, "ssl": 465, "none": 25}[channel.security]
     mail = build_email(channel, message, recipients)
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=channel.ca_file)
     try:
         smtp: smtplib.SMTP
         if channel.security == "ssl":

@@ -138,6 +138,7 @@ class EmailChannel(_Model):
     sender: str
     to: list[str] = Field(min_length=1)
     timeout_s: float = Field(15, gt=0)
+    ca_file: str | None = None  # a private CA to verify the server with (default: system CAs)
 
     @field_validator("username_env", "password_env")
     @classmethod
