@@ -126,6 +126,6 @@ def test_untrusted_certificate_refused(tls_server) -> None:
     channel = EmailChannel.model_validate({
         "type": "email", "host": "127.0.0.1", "port": port, "security": security,
         "sender": "a@example.org", "to": ["b@example.org"], "timeout_s": 5})
-    with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+    with pytest.raises(DeliveryError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
         send(channel, Message("s", "t"))
     assert inbox.subjects == []
