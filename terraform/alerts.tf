@@ -18,13 +18,30 @@ data "aws_iam_policy_document" "topic" {
     }
   }
 
+  # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sns-permissions
   statement {
-    sid       = "ServicesPublish"
+    sid       = "SpotNoticeRulePublishes"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.this.arn]
     principals {
       type        = "Service"
-      identifiers = ["events.amazonaws.com", "budgets.amazonaws.com"]
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.this.arn]
+    }
+  }
+
+  # https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html
+  statement {
+    sid       = "BudgetsPublishes"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.this.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["budgets.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"

@@ -89,15 +89,26 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
-  # EventBridge and AWS Budgets publish to the encrypted topic as services.
+  # EventBridge and AWS Budgets publish to the encrypted topic as services; which topic they may
+  # publish to is decided by the topic policy (alerts.tf, with source conditions).
   # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
   statement {
-    sid       = "ServicesPublishToEncryptedTopic"
+    sid       = "EventBridgePublishesToEncryptedTopic"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
     resources = ["*"]
     principals {
       type        = "Service"
-      identifiers = ["events.amazonaws.com", "budgets.amazonaws.com"]
+      identifiers = ["events.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "BudgetsPublishesToEncryptedTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["budgets.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
