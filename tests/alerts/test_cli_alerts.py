@@ -161,3 +161,16 @@ def test_bad_config_one_line_naming_the_key(cli, write_config, text: str, key: s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: config key ") and key in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_ledger_import_runs_the_checks(sqlite_db: str, tmp_path: Path, write_config,
+                                       cli_on) -> None:
+    config = write_config(RULE.format(channels='["console"]'))
+    start = month_start(month_of(utcnow()))
+    csv = tmp_path / "s.csv"
+    csv.write_text("provider,gpu,start,end,usd_per_hour\n"
+                   f"runpod,t4,{start.isoformat()},{start.replace(hour=1).isoformat()},900\n")
+    result = cli_on(sqlite_db, config)("ledger", "import", str(csv))
+    assert result.exit_code == 0, result.stderr
+    assert "imported 1 session(s)" in result.stdout
+    assert result.stdout.count("ALERT [gpuhire] budget:") == 2  # 900 passes 50 % and 80 %
