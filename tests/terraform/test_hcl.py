@@ -94,3 +94,19 @@ def test_names_shared_with_the_launcher() -> None:
     assert TAG_OWNER == "gpuhire:owner"
     assert 'ecr_repository_name = "gpuhire-htr"' in main
     assert 'sns_topic_name      = "gpuhire-alerts"' in main
+
+
+def test_readme_lists_every_input_and_output() -> None:
+    readme = (TERRAFORM / "README.md").read_text()
+    for kind in ("variable", "output"):
+        for (name,) in blocks(kind):
+            assert f"| `{name}` |" in readme, f"terraform/README.md: add {kind} {name}"
+
+
+def test_docs_name_the_commands_a_user_runs() -> None:
+    docs = (TERRAFORM.parent / "docs" / "terraform.md").read_text()
+    for command in ("terraform init", "terraform plan", "terraform apply",
+                    "gpuhire init --from-terraform", "gpuhire init --outputs-file"):
+        assert command in docs
+    for kind, _name in blocks("resource"):
+        assert f"`{kind}.this`" in docs, f"docs/terraform.md: say what {kind} is for"
