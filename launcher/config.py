@@ -90,6 +90,20 @@ class LocalSettings(_Section):
     watts: Decimal = Field(Decimal("65"), ge=0)  # draw while training: costs its electricity
 
 
+class HostSettings(_Section):
+    """[hosts.NAME]: a machine you own, reached over SSH (the `ssh` provider)."""
+
+    host: str  # address or name
+    port: int = Field(22, ge=1, le=65535)
+    user: str
+    key_path: str  # private login key, 0600
+    host_key: str  # "ssh-ed25519 AAAA...": pinned; unknown keys are never accepted
+    gpu: str = "cpu"  # what the ledger records (rtx3060, ...)
+    watts: Decimal = Field(Decimal("250"), ge=0)  # draw while training: costs its electricity
+    python: str = "python3"  # the interpreter with gpuhire's trainer (jobs) installed
+    workdir: str = "gpuhire-jobs"  # jobs live in WORKDIR/<job> (relative: in the home folder)
+
+
 class TrainSettings(_Section):
     """[train]: defaults of `gpuhire train`."""
 
@@ -98,6 +112,7 @@ class TrainSettings(_Section):
     epochs: int = Field(50, ge=1)
     max_restarts: int = Field(3, ge=0)  # relaunches after spot interruptions
     lines_per_s: dict[str, float] = {}  # quote throughput per GPU until the ledger measured it
+    host: str | None = None  # the [hosts.NAME] the ssh provider uses when --host is not given
 
 
 class AwsSettings(_Section):
@@ -167,6 +182,7 @@ class Settings(BaseSettings):
     speeds: dict[str, Decimal] = {}
     providers: dict[str, ProviderSettings] = {}
     local: LocalSettings = LocalSettings()
+    hosts: dict[str, HostSettings] = {}
     train: TrainSettings = TrainSettings()
     aws: AwsSettings = AwsSettings()
     alerts: AlertsSettings = AlertsSettings()  # [alerts]: rules and channels (docs/alerts.md)

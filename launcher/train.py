@@ -163,6 +163,8 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
                      data=[str(p) for p in opts.data], preset=opts.preset, epochs=epochs,
                      max_restarts=opts.max_restarts,
                      max_usd=None if opts.max_usd is None else str(opts.max_usd))
+    if getattr(renter, "name", None):  # which configured host, for `resume`
+        state.machine["host"] = renter.name  # type: ignore[attr-defined]
     run.save(state)
     return drive(state, run, deps, result, opts.detach)
 

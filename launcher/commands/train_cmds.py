@@ -52,7 +52,8 @@ def compile_ground_truth(inputs: list[Path], out: Path) -> int:
     return len(CompiledDataset(out))
 
 
-def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path) -> Renter:
+def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
+                host: str | None = None) -> Renter:
     settings = app.settings
     choice = settings.train.provider if provider == "auto" else provider
     if choice == "auto":
@@ -63,10 +64,19 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path) -> Ren
         local_gpu = settings.local.gpu if gpu in ("auto", "") else gpu
         return LocalRenter(app.ledger, run_root, local_gpu, settings.local.watts,
                            settings.ownership.usd_per_kwh, settings.billing_rules("local"))
-    raise ConfigError(
-        f"provider {choice!r} is not available for training yet",
-        "use --provider local",
-    )
+    if choice == "ssh":
+        from launcher.ssh_run import SshRenter
+
+        only = next(iter(settings.hosts)) if len(settings.hosts) == 1 else None
+        name = host or settings.train.host or only
+        if name is None or name not in settings.hosts:
+            raise ConfigError(
+                f"no SSH host {name!r} is configured" if name else "no SSH host chosen",
+                "add [hosts.NAME] to the config and pass --host NAME (docs/train.md)",
+            )
+        return SshRenter(app.ledger, name, settings.hosts[name], settings.ownership.usd_per_kwh,
+                         settings.billing_rules("ssh"))
+    raise ConfigError(f"provider {choice!r} is unknown", "use --provider local, ssh or aws")
 
 
 def _deps(app: AppContext, renter: Renter) -> TrainDeps:
@@ -110,6 +120,7 @@ def train(
         help="Ground truth: PAGE XML, ALTO, image+.gt.txt folders, or a compiled dataset.")],
     gpu: Annotated[str, typer.Option(help="t4, l4 or auto (local: what the ledger records).")] = "auto",
     provider: Annotated[str, typer.Option(help="aws, local, ssh or auto (aws when configured).")] = "auto",
+    host: Annotated[str | None, typer.Option(help="The [hosts.NAME] for --provider ssh.")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot (cheaper) or on-demand.")] = True,
     max_usd: Annotated[str | None, typer.Option(
         help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
@@ -135,7 +146,7 @@ def train(
     del spot  # the market policy belongs to the aws provider
     job = new_job_id()
     run_root = out or Path.cwd() / "runs" / job
-    renter = make_renter(app, provider, gpu, run_root)
+    renter = make_renter(app, provider, gpu, run_root, host)
     opts = TrainOptions(
         data=tuple(data), preset=preset or settings.train.preset,
         epochs=epochs or settings.train.epochs, max_usd=_decimal(max_usd, "--max-usd"),
@@ -185,7 +196,7 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool)
     app = app_context(ctx)
     run = RunDir.find(job, runs)
     state = run.load()
-    renter = make_renter(app, state.provider, state.gpu, run.path)
+    renter = make_renter(app, state.provider, state.gpu, run.path, state.machine.get("host"))
     result = run_resume(state, run, _deps(app, renter), attach_only=attach_only)
     typer.echo(summary(result))
     if result.status == "failed":

@@ -1,0 +1,55 @@
+"""`Host` over SSH: the train flow's files and processes on a remote box (launcher.ssh).
+
+Relative paths live under the job's folder on the box (`workdir`). The job runs detached
+(setsid + nohup) so a dropped connection never kills it; the client reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal as signals
+from pathlib import Path
+
+from launcher.ssh import Ssh
+
+
+class SshHost:
+    """A remote box, one job folder on it."""
+
+    def __init__(self, ssh: Ssh, workdir: str, heartbeat_path: str | None = None) -> None:
+        self.ssh = ssh
+        self.workdir = workdir
+        self.heartbeat_path = heartbeat_path
+        ssh.run(f"mkdir -p {shlex.quote(workdir)}", timeout_s=30.0)
+
+    def _path(self, remote: str) -> str:
+        return remote if remote.startswith("/") else f"{self.workdir}/{remote}"
+
+    def put(self, local: Path, remote: str) -> None:
+        self.ssh.put(local, self._path(remote))
+
+    def get(self, remote: str, local: Path) -> None:
+        self.ssh.get(self._path(remote), local)
+
+    def exists(self, remote: str) -> bool:
+        return self.ssh.exists(self._path(remote))
+
+    def start(self, argv: list[str], log: str, pid_file: str, env: dict[str, str]) -> int:
+        return self.ssh.start_detached(argv, self._path(log), self._path(pid_file), env=env,
+                                       cwd=self.workdir)
+
+    def running(self, pid_file: str) -> bool:
+        return self.ssh.is_running(self._path(pid_file))
+
+    def tail(self, remote: str, offset: int) -> tuple[bytes, int]:
+        return self.ssh.tail(self._path(remote), offset)
+
+    def signal(self, pid_file: str, sig: int = signals.SIGTERM) -> None:
+        self.ssh.kill(self._path(pid_file), sig)
+
+    def heartbeat(self) -> None:
+        if self.heartbeat_path:
+            self.ssh.touch(self.heartbeat_path)
+
+    def close(self) -> None:
+        self.ssh.close()
