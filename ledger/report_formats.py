@@ -247,19 +247,25 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
 
 
-def render_html(r: MonthlyReport, chart_png: bytes | None = None) -> str:
-    """A whole HTML page; the chart (PNG) is inlined as a data: URI, so the file stands alone."""
+def render_html(r: MonthlyReport, chart_png: bytes | None = None,
+                chart_src: str | None = None) -> str:
+    """A whole HTML page; the chart (PNG) is inlined as a data: URI, so the file stands alone.
+
+    Mail clients often drop data: URIs: a mail passes `chart_src="cid:..."` and carries the
+    PNG as a related part instead.
+    """
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{html.escape(title(r))}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title(r))}</h1>",
         _html_table(["", ""], summary_rows(r)),
     ]
-    if chart_png:
-        data = base64.b64encode(chart_png).decode("ascii")
+    if chart_png or chart_src:
+        src = chart_src or "data:image/png;base64," + base64.b64encode(
+            chart_png or b"").decode("ascii")
         parts.append("<h2>Rent vs owning</h2>"
-                     f'<img id="chart" alt="cumulative rent vs owning" '
-                     f'src="data:image/png;base64,{data}">')
+                     f'<img id="chart" alt="cumulative rent vs owning" width="800" '
+                     f'src="{html.escape(src)}">')
     for name, rows in breakdowns(r):
         parts.append(f"<h2>By {html.escape(name)}</h2>")
         parts.append(_html_table([name, "USD", "GPU-h", "sessions"],

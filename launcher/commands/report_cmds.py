@@ -69,10 +69,12 @@ def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None)
         raise ConfigError(f"[report] channel {name!r} is a {channel.type} channel",
                           "name an email channel in report.channel")
     recipients = list(settings.report.recipients) or list(channel.to)
+    cid = f"chart-{report.month}@gpuhire"
     message = Message(
         subject=f"{settings.report.subject_prefix} {rf.title(report)}".strip(),
-        text=rf.render_table(report), html=rf.render_html(report, chart_png),
-        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png),)
+        text=rf.render_table(report),
+        html=rf.render_html(report, chart_src=f"cid:{cid}" if chart_png else None),
+        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png, cid=cid),)
         if chart_png else (),
     )
     send_email(channel, message, recipients)

@@ -37,6 +37,7 @@ class Attachment:
     content: bytes
     maintype: str = "image"
     subtype: str = "png"
+    cid: str | None = None  # shown inside the HTML body (<img src="cid:...">), not only attached
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ def build_email(channel: EmailChannel, message: Message,
     mail.set_content(message.text)
     if message.html is not None:
         mail.add_alternative(message.html, subtype="html")
+        html_part = mail.get_body(("html",))
+        for item in message.attachments:
+            if item.cid is not None and html_part is not None:
+                html_part.add_related(item.content, maintype=item.maintype,
+                                      subtype=item.subtype, cid=f"<{item.cid}>")
     for item in message.attachments:
         mail.add_attachment(item.content, maintype=item.maintype, subtype=item.subtype,
                             filename=item.filename)

@@ -60,8 +60,11 @@ to = ["ops@example.org"]
     assert inbox.rcpt[0] == ["boss@example.org", "me@example.org"]
     assert str(mail["Subject"]).strip() == "[gpuhire] gpuhire report 2026-10: $9.56 rent, 22.0 GPU-h"
     html = mail.get_body(("html",)).get_content()
-    assert "<td>total rent</td><td>$9.56</td>" in html and "data:image/png;base64," in html
+    # the chart shows inside the mail (a related part the HTML points at) and is attached
+    assert "<td>total rent</td><td>$9.56</td>" in html and 'src="cid:chart-2026-10@gpuhire"' in html
+    related = [p for p in mail.walk() if p["Content-ID"] == "<chart-2026-10@gpuhire>"]
+    assert len(related) == 1 and related[0].get_content_type() == "image/png"
     assert "total rent                 $9.56" in mail.get_body(("plain",)).get_content()
-    [chart] = [p for p in mail.iter_attachments() if p.get_filename()]
+    [chart] = [p for p in mail.walk() if p.get_filename()]
     assert chart.get_filename() == "rent-vs-owning-2026-10.png"
     assert Image.open(io.BytesIO(chart.get_content())).format == "PNG"
