@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_fakes import AMI_PARAMETER, OPERATOR, REGION, AwsWorld
+from aws_fakes import AMI_PARAMETER, OPERATOR, REGION, AwsWorld, put_ami_parameter
 
 from launcher.keys import job_ids_with_keys
 from ledger.book import Ledger
@@ -64,9 +64,7 @@ def _clients() -> tuple:
 
 
 def _run_killed_launcher(point: str, db: str, job: str, tmp: Path) -> None:
-    ec2, ssm = _clients()
-    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ssm.put_parameter(Name=AMI_PARAMETER, Value=ami, Type="String")
+    put_ami_parameter()
     settings = {"aws": {"operator_cidrs": [OPERATOR], "ami_parameter": AMI_PARAMETER}}
     marker = tmp / f"{point}.reached"
     env = {**os.environ, "GPUHIRE_TEST_PAUSE_AT": f"{point}:{marker}"}
@@ -127,7 +125,7 @@ def test_gc_reconciles_a_killed_launch(point: str, endpoint: str, world: AwsWorl
 
 
 def test_gc_leaves_a_live_job_alone(endpoint: str, world: AwsWorld, cli, tmp_path: Path) -> None:
-    from aws_fakes import aws_settings, put_ami_parameter
+    from aws_fakes import aws_settings
 
     from launcher.providers.aws import AwsProvider
     from launcher.providers.base import LaunchRequest
