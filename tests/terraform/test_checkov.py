@@ -30,7 +30,7 @@ def _unavailable(why: str) -> NoReturn:
 @pytest.fixture(scope="module")
 def report() -> list[dict[str, Any]]:
     try:
-        proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+        proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=500, cwd=ROOT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(str(exc))
     try:
