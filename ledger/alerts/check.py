@@ -9,9 +9,10 @@ independent: one that fails is recorded and the others still deliver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TextIO
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -21,13 +22,15 @@ from ledger.book import Ledger
 from ledger.errors import GpuhireError
 from ledger.models import AlertSend
 
+CLAIM_TIMEOUT = timedelta(minutes=10)  # far longer than any channel's timeout
+
 
 @dataclass(frozen=True)
 class Delivery:
     rule: str
     period: str
     channel: str
-    status: str  # sent | failed | already-sent | dry-run
+    status: str  # sent | failed | already-sent | busy (another check is sending it) | dry-run
     error: str = ""
 
 
@@ -73,8 +76,26 @@ def _claim(ledger: Ledger, alert: Alert, channel: str) -> AlertSend:
         return found
 
 
+def _take(ledger: Ledger, row_id: int | None) -> bool:
+    """Claim a row for sending; of two checks at the same moment, only one wins.
+
+    While a row is `sending`, `sent_at` holds the claim time; a claim older than
+    CLAIM_TIMEOUT (a check that died mid-send) may be taken again, so nothing is lost.
+    """
+    now = ledger.now()
+    free = col(AlertSend.status).in_(("pending", "failed")) | (
+        (col(AlertSend.status) == "sending") & (col(AlertSend.sent_at) < now - CLAIM_TIMEOUT)
+    )
+    stmt = (update(AlertSend).where(col(AlertSend.id) == row_id).where(free)
+            .values(status="sending", sent_at=now))
+    with ledger.writing() as db:
+        return db.connection().execute(stmt).rowcount == 1
+
+
 def _deliver(ledger: Ledger, settings: SettingsLike, row: AlertSend, message: Message,
              out: TextIO | None) -> Delivery:
+    if not _take(ledger, row.id):
+        return Delivery(row.rule, row.period, row.channel, "busy")
     error = ""
     try:
         send(settings.alerts.channel(row.channel), message, out=out)
@@ -87,7 +108,7 @@ def _deliver(ledger: Ledger, settings: SettingsLike, row: AlertSend, message: Me
         assert stored is not None
         stored.attempts += 1
         if error:
-            stored.status, stored.last_error = "failed", error[:2000]
+            stored.status, stored.sent_at, stored.last_error = "failed", None, error[:2000]
         else:
             stored.status, stored.sent_at, stored.last_error = "sent", ledger.now(), ""
         db.add(stored)
@@ -95,7 +116,7 @@ def _deliver(ledger: Ledger, settings: SettingsLike, row: AlertSend, message: Me
 
 
 def unsent(ledger: Ledger) -> list[AlertSend]:
-    """Alerts recorded but not delivered yet (pending or failed), oldest first."""
+    """Alerts recorded but not delivered yet (pending, failed or sending), oldest first."""
     with ledger.reading() as db:
         stmt = select(AlertSend).where(AlertSend.status != "sent")
         return list(db.exec(stmt.order_by(col(AlertSend.created_at), col(AlertSend.id))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -71,13 +72,15 @@ class Hooks:
         return list(self.bodies)
 
 
-def _start_webhook(port: int = 0) -> tuple[ThreadingHTTPServer, Hooks]:
+def _start_webhook(port: int = 0, delay_s: float = 0) -> tuple[ThreadingHTTPServer, Hooks]:
     hooks = Hooks()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
+            if delay_s:
+                time.sleep(delay_s)  # a slow receiver: keeps a send in flight
             with hooks.cond:
                 hooks.bodies.append(body)
                 hooks.cond.notify_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
