@@ -21,11 +21,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from launcher.ssh import PinnedHostKey, SshTarget
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/bin/sshd")
 SFTP_CANDIDATES = (
@@ -81,6 +85,15 @@ def _public_of(private_openssh: str) -> str:
     return key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll `condition` every 20 ms until it holds; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -178,6 +191,16 @@ class Sshd:
         """Stop and start again on the same port with the same host key."""
         self.stop()
         self.start()
+
+    def target(self, **overrides: Any) -> SshTarget:
+        """A client target for this server, pinned to its host key, with test-sized timeouts."""
+        fields: dict[str, Any] = {
+            "host": self.host, "port": self.port, "user": self.user,
+            "key_path": self.client_key_path, "host_key": PinnedHostKey.parse(self.host_public_key),
+            "connect_timeout_s": 5.0, "deadline_s": 10.0, "keepalive_s": 5,
+        }
+        fields.update(overrides)
+        return SshTarget(**fields)
 
     def session_pids(self) -> list[int]:
         """The per-connection processes this listener forked (its direct children)."""

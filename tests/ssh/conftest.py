@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sshd import Sshd
 
-from launcher.ssh import PinnedHostKey, Ssh, SshTarget
+from launcher.ssh import Ssh, SshTarget
 
 
 @pytest.fixture
@@ -20,21 +20,10 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     server.kill()
 
 
-def target_for(server: Sshd, **overrides: object) -> SshTarget:
-    """An SshTarget for `server`, pinned to its host key, with test-sized timeouts."""
-    fields: dict[str, object] = {
-        "host": server.host, "port": server.port, "user": server.user,
-        "key_path": server.client_key_path, "host_key": PinnedHostKey.parse(server.host_public_key),
-        "connect_timeout_s": 5.0, "deadline_s": 10.0, "keepalive_s": 5,
-    }
-    fields.update(overrides)
-    return SshTarget(**fields)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def target(sshd: Sshd) -> SshTarget:
     """The pinned target of the `sshd` fixture."""
-    return target_for(sshd)
+    return sshd.target()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from conftest import target_for
 from sshd import Sshd, free_port
 
 from launcher.errors import SshError
@@ -25,7 +24,7 @@ def test_pinned_key_connects_and_runs(ssh: Ssh) -> None:
 def test_wrong_pinned_key_is_refused_and_nothing_runs(sshd: Sshd, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     wrong = new_host_key().pinned
-    client = Ssh(target_for(sshd, host_key=wrong))
+    client = Ssh(sshd.target(host_key=wrong))
     with pytest.raises(SshError) as err:
         client.run(f"touch {marker}")
     message = str(err.value)
@@ -40,9 +39,9 @@ def test_wrong_pinned_key_is_refused_and_nothing_runs(sshd: Sshd, tmp_path: Path
 
 
 def test_wrong_key_is_retried_only_within_its_grace(sshd: Sshd) -> None:
-    client = Ssh(target_for(sshd, host_key=new_host_key().pinned, host_key_grace_s=0.5))
+    client = Ssh(sshd.target(host_key=new_host_key().pinned, host_key_grace_s=0.5))
     started = time.monotonic()
-    with pytest.raises(SshError, match="does not match the pinned key .*gave up after"):
+    with pytest.raises(SshError, match=r"does not match the pinned key .*gave up after"):
         client.connect()
     assert time.monotonic() - started < 5
 
@@ -67,7 +66,7 @@ def test_retries_while_the_server_boots(tmp_path: Path) -> None:
     timer.start()
     try:
         started = time.monotonic()
-        with Ssh(target_for(server, deadline_s=15.0)) as client:
+        with Ssh(server.target(deadline_s=15.0)) as client:
             assert time.monotonic() - started >= 0.9  # it really was down when we began
             assert client.run("echo up").stdout == b"up\n"
     finally:
@@ -85,7 +84,7 @@ def test_gives_up_at_the_deadline_when_nothing_comes_up(tmp_path: Path) -> None:
 
     started = time.monotonic()
     with pytest.raises(SshError) as err:
-        Ssh(target_for(server, deadline_s=1.5), sleep=sleep).connect()
+        Ssh(server.target(deadline_s=1.5), sleep=sleep).connect()
     elapsed = time.monotonic() - started
     assert 1.4 <= elapsed < 4
     assert f"cannot reach {server.user}@127.0.0.1:{server.port}" in err.value.message
@@ -101,20 +100,20 @@ def test_refused_login_is_bounded_by_auth_grace(sshd: Sshd, tmp_path: Path) -> N
     stranger = tmp_path / "stranger"
     new_ed25519(stranger, "not-authorized")
     with pytest.raises(SshError, match="refused the key"):
-        Ssh(target_for(sshd, key_path=stranger, auth_grace_s=0.0)).connect()
+        Ssh(sshd.target(key_path=stranger, auth_grace_s=0.0)).connect()
 
 
 def test_group_readable_private_key_is_refused(sshd: Sshd) -> None:
     sshd.client_key_path.chmod(0o644)
     with pytest.raises(SshError) as err:
-        Ssh(target_for(sshd))
+        Ssh(sshd.target())
     assert "readable by others (mode 0644)" in err.value.message
     assert err.value.fix == f"run `chmod 600 {sshd.client_key_path}`"
 
 
 def test_missing_private_key_names_the_fix(sshd: Sshd, tmp_path: Path) -> None:
     with pytest.raises(SshError, match="does not exist"):
-        Ssh(target_for(sshd, key_path=tmp_path / "nope"))
+        Ssh(sshd.target(key_path=tmp_path / "nope"))
 
 
 def test_reconnects_after_a_drop_with_the_same_pin(ssh: Ssh, sshd: Sshd) -> None:
@@ -126,6 +125,6 @@ def test_reconnects_after_a_drop_with_the_same_pin(ssh: Ssh, sshd: Sshd) -> None
 
 
 def test_run_timeout(ssh: Ssh) -> None:
-    with pytest.raises(SshError, match="ran past 0.5 s"):
+    with pytest.raises(SshError, match=r"ran past 0\.5 s"):
         ssh.run("sleep 5", timeout_s=0.5)
     assert ssh.run("echo still fine").exit_status == 0
