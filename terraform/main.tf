@@ -186,6 +186,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_retention_days
     }
+    # Delete markers left alone once their last old version expired.
+    expiration {
+      expired_object_delete_marker = true
+    }
   }
 
   rule {
