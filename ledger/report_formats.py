@@ -127,8 +127,10 @@ def summary_rows(r: MonthlyReport) -> list[tuple[str, str]]:
 
 
 def breakdowns(r: MonthlyReport) -> list[tuple[str, tuple[Part, ...]]]:
-    return [("GPU model", r.by_gpu), ("provider", r.by_provider), ("market", r.by_market),
-            ("job", r.by_job)]
+    """The non-empty splits of the month's rent."""
+    every = [("GPU model", r.by_gpu), ("provider", r.by_provider), ("market", r.by_market),
+             ("job", r.by_job)]
+    return [(name, parts) for name, parts in every if parts]
 
 
 def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
@@ -158,7 +160,7 @@ def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return out
+    return [line.rstrip() for line in out]
 
 
 def render_table(r: MonthlyReport) -> str:
@@ -184,14 +186,14 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
 
 def render_markdown(r: MonthlyReport) -> str:
     lines = [f"# {title(r)}", ""]
-    lines += _md_table(["", ""], summary_rows(r))
+    lines += _md_table(["item", "value"], summary_rows(r))
     for name, parts in breakdowns(r):
         lines += ["", f"## By {name}", ""]
         lines += _md_table([name, "USD", "GPU-h", "sessions"],
                            [(p.key, money(p.usd), hours(p.gpu_hours), str(p.sessions))
                             for p in parts])
     if advice_rows(r):
-        lines += ["", "## Buy signal", "", *_md_table(["", ""], advice_rows(r))]
+        lines += ["", "## Buy signal", "", *_md_table(["item", "value"], advice_rows(r))]
     return "\n".join(lines) + "\n"
 
 
