@@ -122,6 +122,10 @@ def test_dry_run_and_test_channel(sqlite_db: str, smtp, write_config, cli_on) ->
     dry = run("alerts", "check", "--dry-run")
     assert dry.exit_code == 0 and f"would send budget [{month}:50%] on mail" in dry.stdout
     assert inbox.messages == [] and json.loads(run("alerts", "list", "--format", "json").stdout) == []
+    data = json.loads(run("alerts", "check", "--dry-run", "--format", "json").stdout)
+    assert [(d["rule"], d["period"], d["channel"], d["status"]) for d in data["deliveries"]] == [
+        ("budget", f"{month}:50%", "mail", "dry-run")]
+    assert data["fired"][0]["channels"] == ["mail"] and data["errors"] == []
     test = run("alerts", "test", "mail")
     assert test.exit_code == 0 and "sent a test message on mail" in test.stdout
     assert inbox.wait_for(1)[0]["Subject"] == "[gpuhire] test message on channel mail"
