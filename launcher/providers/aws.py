@@ -45,7 +45,7 @@ from launcher.providers.base import (
     Offer,
     SshEndpoint,
 )
-from ledger.models import Job
+from ledger.models import Job, RentalSession
 from ledger.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ class AwsProvider:
         closed = []
         for view in self.ledger.sessions(open_only=True, job_id=job_id):
             row = view.session
-            if row.provider != "aws" or row.instance_id is None or row.id is None:
+            if not self.owns(row) or row.instance_id is None or row.id is None:
                 continue
             instance = self.describe(row.instance_id)
             if not instance.state.gone and default_reason is None:
@@ -279,6 +279,15 @@ class AwsProvider:
             self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
             closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
         return closed
+
+    def owns(self, row: RentalSession) -> bool:
+        """A ledger session this provider launched in its region (not one recorded by hand,
+        not one in another region, whose instance this region cannot see)."""
+        return (
+            row.provider == "aws"
+            and row.region in ("", self.aws.region)
+            and (row.instance_id is not None or row.state == "launching")
+        )
 
     def forget_keys(self, job_id: str) -> None:
         """Remove the job's local key files."""

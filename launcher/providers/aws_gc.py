@@ -88,7 +88,7 @@ def plan(p: AwsProvider) -> GcPlan:
     claimed: set[str] = set()
     for view in p.ledger.sessions(open_only=True):
         row = view.session
-        if row.provider != "aws":
+        if not p.owns(row):
             continue
         instance = out.instances.get(row.instance_id or "") or by_session.get(row.id or -1)
         if _live(row, instance, p):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from launcher.errors import SpecError
 from launcher.providers.scripts import script
 
 RUN_DIR = "/var/run/gpuhire"
@@ -99,5 +100,8 @@ def build_user_data(safety: SafetySettings, extra: str = "") -> str:
         parts.append("# job setup\n" + extra.rstrip() + "\n")
     text = "".join(parts)
     if len(text.encode()) > USER_DATA_LIMIT:
-        raise ValueError(f"user-data is {len(text.encode())} bytes, over EC2's 16 KiB")
+        raise SpecError(
+            f"user-data is {len(text.encode())} bytes, over EC2's 16 KiB",
+            "fetch big setup scripts from S3 instead of inlining them",
+        )
     return text

@@ -75,15 +75,6 @@ class Offer:
     price_at: datetime | None  # when the spot price point took effect; None for table prices
     source: str  # where the price came from: "describe_spot_price_history", table source, "config"
 
-    def as_on_demand(self) -> Offer:
-        """The same zone and type bought on demand (the fallback when spot has no capacity)."""
-        from dataclasses import replace
-
-        return replace(
-            self, market=Market.on_demand, usd_per_hour=self.on_demand_usd_per_hour,
-            price_at=None, source="on-demand table",
-        )
-
 
 @dataclass(frozen=True)
 class LaunchRequest:

@@ -31,6 +31,7 @@ from launcher.providers.base import LaunchRequest
 from ledger.book import Ledger
 from ledger.db import open_engine
 
+
 settings = Settings.model_validate(json.loads(sys.argv[1]))
 provider = AwsProvider(settings, Ledger(open_engine(sys.argv[2])))
 provider.launch(LaunchRequest(sys.argv[3], "t4", tuple(provider.offers("t4"))))
@@ -153,3 +154,23 @@ def test_stop_usage_errors(cli) -> None:
     result = cli("stop")
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: give a JOB or --all (not both); e.g. gpuhire stop JOB, or gpuhire stop --all"
+
+
+def test_gc_ignores_sessions_it_did_not_launch(make_provider, world: AwsWorld, book: Ledger) -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from launcher.providers import aws_gc
+    from ledger.book import NewSession
+    from ledger.catalogue import BUILTIN_PROVIDERS
+    from ledger.timeutil import utcnow
+
+    start = utcnow() - timedelta(hours=3)
+    hand = NewSession("aws", "t4", start, Decimal("0.2"), region="us-east-1")  # `ledger add`
+    elsewhere = NewSession("aws", "t4", start, Decimal("0.2"), region="eu-west-1",
+                           instance_id="i-0123456789abcdef0")
+    ids = book.record_sessions([(hand, BUILTIN_PROVIDERS["aws"]), (elsewhere, BUILTIN_PROVIDERS["aws"])])
+    provider = make_provider()
+    assert aws_gc.plan(provider).leftovers == []
+    assert provider.close_sessions() == []
+    assert {v.session.id for v in book.sessions(open_only=True)} == set(ids)
