@@ -96,9 +96,13 @@ def _blob_type(blob: bytes) -> str | None:
 
 # --- from the console output ------------------------------------------------------------------
 
-# Console lines may carry a prefix: "ec2: " (cloud-init's logger on Ubuntu) or a kernel-style
-# "[   12.345678] cloud-init[812]: ". Serial consoles also leave "\r" behind.
-_PREFIX = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?(?:cloud-init\[\d+\]:\s*)?(?:ec2:\s*)?")
+# Console lines may carry prefixes: a kernel timestamp "[   12.345678] ", a syslog priority and
+# time "<14>Nov 22 14:41:12 " (cloud-init logs the fingerprints through `logger`), and a tag
+# "cloud-init: ", "cloud-init[812]: " or "ec2: " (older images). Serial consoles add "\r".
+_PREFIX = re.compile(
+    r"^(?:\[\s*\d+\.\d+\]\s*)?(?:<\d+>)?(?:[A-Z][a-z]{2}\s+\d+\s+\d\d:\d\d:\d\d\s+)?"
+    r"(?:(?:cloud-init|ec2)(?:\[\d+\])?:\s*)?"
+)
 _FINGERPRINT = re.compile(r"^\d+\s+(SHA256:[A-Za-z0-9+/]+)\s+.*\((\w+)\)\s*$")
 
 
@@ -149,15 +153,13 @@ def pinned_from_console(output: str) -> PinnedHostKey:
             "cloud-init prints it a few minutes after boot: wait and retry (or inject the host key at boot)",
         )
     fingerprints = fingerprints_from_console(output)
-    if fingerprints:
-        # Both blocks come from the same boot; a key without its fingerprint means the output
-        # was tampered with or mixes two boots.
-        keys = [k for k in keys if k.fingerprint() in fingerprints]
-        if not keys:
-            raise SshError(
-                "the console's host keys do not match its fingerprints",
-                "do not connect: terminate the instance (`gpuhire gc`) and launch again",
-            )
+    # Both blocks come from the same boot; a key without its fingerprint means the output was
+    # tampered with or mixes two boots: trust none of them.
+    if fingerprints and any(k.fingerprint() not in fingerprints for k in keys):
+        raise SshError(
+            "the console's host keys do not match its fingerprints",
+            "do not connect: terminate the instance (`gpuhire gc`) and launch again",
+        )
     return min(keys, key=lambda k: _PREFERENCE[k.key_type])
 
 
