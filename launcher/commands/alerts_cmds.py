@@ -85,9 +85,11 @@ def list_alerts(
     from ledger.alerts.check import history
 
     rows = history(app_context(ctx).ledger)
-    data = [{"rule": r.rule, "period": r.period, "channel": r.channel, "status": r.status,
-             "subject": r.subject, "attempts": r.attempts, "last_error": r.last_error,
-             "created_at": r.created_at, "sent_at": r.sent_at} for r in rows]
+    data: list[dict[str, Any]] = [
+        {"rule": r.rule, "period": r.period, "channel": r.channel, "status": r.status,
+         "subject": r.subject, "attempts": r.attempts, "last_error": r.last_error,
+         "created_at": r.created_at, "sent_at": r.sent_at} for r in rows
+    ]
     if fmt is ListFormat.json:
         print_json(data)
         return
