@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import NotFoundError, ProviderError
@@ -110,6 +111,21 @@ class AwsProvider:
         """On-demand offers (bundled or configured prices), cheapest first."""
         types, table = self._types(gpu)
         return aws_offers.on_demand_offers(self.ec2, self.aws.region, gpu.lower(), types, table)
+
+    def refresh_price(self, session_id: int) -> Decimal | None:
+        """Store the spot price now in force for a running spot session if it changed
+        (costs are piecewise over stored price points); returns the new price, or None."""
+        row = self.ledger.get_session(session_id)
+        if row.market != "spot" or row.end_at is not None:
+            return None
+        prices = aws_offers.latest_spot_prices(self.ec2, [row.instance_type], self.now())
+        point = prices.get((row.zone, row.instance_type))
+        views = self.ledger.sessions(job_id=row.job_id)
+        current = next(v.usd_per_hour for v in views if v.session.id == session_id)
+        if point is None or point[0] == current:
+            return None
+        self.ledger.record_price(session_id, point[0], max(point[1], row.start_at))
+        return point[0]
 
     # -- launch -----------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Launched:

@@ -70,3 +70,20 @@ def test_interruption_after_the_first_hour_is_billed(make_provider, world: AwsWo
     view = book.sessions(job_id="job-late")[0]
     assert view.session.end_reason == "spot-interruption" and not view.cost.interruption_free
     assert view.cost.compute_usd > Decimal("0.18") * 2 * Decimal("0.99")  # ~2 h at 0.18 USD/h
+
+
+def test_price_change_is_stored_and_costed_piecewise(make_provider, world: AwsWorld, book: Ledger) -> None:
+    provider = make_provider(now=lambda: utcnow() - timedelta(hours=1))
+    launched = provider.launch(LaunchRequest("job-price", "t4", tuple(provider.offers("t4"))))
+    assert provider.refresh_price(launched.session_id) is None  # unchanged: nothing stored
+    half_hour_ago = utcnow() - timedelta(minutes=30)
+    world.prices = [p for p in world.prices if p[:2] != ("us-east-1b", "g4dn.2xlarge")] + [
+        ("us-east-1b", "g4dn.2xlarge", "0.1800", half_hour_ago - timedelta(minutes=40)),
+        ("us-east-1b", "g4dn.2xlarge", "0.3000", half_hour_ago),
+    ]
+    provider.now = utcnow
+    assert provider.refresh_price(launched.session_id) == Decimal("0.3000")
+    provider.release("job-price", "completed")
+    view = book.sessions(job_id="job-price")[0]
+    # ~30 min at 0.18 then ~30 min at 0.30 = ~0.24 USD
+    assert Decimal("0.235") < view.cost.compute_usd < Decimal("0.245")
