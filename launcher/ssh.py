@@ -28,14 +28,14 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, NoReturn
 
 import paramiko
 
-from launcher import ssh_transfer
+from launcher import ssh_scripts, ssh_transfer
 from launcher.errors import SshError
 from launcher.ssh_hostkeys import PinnedHostKey
 from launcher.ssh_transfer import ProgressFn, TransferStats
@@ -61,7 +61,6 @@ class SshTarget:
     deadline_s: float = 600.0  # all attempts of one connect together (a box boots in minutes)
     auth_grace_s: float = 60.0  # keep retrying a refused login this long (authorized_keys lands late)
     host_key_grace_s: float = 0.0  # retry a different host key this long (a box swapping in ours)
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False)  # free labels (job, instance)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host_key, PinnedHostKey):
@@ -318,42 +317,25 @@ class Ssh:
 
         An argv list is exec'ed, so the pid is the program's own. A string is shell code run by
         `sh -c`; the pid is that shell's (signal its group: `kill(..., group=True)`).
+        `env` is added to the box's environment; `cwd` is the folder it starts in.
         """
-        q = shlex.quote
-        for name in env or {}:
-            if not name.isidentifier():
-                raise SshError(f"bad environment variable name {name!r}", "use letters, digits and _")
-        assigns = " ".join(f"{k}={q(v)}" for k, v in (env or {}).items())
-        program = f"exec {shlex.join(cmd)}" if not isinstance(cmd, str) else cmd
-        inner = (f"cd {q(cwd)} && " if cwd else "") + (f"export {assigns}; " if assigns else "") + program
-        dirs = " ".join(q(str(PurePosixPath(p).parent)) for p in (log_path, pid_path))
-        script = (
-            f"mkdir -p {dirs} && S=; command -v setsid >/dev/null 2>&1 && S=setsid; "
-            f"nohup $S sh -c {q(inner)} >> {q(log_path)} 2>&1 < /dev/null & "
-            f"echo $! > {q(pid_path)}.tmp && mv {q(pid_path)}.tmp {q(pid_path)} && echo $!"
-        )
+        script = ssh_scripts.detached(cmd, log_path, pid_path, env, cwd)
         result = self.run(script, timeout_s=30.0)
         pid = result.stdout.decode(errors="replace").strip()
         if result.exit_status != 0 or not pid.isdigit():
-            raise SshError(f"could not start {program[:60]!r} on {self.target.name}: "
+            raise SshError(f"could not start {str(cmd)[:60]!r} on {self.target.name}: "
                            f"{result.stderr.decode(errors='replace').strip()[:200]}",
                            "check the remote paths are writable")
         return int(pid)
 
     def is_running(self, pid_path: str) -> bool:
         """Whether the process named in `pid_path` is alive (a zombie counts as ended)."""
-        script = (
-            f'pid=$(cat {shlex.quote(pid_path)} 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null '
-            '|| exit 1; [ -r /proc/$pid/stat ] || exit 0; '
-            '[ "$(sed "s/.*) //" /proc/$pid/stat | cut -c1)" != Z ]'
-        )
+        script = ssh_scripts.running(pid_path)
         return self.run(script, timeout_s=30.0).exit_status == 0
 
     def kill(self, pid_path: str, sig: int = signals.SIGTERM, *, group: bool = False) -> bool:
         """Send `sig` to the process (or its whole process group); True if it was delivered."""
-        name = signals.Signals(sig).name.removeprefix("SIG")
-        target = '-- -"$pid"' if group else '"$pid"'
-        script = f'pid=$(cat {shlex.quote(pid_path)} 2>/dev/null) && [ -n "$pid" ] && kill -s {name} {target}'
+        script = ssh_scripts.kill(pid_path, sig, group)
         return self.run(script, timeout_s=30.0).exit_status == 0
 
     # --- files ----------------------------------------------------------------------------
@@ -367,43 +349,23 @@ class Ssh:
         """
         sftp = self.sftp()
         with self._errors(f"reading {path}"):
-            try:
-                fh = sftp.open(path, "rb")
-            except FileNotFoundError:
-                return b"", offset
-            with fh:
-                size = fh.stat().st_size or 0
-                start = offset if size >= offset else 0
-                fh.seek(start)
-                data = fh.read(min(size - start, max_bytes)) if size > start else b""
-        if whole_lines:
-            data = data[: data.rfind(b"\n") + 1]
-        return data, start + len(data)
+            return ssh_transfer.tail(sftp, path, offset, max_bytes, whole_lines)
 
     def touch(self, path: str) -> None:
         """Set `path`'s mtime to now, creating it if needed: the dead-man switch's heartbeat."""
         sftp = self.sftp()
         with self._errors(f"touching {path}"):
-            try:
-                sftp.utime(path, None)
-            except FileNotFoundError:
-                sftp.open(path, "a").close()
+            ssh_transfer.touch(sftp, path)
 
     def exists(self, path: str) -> bool:
         """Whether `path` exists on the box."""
         sftp = self.sftp()
         with self._errors(f"checking {path}"):
-            try:
-                sftp.stat(path)
-            except FileNotFoundError:
-                return False
-            return True
+            return ssh_transfer.remote_stat(sftp, path) is not None
 
     def sha256(self, path: str) -> str | None:
         """The remote file's sha256 computed on the box (None if no sha256 tool there)."""
-        p = shlex.quote(path)
-        cmd = f"sha256sum -- {p} 2>/dev/null || shasum -a 256 -- {p} 2>/dev/null"  # Linux, then macOS
-        result = self.run(cmd, timeout_s=600.0)
+        result = self.run(ssh_scripts.sha256(path), timeout_s=600.0)
         digest = result.stdout.split(b" ", 1)[0].decode(errors="replace")
         return digest if result.exit_status == 0 and len(digest) == 64 else None
 

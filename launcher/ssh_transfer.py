@@ -59,7 +59,8 @@ def _remote_sha256(sftp: paramiko.SFTPClient, path: str, hasher: RemoteHasher) -
     return h.hexdigest()
 
 
-def _stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+def remote_stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+    """The remote path's attributes, or None if it does not exist."""
     try:
         return sftp.stat(path)
     except FileNotFoundError:
@@ -68,7 +69,7 @@ def _stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | Non
 
 def _mkdirs(sftp: paramiko.SFTPClient, path: PurePosixPath) -> None:
     missing = []
-    while str(path) not in ("", ".", "/") and _stat(sftp, str(path)) is None:
+    while str(path) not in ("", ".", "/") and remote_stat(sftp, str(path)) is None:
         missing.append(path)
         path = path.parent
     for folder in reversed(missing):
@@ -79,9 +80,34 @@ def _replace_remote(sftp: paramiko.SFTPClient, source: str, target: str) -> None
     try:
         sftp.posix_rename(source, target)  # OpenSSH extension: atomic, overwrites
     except OSError:
-        if _stat(sftp, target) is not None:  # plain SFTP rename refuses to overwrite
+        if remote_stat(sftp, target) is not None:  # plain SFTP rename refuses to overwrite
             sftp.remove(target)
         sftp.rename(source, target)
+
+
+def tail(sftp: paramiko.SFTPClient, path: str, offset: int, max_bytes: int,
+         whole_lines: bool) -> tuple[bytes, int]:
+    """Bytes of `path` from `offset` and the next offset (see `Ssh.tail`)."""
+    try:
+        fh = sftp.open(path, "rb")
+    except FileNotFoundError:
+        return b"", offset
+    with fh:
+        size = fh.stat().st_size or 0
+        start = offset if size >= offset else 0  # shorter than what we read: a new file
+        fh.seek(start)
+        data = fh.read(min(size - start, max_bytes)) if size > start else b""
+    if whole_lines:
+        data = data[: data.rfind(b"\n") + 1]
+    return data, start + len(data)
+
+
+def touch(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Set the mtime of `path` to now, creating an empty file if there is none."""
+    try:
+        sftp.utime(path, None)
+    except FileNotFoundError:
+        sftp.open(path, "a").close()
 
 
 # --- upload -----------------------------------------------------------------------------------
@@ -113,13 +139,13 @@ def put_file(sftp: paramiko.SFTPClient, local: Path, remote: str, hasher: Remote
     """Upload one file: skip if complete, resume a .part, verify, rename into place."""
     stats.files += 1
     size, want = local.stat().st_size, sha256_file(local)
-    there = _stat(sftp, remote)
+    there = remote_stat(sftp, remote)
     if there is not None and there.st_size == size and _remote_sha256(sftp, remote, hasher) == want:
         stats.skipped += 1
         return
     part = remote + PART
     for fresh in (False, True):
-        partial = None if fresh else _stat(sftp, part)
+        partial = None if fresh else remote_stat(sftp, part)
         offset = (partial.st_size or 0) if partial is not None else 0
         offset = offset if offset <= size else 0  # a longer .part is not ours: start over
         if offset:
@@ -149,7 +175,7 @@ def put_file(sftp: paramiko.SFTPClient, local: Path, remote: str, hasher: Remote
 def get_path(sftp: paramiko.SFTPClient, remote: str, local: Path, hasher: RemoteHasher,
              progress: ProgressFn | None, stats: TransferStats) -> None:
     """Download a file or a folder tree from `remote` into `local`."""
-    there = _stat(sftp, remote)
+    there = remote_stat(sftp, remote)
     if there is None:
         raise SshError(f"{remote} does not exist on the box", "check the remote path")
     if not stat.S_ISDIR(there.st_mode or 0):
