@@ -25,10 +25,10 @@ import shlex
 import signal as signals
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, NoReturn
@@ -37,7 +37,7 @@ import paramiko
 
 from launcher import ssh_scripts, ssh_transfer
 from launcher.errors import SshError
-from launcher.ssh_hostkeys import PinnedHostKey
+from launcher.ssh_hostkeys import PinnedHostKey, SshTarget
 from launcher.ssh_transfer import ProgressFn, TransferStats
 
 __all__ = ["PinnedHostKey", "RunResult", "Ssh", "SshTarget", "TransferStats"]
@@ -45,39 +45,6 @@ __all__ = ["PinnedHostKey", "RunResult", "Ssh", "SshTarget", "TransferStats"]
 _BACKOFF_FIRST_S = 0.25  # first retry soon: a port that just opened is the common case
 _BACKOFF_CAP_S = 10.0  # never wait longer than this between two attempts
 _NETWORK_ERRORS = (OSError, EOFError, paramiko.SSHException)  # socket.timeout is an OSError
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where and how to reach one box."""
-
-    host: str  # address or name (a config override may point at a bastion or port-forward)
-    port: int  # 22, or the forwarded port
-    user: str  # login user, e.g. "ubuntu" on the Deep Learning AMI
-    key_path: Path  # private login key; refused unless only its owner can read it (0600)
-    host_key: PinnedHostKey  # the only host key accepted
-    keepalive_s: int = 15  # SSH keepalive interval: notices a dead link, keeps NAT state alive
-    connect_timeout_s: float = 10.0  # one attempt: TCP connect, banner, key exchange, auth
-    deadline_s: float = 600.0  # all attempts of one connect together (a box boots in minutes)
-    auth_grace_s: float = 60.0  # keep retrying a refused login this long (authorized_keys lands late)
-    host_key_grace_s: float = 0.0  # retry a different host key this long (a box swapping in ours)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.host_key, PinnedHostKey):
-            raise SshError(
-                f"no pinned host key for {self.host}: unknown hosts are never accepted",
-                "pin the key injected at boot or read from the console output (docs/ssh.md)",
-            )
-
-    @property
-    def name(self) -> str:
-        """user@host:port, for messages."""
-        return f"{self.user}@{self.host}:{self.port}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """The host's name in known_hosts form, as paramiko looks the pinned key up."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
 class RunResult(NamedTuple):
@@ -149,6 +116,7 @@ class Ssh:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.connects = 0  # successful connects so far (1 + reconnects)
+        self._lock = threading.RLock()  # connect/close/SFTP setup; channels themselves are thread-safe
 
     # --- connection -----------------------------------------------------------------------
 
@@ -167,29 +135,30 @@ class Ssh:
 
     def connect(self, deadline_s: float | None = None) -> Ssh:
         """Connect, retrying with exponential back-off and jitter until `deadline_s` has passed."""
-        if self.connected:
-            return self
-        self.close()
-        deadline = time.monotonic() + (self.target.deadline_s if deadline_s is None else deadline_s)
-        first_seen: dict[str, float] = {}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._client = self._connect_once()
-                self.connects += 1
+        with self._lock:
+            if self.connected:
                 return self
-            except _RetryableError as retry:
-                now = time.monotonic()
-                since = now - first_seen.setdefault(retry.kind, now)
-                grace = {"auth": self.target.auth_grace_s, "hostkey": self.target.host_key_grace_s}
-                if now >= deadline or since >= grace.get(retry.kind, float("inf")):
-                    tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
-                    raise SshError(retry.error.message + tries, retry.error.fix) from None
-            # Jitter so that many launchers retrying one region do not knock in step.
-            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - timing, not security
-            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** (attempt - 1)) * jitter
-            self._sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            self.close()
+            deadline = time.monotonic() + (self.target.deadline_s if deadline_s is None else deadline_s)
+            first_seen: dict[str, float] = {}
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    self._client = self._connect_once()
+                    self.connects += 1
+                    return self
+                except _RetryableError as retry:
+                    now = time.monotonic()
+                    since = now - first_seen.setdefault(retry.kind, now)
+                    grace = {"auth": self.target.auth_grace_s, "hostkey": self.target.host_key_grace_s}
+                    if now >= deadline or since >= grace.get(retry.kind, float("inf")):
+                        tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                        raise SshError(retry.error.message + tries, retry.error.fix) from None
+                # Jitter so that many launchers retrying one region do not knock in step.
+                jitter = random.uniform(0.5, 1.0)  # noqa: S311 - timing, not security
+                delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** (attempt - 1)) * jitter
+                self._sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
     def reconnect(self, deadline_s: float | None = None) -> Ssh:
         """Drop the connection (if any) and connect again to the same pinned host."""
@@ -198,11 +167,12 @@ class Ssh:
 
     def close(self) -> None:
         """Close the SFTP session and the connection; safe to call twice."""
-        for thing in (self._sftp, self._client):
-            if thing is not None:
-                with contextlib.suppress(*_NETWORK_ERRORS):  # already dead: nothing to close
-                    thing.close()
-        self._sftp = self._client = None
+        with self._lock:
+            for thing in (self._sftp, self._client):
+                if thing is not None:
+                    with contextlib.suppress(*_NETWORK_ERRORS):  # already dead: nothing to close
+                        thing.close()
+            self._sftp = self._client = None
 
     def _connect_once(self) -> paramiko.SSHClient:
         t = self.target
@@ -252,12 +222,13 @@ class Ssh:
         return exc  # a bug, not a network problem: let it show
 
     def _ensure(self) -> paramiko.SSHClient:
-        if not self.connected:
-            if self.connects and not self.auto_reconnect:
-                raise SshError(f"the connection to {self.target.name} dropped", "call reconnect()")
-            self.connect()  # first use, or back after a drop: same pinned key, same deadline
-        assert self._client is not None
-        return self._client
+        with self._lock:  # two threads noticing one drop reconnect once
+            if not self.connected:
+                if self.connects and not self.auto_reconnect:
+                    raise SshError(f"the connection to {self.target.name} dropped", "call reconnect()")
+                self.connect()  # first use, or back after a drop: same pinned key, same deadline
+            assert self._client is not None
+            return self._client
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -276,11 +247,12 @@ class Ssh:
 
     def sftp(self) -> paramiko.SFTPClient:
         """The SFTP session of the current connection (reopened after a reconnect)."""
-        client = self._ensure()
-        if self._sftp is None or self._sftp.sock.closed:
-            with self._errors("opening SFTP"):
-                self._sftp = client.open_sftp()
-        return self._sftp
+        with self._lock:
+            client = self._ensure()
+            if self._sftp is None or self._sftp.sock.closed:
+                with self._errors("opening SFTP"):
+                    self._sftp = client.open_sftp()
+            return self._sftp
 
     # --- commands -------------------------------------------------------------------------
 
@@ -352,10 +324,16 @@ class Ssh:
             return ssh_transfer.tail(sftp, path, offset, max_bytes, whole_lines)
 
     def touch(self, path: str) -> None:
-        """Set `path`'s mtime to now, creating it if needed: the dead-man switch's heartbeat."""
-        sftp = self.sftp()
-        with self._errors(f"touching {path}"):
-            ssh_transfer.touch(sftp, path)
+        """Set `path`'s mtime to now, creating it if needed: the dead-man switch's heartbeat.
+
+        Its own exec channel, not the SFTP session: safe from a heartbeat thread while the main
+        thread copies files.
+        """
+        result = self.run(f"touch -- {shlex.quote(path)}", timeout_s=30.0)
+        if result.exit_status != 0:
+            why = result.stderr.decode(errors="replace").strip()
+            raise SshError(f"cannot touch {path} on {self.target.name}: {why}",
+                           "check the heartbeat folder exists and is the login user's")
 
     def exists(self, path: str) -> bool:
         """Whether `path` exists on the box."""

@@ -1,12 +1,13 @@
-"""Where the pinned SSH host key comes from: the console output, or a key we made ourselves.
+"""Where the pinned SSH host key comes from (console output, or a key we made), and `SshTarget`.
 
 The SSH client (launcher/ssh.py) accepts exactly one host key per target and never learns one
 on first use. That key comes from one of two places, both giving a `PinnedHostKey`:
 
-- **Injected at boot** (preferred, what the AWS provider does): `new_host_key()` makes an ed25519
-  key pair here; the private half goes into the instance's user-data (`cloud_config()` renders
-  the cloud-init `ssh_keys` block, which cloud-init writes before sshd first starts), and the
-  public half is pinned before the machine even exists.
+- **Injected at boot** (preferred): `new_host_key()` makes an ed25519 key pair here (as
+  launcher/keys.py does for each job); the private half goes into the instance's user-data
+  (`cloud_config()` renders the cloud-init `ssh_keys` block, which cloud-init writes before sshd
+  first starts; `pinned_from_private()` gives the pin of a key made elsewhere), and the public
+  half is pinned before the machine even exists.
 - **Read from the console output**: cloud-init prints the box's host keys between
   `-----BEGIN SSH HOST KEY KEYS-----` and `-----END SSH HOST KEY KEYS-----` on the serial console,
   which EC2's GetConsoleOutput returns (a few minutes after boot). `pinned_from_console()` parses
@@ -24,6 +25,7 @@ import hashlib
 import re
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from launcher.errors import SshError
 
@@ -92,6 +94,39 @@ def _blob_type(blob: bytes) -> str | None:
     if length > 64 or len(blob) < 4 + length:
         return None
     return blob[4 : 4 + length].decode("ascii", errors="replace")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to reach one box."""
+
+    host: str  # address or name (a config override may point at a bastion or port-forward)
+    port: int  # 22, or the forwarded port
+    user: str  # login user, e.g. "ubuntu" on the Deep Learning AMI
+    key_path: Path  # private login key; refused unless only its owner can read it (0600)
+    host_key: PinnedHostKey  # the only host key accepted
+    keepalive_s: int = 15  # SSH keepalive interval: notices a dead link, keeps NAT state alive
+    connect_timeout_s: float = 10.0  # one attempt: TCP connect, banner, key exchange, auth
+    deadline_s: float = 600.0  # all attempts of one connect together (a box boots in minutes)
+    auth_grace_s: float = 60.0  # keep retrying a refused login this long (authorized_keys lands late)
+    host_key_grace_s: float = 0.0  # retry a different host key this long (a box swapping in ours)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host_key, PinnedHostKey):
+            raise SshError(
+                f"no pinned host key for {self.host}: unknown hosts are never accepted",
+                "pin the key injected at boot or read from the console output (docs/ssh.md)",
+            )
+
+    @property
+    def name(self) -> str:
+        """user@host:port, for messages."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host's name in known_hosts form, as paramiko looks the pinned key up."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
 # --- from the console output ------------------------------------------------------------------

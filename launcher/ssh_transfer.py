@@ -102,14 +102,6 @@ def tail(sftp: paramiko.SFTPClient, path: str, offset: int, max_bytes: int,
     return data, start + len(data)
 
 
-def touch(sftp: paramiko.SFTPClient, path: str) -> None:
-    """Set the mtime of `path` to now, creating an empty file if there is none."""
-    try:
-        sftp.utime(path, None)
-    except FileNotFoundError:
-        sftp.open(path, "a").close()
-
-
 # --- upload -----------------------------------------------------------------------------------
 
 

@@ -145,3 +145,30 @@ def test_missing_paths_are_clear(ssh: Ssh, tmp_path: Path) -> None:
         ssh.put(tmp_path / "nope", str(tmp_path / "x"))
     with pytest.raises(SshError, match="does not exist on the box"):
         ssh.get(str(tmp_path / "nope"), tmp_path / "x")
+
+
+def test_heartbeats_from_a_thread_during_a_transfer(ssh: Ssh, tmp_path: Path) -> None:
+    import threading
+
+    src = random_file(tmp_path / "data.bin")
+    beat, stop, beats, errors = tmp_path / "heartbeat", threading.Event(), [], []
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            try:
+                ssh.touch(str(beat))
+                beats.append(1)
+            except SshError as exc:  # pragma: no cover - shows in the assert below
+                errors.append(exc)
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    try:
+        ssh.put(src, str(tmp_path / "box" / "data.bin"))
+        wait_for(lambda: len(beats) >= 2)
+    finally:
+        stop.set()
+        thread.join()
+    assert sha(tmp_path / "box" / "data.bin") == sha(src)
+    assert not errors and beat.exists()
