@@ -174,3 +174,30 @@ def test_gc_ignores_sessions_it_did_not_launch(make_provider, world: AwsWorld, b
     assert aws_gc.plan(provider).leftovers == []
     assert provider.close_sessions() == []
     assert {v.session.id for v in book.sessions(open_only=True)} == set(ids)
+
+
+def test_stop_all_and_gc_asks_first(moto, world: AwsWorld, cli) -> None:
+    from aws_fakes import aws_settings, put_ami_parameter
+
+    from launcher.providers.aws import AwsProvider
+    from launcher.providers.base import LaunchRequest
+
+    put_ami_parameter()
+    book = Ledger(open_engine(cli.db))
+    provider = AwsProvider(aws_settings(), book)
+    for job in ("job-a", "job-b"):
+        provider.launch(LaunchRequest(job, "t4", tuple(provider.offers("t4"))))
+    book.update_job("job-b", status="done")  # its launcher finished but never released it
+
+    asked = cli("gc")  # not a terminal and no --yes: refuses instead of guessing
+    assert asked.exit_code == 2 and "pass --yes" in asked.stderr
+    assert len(book.sessions(open_only=True)) == 2
+
+    refused = cli("stop", "--all")
+    assert refused.exit_code == 2 and "pass --yes" in refused.stderr
+    result = cli("stop", "--all", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["job-a: 1 instance(s) terminated", "job-b: 1 instance(s) terminated"]
+    assert book.sessions(open_only=True) == []
+    assert {v.session.end_reason for v in book.sessions()} == {"user"}
+    assert cli("stop", "--all").stdout.strip() == "nothing to stop"
