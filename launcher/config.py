@@ -140,8 +140,6 @@ class AwsSettings(_Section):
     # SSH target overrides ("host:port") per instance id, or "*" for all: bastions, tests.
     ssh_targets: dict[str, str] = {}
     instance_profile: str | None = None  # IAM instance profile for the box (terraform output)
-    bucket: str | None = None  # S3 bucket for data, checkpoints and models (terraform output)
-    ecr_repository_url: str | None = None  # where the HTR trainer image lives (terraform output)
     bucket: str | None = None  # S3 bucket for data/ and jobs/<job>/ staging (terraform output)
     ecr_repository_url: str | None = None  # trainer image repository (terraform output)
 
