@@ -1,9 +1,13 @@
 """The user-data of a gpuhire instance: safety first, then whatever the job needs.
 
-Order matters: the dead-man switch is installed and started before anything else can fail,
-so a box that never hears from the launcher still shuts itself down (and, launched with
-shutdown behaviour `terminate`, stops billing). Then the spot-notice watcher, then the pinned
-SSH host key. The script deliberately does not use `set -e` before the switch runs.
+A MIME multipart document for cloud-init with two parts:
+- `#cloud-config` (from launcher/ssh_hostkeys.py): the box's only SSH host key is the one the
+  launcher made and pins; cloud-init generates no other, so there is no window in which sshd
+  offers an unpinned key;
+- a shell script: the dead-man switch is installed and started before anything else can fail,
+  so a box that never hears from the launcher still shuts itself down (and, launched with
+  shutdown behaviour `terminate`, stops billing); then the spot-notice watcher; then the job's
+  own setup lines. The script deliberately does not use `set -e`.
 """
 
 from __future__ import annotations
@@ -57,8 +61,26 @@ WantedBy=multi-user.target""",
     )
 
 
+def _host_key_config(host_private_key: str) -> str:
+    from launcher.ssh_hostkeys import HostKeyInjection, pinned_from_private
+
+    return HostKeyInjection(host_private_key, pinned_from_private(host_private_key)).cloud_config()
+
+
+def _multipart(cloud_config: str, script_text: str) -> str:
+    """cloud-init's multipart user-data: the config part, then the script part."""
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    doc = MIMEMultipart(boundary="==gpuhire-user-data==")
+    for text, subtype in ((cloud_config, "cloud-config"), (script_text, "x-shellscript")):
+        # ASCII parts stay readable (7bit); anything else is base64, which cloud-init decodes.
+        doc.attach(MIMEText(text, subtype, "us-ascii" if text.isascii() else "utf-8"))
+    return doc.as_string()
+
+
 def build_user_data(safety: SafetySettings, extra: str = "") -> str:
-    """The complete user-data script (bash), under EC2's 16 KiB limit."""
+    """The complete user-data (cloud-config + shell script), under EC2's 16 KiB limit."""
     user = shlex.quote(safety.ssh_user)
     env = (
         f"GPUHIRE_HEARTBEAT={HEARTBEAT_PATH}\n"
@@ -70,9 +92,9 @@ def build_user_data(safety: SafetySettings, extra: str = "") -> str:
         "GPUHIRE_CHECK_S=30\n"
     )
     parts = [
-        "#!/bin/bash\n# gpuhire instance setup: dead-man switch, spot watcher, pinned host key.\n",
+        "#!/bin/bash\n# gpuhire setup: the dead-man switch first, then the spot watcher, then the job.\n",
         f"install -d -m 0755 {LIB_DIR}\n",
-        f"install -d -m 0755 -o {user} -g {user} {RUN_DIR} || install -d -m 0777 {RUN_DIR}\n",
+        f"install -d -m 0755 -o {user} -g {user} {RUN_DIR} || install -d -m 0755 {RUN_DIR}\n",
         _heredoc(f"{LIB_DIR}/deadman.sh", script("deadman.sh"), "0755"),
         _heredoc(f"{LIB_DIR}/spot-watch.sh", script("spot-watch.sh"), "0755"),
         _heredoc("/etc/gpuhire.env", env, "0644"),
@@ -88,17 +110,10 @@ def build_user_data(safety: SafetySettings, extra: str = "") -> str:
         f"  nohup /bin/sh {LIB_DIR}/deadman.sh >/var/log/gpuhire-deadman.log 2>&1 &\n"
         f"  nohup /bin/sh {LIB_DIR}/spot-watch.sh >/var/log/gpuhire-spot-watch.log 2>&1 &\n"
         "fi\n",
-        # The host key the launcher pins: made by the launcher, the only one sshd offers.
-        "install -m 0600 /dev/null /etc/ssh/ssh_host_ed25519_key\n",
-        _heredoc("/etc/ssh/ssh_host_ed25519_key", safety.host_private_key, "0600"),
-        "ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key > /etc/ssh/ssh_host_ed25519_key.pub\n",
-        "mkdir -p /etc/ssh/sshd_config.d\n",
-        "printf 'HostKey /etc/ssh/ssh_host_ed25519_key\\n' > /etc/ssh/sshd_config.d/00-gpuhire.conf\n",
-        "systemctl restart ssh 2>/dev/null || systemctl restart sshd 2>/dev/null || true\n",
     ]
     if extra.strip():
         parts.append("# job setup\n" + extra.rstrip() + "\n")
-    text = "".join(parts)
+    text = _multipart(_host_key_config(safety.host_private_key), "".join(parts))
     if len(text.encode()) > USER_DATA_LIMIT:
         raise SpecError(
             f"user-data is {len(text.encode())} bytes, over EC2's 16 KiB",

@@ -156,14 +156,26 @@ def test_deadman_fires_at_max_lifetime_despite_heartbeat(tmp_path: Path) -> None
         _stop(proc)
 
 
-def test_user_data_is_valid_bash_under_the_limit(tmp_path: Path) -> None:
-    text = build_user_data(SafetySettings(900, 86400, "ubuntu", "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"
-                                          "-----END OPENSSH PRIVATE KEY-----\n"), "echo job setup")
-    path = tmp_path / "user-data.sh"
-    path.write_text(text)
-    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+def test_user_data_is_cloud_config_and_valid_bash_under_the_limit(tmp_path: Path) -> None:
+    import email
+
+    from launcher.keys import job_keys
+
+    keys = job_keys("job-ud")
+    text = build_user_data(SafetySettings(900, 86400, "ubuntu", keys.host_private_key), "echo job setup")
     assert len(text.encode()) < 16 * 1024
-    # the dead-man switch is started before the host key and the job's own setup
-    assert text.index("enable --now gpuhire-deadman") < text.index("ssh_host_ed25519_key")
-    assert text.index("ssh_host_ed25519_key") < text.index("echo job setup")
-    assert "GPUHIRE_DEADMAN_S=900" in text and "+ 86400" in text
+    doc = email.message_from_string(text)
+    assert doc.is_multipart()
+    config, shell = doc.get_payload()
+    assert (config.get_content_type(), shell.get_content_type()) == ("text/cloud-config", "text/x-shellscript")
+    # the pinned host key is the box's only one: cloud-init generates none of its own
+    cloud = config.get_payload(decode=True).decode()
+    assert "ssh_deletekeys: true" in cloud and "ssh_genkeytypes: []" in cloud
+    assert f"ed25519_public: {keys.host_public_key}" in cloud
+    script_text = shell.get_payload(decode=True).decode()
+    path = tmp_path / "user-data.sh"
+    path.write_text(script_text)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    # the dead-man switch starts before anything of the job's
+    assert script_text.index("enable --now gpuhire-deadman") < script_text.index("echo job setup")
+    assert "GPUHIRE_DEADMAN_S=900" in script_text and "+ 86400" in script_text
