@@ -257,7 +257,11 @@ class Ssh:
     # --- commands -------------------------------------------------------------------------
 
     def run(self, cmd: str, timeout_s: float = 60.0) -> RunResult:
-        """Run `cmd` with the remote user's shell; wait at most `timeout_s` for it to finish."""
+        """Run `cmd` with the remote user's shell; wait at most `timeout_s` for it to finish.
+
+        The exit status is -1 if the command was killed by a signal. Past the timeout this
+        raises, and the command keeps running on the box (no terminal: nothing hangs it up).
+        """
         client = self._ensure()
         deadline = time.monotonic() + timeout_s
         out, err = bytearray(), bytearray()
@@ -267,7 +271,7 @@ class Ssh:
             chan = transport.open_session(timeout=timeout_s)
             try:
                 chan.exec_command(cmd)
-                while not (chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()):
+                while not (chan.eof_received or chan.closed) or chan.recv_ready() or chan.recv_stderr_ready():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise SshError(f"{cmd[:60]!r} on {self.target.name} ran past {timeout_s} s",
@@ -279,6 +283,8 @@ class Ssh:
                         err += chan.recv_stderr(65536)
                 if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                     raise SshError(f"no exit status for {cmd[:60]!r}", "retry")
+                if not transport.is_active():  # closed under us: -1 would pass for a signal
+                    raise EOFError("connection closed while the command ran")
                 return RunResult(chan.recv_exit_status(), bytes(out), bytes(err))
             finally:
                 chan.close()

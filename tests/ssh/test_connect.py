@@ -145,3 +145,15 @@ def test_without_auto_reconnect_a_drop_is_reported(sshd: Sshd) -> None:
         client.run("true")
     assert client.reconnect().run("echo back").stdout == b"back\n"
     client.close()
+
+
+def test_a_drop_during_run_raises_at_once(ssh: Ssh) -> None:
+    started = time.monotonic()
+    with pytest.raises(SshError, match="the connection dropped"):
+        ssh.run("kill -9 $PPID; sleep 5", timeout_s=30)  # the box's end of this connection dies
+    assert time.monotonic() - started < 5
+    assert ssh.run("echo back").stdout == b"back\n"
+
+
+def test_a_command_killed_by_a_signal_has_status_minus_one(ssh: Ssh) -> None:
+    assert ssh.run("kill -9 $$").exit_status == -1
