@@ -63,6 +63,10 @@ class _RetryableError(Exception):
         self.error, self.kind = error, kind
 
 
+class _DroppedError(SshError):
+    """The connection died under a call (as opposed to the box refusing it)."""
+
+
 class _RefuseUnpinned(paramiko.RejectPolicy):
     """RejectPolicy with our message: a host we hold no pinned key for is never trusted."""
 
@@ -232,18 +236,28 @@ class Ssh:
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
-        """Map a mid-call failure to SshError; the next call reconnects."""
+        """Map a mid-call failure to SshError (_DroppedError if the link died: the next call reconnects)."""
         try:
             yield
         except SshError:
             raise
         except _NETWORK_ERRORS as exc:
+            what = f"{action} on {self.target.name}"
             if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EACCES):
-                raise SshError(f"{action} on {self.target.name}: {exc}", "check the remote path") from None
-            raise SshError(
-                f"{action} on {self.target.name} failed: {exc or type(exc).__name__}",
-                "the connection dropped; the next call reconnects (retry)",
-            ) from None
+                raise SshError(f"{what}: {exc}", "check the remote path") from None
+            if self._settled_dropped():
+                raise _DroppedError(f"{what} failed: {exc or type(exc).__name__}",
+                                    "the connection dropped; the next call reconnects (retry)") from None
+            fix = "check the remote path and the box's free disk space"
+            raise SshError(f"{what} failed: {exc}", fix) from None
+
+    def _settled_dropped(self) -> bool:
+        # paramiko wakes waiting calls a moment before it marks the transport inactive.
+        for _ in range(40):
+            if not self.connected:
+                return True
+            time.sleep(0.025)
+        return False
 
     def sftp(self) -> paramiko.SFTPClient:
         """The SFTP session of the current connection (reopened after a reconnect)."""
@@ -372,9 +386,9 @@ class Ssh:
                 with self._errors(action):
                     step(stats)
                 return stats
-            except SshError:
-                if attempt == retries or self.connected:
-                    raise  # out of retries, or not a dropped link (a bad path, a hash mismatch)
+            except _DroppedError:
+                if attempt == retries:
+                    raise  # a bad path or a hash mismatch is not retried: only drops are
                 stats.reconnects += 1
                 self.reconnect()
         raise AssertionError("unreachable")

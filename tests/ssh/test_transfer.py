@@ -172,3 +172,19 @@ def test_heartbeats_from_a_thread_during_a_transfer(ssh: Ssh, tmp_path: Path) ->
         thread.join()
     assert sha(tmp_path / "box" / "data.bin") == sha(src)
     assert not errors and beat.exists()
+
+
+def test_a_refusal_by_the_box_is_not_mistaken_for_a_drop(ssh: Ssh, tmp_path: Path) -> None:
+    src = random_file(tmp_path / "data.bin", 1000)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    with pytest.raises(SshError) as err:
+        ssh.put(src, str(tmp_path / "afile" / "sub" / "data.bin"))
+    assert "check the remote path" in (err.value.fix or "")
+    assert ssh.connects == 1  # no reconnect, no retry
+
+
+def test_empty_files_travel_too(ssh: Ssh, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    ssh.put(tmp_path / "empty.txt", str(tmp_path / "box" / "empty.txt"))
+    ssh.get(str(tmp_path / "box" / "empty.txt"), tmp_path / "back" / "empty.txt")
+    assert (tmp_path / "back" / "empty.txt").read_bytes() == b""
