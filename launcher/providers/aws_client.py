@@ -57,7 +57,21 @@ def client(session: boto3.Session, service: str) -> Any:
     from botocore.config import Config
 
     config = Config(retries=RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
-    return session.client(service, config=config)  # type: ignore[call-overload]
+    made = session.client(service, config=config)  # type: ignore[call-overload]
+    if service == "ec2":
+        made.meta.events.register_first("needs-retry.ec2.RunInstances", _no_retry_on_capacity)
+    return made
+
+
+def _no_retry_on_capacity(response: Any = None, **_: Any) -> bool | None:
+    """EC2 answers InsufficientInstanceCapacity with HTTP 500, which botocore would retry
+    in the same zone for up to a minute; answer "do not retry" so the fallback moves on.
+    (False from the first needs-retry handler stops the retry; None lets botocore decide.)"""
+    if response is None:
+        return None
+    parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
+    code = parsed.get("Error", {}).get("Code", "") if isinstance(parsed, dict) else ""
+    return False if code in CAPACITY_CODES else None
 
 
 def error_code(exc: BaseException) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
 from launcher.config import Settings
+from launcher.providers.aws_client import CAPACITY_CODES
 from ledger.timeutil import utcnow
 
 REGION = "us-east-1"
@@ -33,7 +33,8 @@ class AwsWorld:
     prices: list[tuple[str, str, str, datetime]] = field(default_factory=list)  # zone, type, usd, at
     calls: list[tuple[str, str]] = field(default_factory=list)  # (service, operation)
     run_params: list[dict[str, Any]] = field(default_factory=list)  # RunInstances requests
-    run_errors: list[str] = field(default_factory=list)  # error codes RunInstances raises, in order
+    run_errors: list[str] = field(default_factory=list)  # error codes RunInstances answers, in order
+    sends: dict[str, int] = field(default_factory=dict)  # HTTP requests sent per operation
     before_run: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     throttle_next: dict[str, int] = field(default_factory=dict)  # operation -> HTTP throttles to send
 
@@ -60,11 +61,10 @@ class _Raw:
         yield self.body
 
 
-def _throttle_response() -> AWSResponse:
-    body = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-            b"<Message>Request limit exceeded.</Message></Error></Errors>"
-            b"<RequestID>test</RequestID></Response>")
-    return AWSResponse("https://ec2.test/", 503, {}, _Raw(body))  # type: ignore[arg-type]
+def _error_response(status: int, code: str) -> AWSResponse:
+    body = (f"<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message>"
+            "</Error></Errors><RequestID>test</RequestID></Response>").encode()
+    return AWSResponse("https://ec2.test/", status, {}, _Raw(body))  # type: ignore[arg-type]
 
 
 def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
@@ -76,9 +76,6 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
         if model.name == "RunInstances":
             for hook in world.before_run:
                 hook(params)
-            if world.run_errors:
-                code = world.run_errors.pop(0)
-                raise ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, "RunInstances")
 
     def spot_prices(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         # botocore calls this specific handler before the generic recorder: record here.
@@ -91,13 +88,20 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
         ]
         return AWSResponse("https://ec2.test/", 200, {}, None), {"SpotPriceHistory": history}  # type: ignore[arg-type]
 
-    def throttle(event_name: str, **_: Any) -> AWSResponse | None:
+    def http_errors(event_name: str, **_: Any) -> AWSResponse | None:
+        # At the HTTP level, as EC2 would answer: botocore parses it and its retry logic
+        # (and ours on top) decides, exactly as in production.
         operation = event_name.rsplit(".", 1)[-1]  # before-send.ec2.RunInstances
+        world.sends[operation] = world.sends.get(operation, 0) + 1
         left = world.throttle_next.get(operation, 0)
-        if left <= 0:
-            return None
-        world.throttle_next[operation] = left - 1
-        return _throttle_response()
+        if left > 0:
+            world.throttle_next[operation] = left - 1
+            return _error_response(503, "RequestLimitExceeded")
+        if operation == "RunInstances" and world.run_errors:
+            code = world.run_errors.pop(0)
+            # EC2 sends capacity errors as server errors (HTTP 500), others as client errors.
+            return _error_response(500 if code in CAPACITY_CODES else 400, code)
+        return None
 
     def keep_request(params: dict[str, Any], **_: Any) -> None:
         world.run_params.append(dict(params))  # the API parameters, before serialisation
@@ -105,7 +109,7 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
     events.register_first("before-call", record)
     events.register("before-parameter-build.ec2.RunInstances", keep_request)
     events.register("before-call.ec2.DescribeSpotPriceHistory", spot_prices)
-    events.register_first("before-send", throttle)
+    events.register_first("before-send", http_errors)
     return session
 
 

@@ -20,6 +20,8 @@ def test_fallback_next_zone_then_type_then_on_demand(make_provider, world: AwsWo
     assert tried == [("g4dn.2xlarge", True), ("g4dn.xlarge", True), ("g4dn.xlarge", True),
                      ("g4dn.4xlarge", True), ("g4dn.xlarge", False)]
     assert launched.offer.market == Market.on_demand and launched.offer.instance_type == "g4dn.xlarge"
+    # each capacity error (HTTP 500 from EC2) moved on at once: one request per attempt, no retry
+    assert world.sends["RunInstances"] == 5
     rows = book.attempts("job-fb")
     assert [(a.zone, a.instance_type, a.market, a.outcome, a.error_code) for a in rows] == [
         ("us-east-1b", "g4dn.2xlarge", "spot", "capacity", "InsufficientInstanceCapacity"),
@@ -66,6 +68,7 @@ def test_other_client_errors_stop_at_once(make_provider, world: AwsWorld, book: 
     assert not isinstance(err.value, CapacityError)
     assert "attach the gpuhire user policy" in str(err.value)
     assert len(world.run_params) == 1 and book.sessions() == []
+    assert world.sends["RunInstances"] == 1  # a client error is not retried
 
 
 def test_throttling_is_retried(make_provider, world: AwsWorld, book: Ledger) -> None:
@@ -74,6 +77,7 @@ def test_throttling_is_retried(make_provider, world: AwsWorld, book: Ledger) -> 
     world.throttle_next["RunInstances"] = 1  # the first HTTP answer is RequestLimitExceeded
     launched = provider.launch(LaunchRequest("job-throttle", "t4", tuple(offers)))
     assert world.throttle_next["RunInstances"] == 0  # the throttle was served...
-    assert len(world.run_params) == 1  # ...and botocore retried the same request itself
+    assert len(world.run_params) == 1  # one API call...
+    assert world.sends["RunInstances"] == 2  # ...sent twice: botocore retried the throttled request
     assert [a.outcome for a in book.attempts("job-throttle")] == ["launched"]
     assert book.get_session(launched.session_id).instance_id == launched.instance.instance_id
