@@ -222,6 +222,24 @@ class HostKeyInjection:
             f"  ed25519_public: {self.pinned.openssh()}\n"
         )
 
+    def user_data_with(self, script: str) -> str:
+        """This key's cloud-config and a user-data shell `script` as one multipart document.
+
+        cloud-init installs the key (config stage) before sshd first starts, then runs the
+        script: the box never serves another host key, so no boot window needs a grace period.
+        """
+        from email.mime.multipart import MIMEMultipart
+        from email.mime.text import MIMEText
+
+        document = MIMEMultipart()
+        for text, subtype in ((self.cloud_config(), "cloud-config"), (script, "x-shellscript")):
+            part = MIMEText(text, subtype, "utf-8")
+            # Not base64: EC2 caps user-data at 16 KiB, and base64 would add a third.
+            part.replace_header("Content-Transfer-Encoding", "8bit")
+            part.set_payload(text)
+            document.attach(part)
+        return document.as_string()
+
 
 def new_host_key() -> HostKeyInjection:
     """Make an ed25519 host key pair (cryptography: paramiko cannot generate ed25519)."""

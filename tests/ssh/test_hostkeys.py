@@ -107,3 +107,18 @@ def test_injected_key_renders_cloud_config_and_is_what_the_box_serves(tmp_path: 
             assert ssh.run("echo pinned").stdout == b"pinned\n"
     finally:
         server.kill()
+
+
+def test_injected_key_and_a_script_as_one_multipart_user_data() -> None:
+    import email
+
+    injected = new_host_key()
+    script = "#!/bin/bash\necho 'dead-man switch here'\n"
+    text = injected.user_data_with(script)
+    message = email.message_from_string(text)
+    assert message.is_multipart()
+    parts = [(p.get_content_type(), p.get_payload(decode=True).decode()) for p in message.get_payload()]
+    assert [kind for kind, _ in parts] == ["text/cloud-config", "text/x-shellscript"]
+    assert yaml.safe_load(parts[0][1])["ssh_keys"]["ed25519_public"] == injected.pinned.openssh()
+    assert parts[1][1] == script
+    assert len(text.encode()) < len(injected.cloud_config()) + len(script) + 1024  # no base64 bloat
