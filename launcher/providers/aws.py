@@ -88,7 +88,8 @@ class AwsProvider:
         if service not in self._clients:
             if self._session is None:
                 self._session = make_session(self.aws)
-            self._clients[service] = client(self._session, service)
+            with aws_errors(f"connect to AWS {service} in {self.aws.region}"):
+                self._clients[service] = client(self._session, service)
         return self._clients[service]
 
     @property

@@ -105,6 +105,13 @@ def aws_errors(what: str) -> Iterator[None]:
         ) from None
     except bex.ClientError as exc:
         raise translate(exc, what) from None
+    except (bex.WaiterError, bex.ParamValidationError):
+        raise  # the caller decides (a waiter's timeout, a parameter it checks itself)
+    except bex.BotoCoreError as exc:  # e.g. an invalid region name, a malformed endpoint URL
+        raise ProviderError(
+            f"AWS call failed while trying to {what}: {exc}",
+            "check [aws] region and profile, and AWS_ENDPOINT_URL",
+        ) from None
 
 
 def translate(exc: Exception, what: str) -> ProviderError:

@@ -95,3 +95,10 @@ def test_unreachable_endpoint_is_one_line(cli, aws_env, monkeypatch) -> None:
     result = cli("status")
     assert result.exit_code == 1
     assert "cannot reach AWS" in result.stderr and "AWS_ENDPOINT_URL" in result.stderr
+
+
+def test_bad_region_is_one_line(moto, world: AwsWorld, cli) -> None:
+    result = cli("offers", "--region", "not a region!")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: AWS call failed while trying to connect to AWS ec2 in not a region!")
+    assert "check [aws] region" in result.stderr and "Traceback" not in result.stderr
