@@ -166,7 +166,7 @@ class AlertSend(SQLModel, table=True):
     rule: str = Field(max_length=128)
     period: str = Field(max_length=64)  # e.g. 2026-11, 2026-11:80, job id
     channel: str = Field(max_length=64)
-    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed
     subject: str = ""
     body: str = ""
     attempts: int = 0

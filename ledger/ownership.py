@@ -169,7 +169,7 @@ def _verdict(
 ) -> tuple[str, str]:
     every = exceeding == months
     some = 0 < exceeding < months
-    shown = "never" if payback is None else f"{payback:.1f} months"
+    shown = "never (no monthly savings)" if payback is None else f"{payback:.1f} months"
     if payback is not None and payback <= params.buy_payback_months and every:
         return "buy", (
             f"the {card.label} would pay for itself in {shown} (at most "
@@ -186,7 +186,11 @@ def _verdict(
     if some:
         return "watch", (
             f"rent beat the {card.label}'s monthly cost in {exceeding} of {months} months, "
-            f"but the payback is {shown}"
+            f"but its payback is {shown}"
+        )
+    if payback is None:
+        return "rent", (
+            f"the {card.label} would never pay for itself at this use: renting stays cheaper"
         )
     return "rent", (
         f"the {card.label} would pay for itself in {shown}: renting stays cheaper "
