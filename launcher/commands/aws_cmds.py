@@ -174,6 +174,8 @@ def gc(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="remove without asking")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would go")] = False,
+    all_owners: Annotated[bool, typer.Option(
+        "--all-owners", help="also what other IAM identities launched (shared ledger only)")] = False,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
 ) -> None:
     """Find instances, key pairs, security groups and sessions no live job owns; remove them.
@@ -183,7 +185,7 @@ def gc(
     from launcher.providers import aws_gc
 
     provider = make_provider(app_context(ctx), region)
-    found = aws_gc.plan(provider)
+    found = aws_gc.plan(provider, all_owners=all_owners)
     if not found.leftovers:
         closed = provider.close_sessions()
         typer.echo("nothing to collect" + (f"; closed {len(closed)} session(s)" if closed else ""))

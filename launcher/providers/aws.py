@@ -25,7 +25,7 @@ from launcher.keys import job_keys, remove_job_keys
 from launcher.providers import aws_offers, aws_setup
 from launcher.providers.aws_client import aws_errors, client, make_session
 from launcher.providers.aws_launch import TAG_SESSION, LaunchPlan, launch_offers
-from launcher.providers.aws_setup import TAG_JOB
+from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
 from launcher.providers.aws_userdata import (
     HEARTBEAT_PATH,
     NOTICE_FILE,
@@ -81,6 +81,7 @@ class AwsProvider:
         self.now = now
         self._session = session
         self._clients: dict[str, Any] = {}
+        self._caller: str | None = None
 
     # -- clients ----------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -152,7 +153,7 @@ class AwsProvider:
                                        status="launching"))
 
     def _plan(self, request: LaunchRequest, zones: set[str]) -> LaunchPlan:
-        owner = aws_setup.caller_owner(self.client("sts"))  # fails early without credentials
+        owner = self.caller()  # fails early without credentials
         cidrs = aws_setup.operator_cidrs(self.aws.operator_cidrs, self.detect_cidr)
         image_id, root = aws_setup.resolve_ami(
             self.client("ssm"), self.ec2, self.aws.ami_parameter, self.aws.ami_id
@@ -199,7 +200,7 @@ class AwsProvider:
             market=Market.spot if d.get("InstanceLifecycle") == "spot" else Market.on_demand,
             state=state, launched_at=as_utc(launched) if launched else None,
             public_ip=d.get("PublicIpAddress"), state_reason=code, end_reason=end_reason,
-            ended_at=ended_at, session_id=_int(tags.get(TAG_SESSION)),
+            ended_at=ended_at, session_id=_int(tags.get(TAG_SESSION)), owner=tags.get(TAG_OWNER, ""),
         )
 
     def describe(self, instance_id: str) -> Instance:
@@ -296,6 +297,12 @@ class AwsProvider:
             self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
             closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
         return closed
+
+    def caller(self) -> str:
+        """The gpuhire:owner name of whoever runs this (the IAM identity's name), asked once."""
+        if self._caller is None:
+            self._caller = aws_setup.caller_owner(self.client("sts"))
+        return self._caller
 
     def owns(self, row: RentalSession) -> bool:
         """A ledger session this provider launched in its region (not one recorded by hand,

@@ -22,7 +22,7 @@ from launcher.errors import ProviderError
 from launcher.keys import job_ids_with_keys, remove_job_keys
 from launcher.providers.aws_client import aws_errors
 from launcher.providers.aws_launch import TAG_LAUNCHER
-from launcher.providers.aws_setup import TAG_JOB
+from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
 from launcher.providers.base import END_USER, Instance, Leftover
 from ledger.models import RentalSession
 
@@ -81,9 +81,17 @@ def _live(row: RentalSession, instance: Instance | None, p: AwsProvider) -> bool
     return not _job_ended(p, row.job_id)
 
 
-def plan(p: AwsProvider) -> GcPlan:
-    """Find leftovers (reads only; nothing is changed)."""
-    out = GcPlan(instances={i.instance_id: i for i in p.instances()})
+def plan(p: AwsProvider, all_owners: bool = False) -> GcPlan:
+    """Find leftovers (reads only; nothing is changed).
+
+    Only what the current IAM identity launched (tag gpuhire:owner) is considered, unless
+    `all_owners`: a colleague sharing the account keeps their own ledger, and their live jobs
+    would look like leftovers from here.
+    """
+    owner = None if all_owners else p.caller()
+    out = GcPlan(instances={
+        i.instance_id: i for i in p.instances() if owner is None or i.owner == owner
+    })
     by_session = {i.session_id: i for i in out.instances.values() if i.session_id is not None}
     claimed: set[str] = set()
     for view in p.ledger.sessions(open_only=True):
@@ -102,8 +110,8 @@ def plan(p: AwsProvider) -> GcPlan:
         if not inst.state.gone and iid not in claimed:
             out.leftovers.append(Leftover("instance", iid, inst.job_id,
                                           f"{inst.instance_type} {inst.zone} {inst.state}"))
-    for kind, ident, job in _tagged_resources(p):
-        if job not in out.live_jobs:
+    for kind, ident, job, made_by in _tagged_resources(p):
+        if job not in out.live_jobs and (owner is None or made_by == owner):
             out.leftovers.append(Leftover(kind, ident, job))
     for job in job_ids_with_keys():
         if job not in out.live_jobs:
@@ -111,27 +119,25 @@ def plan(p: AwsProvider) -> GcPlan:
     return out
 
 
-def _tagged_resources(p: AwsProvider) -> list[tuple[str, str, str]]:
-    """(kind, id, job) of key pairs and security groups tagged gpuhire:job (filtered here)."""
+def _tagged_resources(p: AwsProvider) -> list[tuple[str, str, str, str]]:
+    """(kind, id, job, owner) of key pairs and security groups tagged gpuhire:job (filtered
+    here: moto and the API differ in which tag filters they know)."""
     out = []
     with aws_errors("list gpuhire key pairs and security groups"):
         for kp in p.ec2.describe_key_pairs().get("KeyPairs", []):
-            job = _tag(kp)
-            if job:
-                out.append(("key-pair", str(kp["KeyName"]), job))
+            tags = _tags(kp)
+            if TAG_JOB in tags:
+                out.append(("key-pair", str(kp["KeyName"]), tags[TAG_JOB], tags.get(TAG_OWNER, "")))
         for page in p.ec2.get_paginator("describe_security_groups").paginate():
             for g in page["SecurityGroups"]:
-                job = _tag(g)
-                if job:
-                    out.append(("security-group", str(g["GroupId"]), job))
+                tags = _tags(g)
+                if TAG_JOB in tags:
+                    out.append(("security-group", str(g["GroupId"]), tags[TAG_JOB], tags.get(TAG_OWNER, "")))
     return out
 
 
-def _tag(resource: dict[str, Any]) -> str | None:
-    for t in resource.get("Tags", []):
-        if t["Key"] == TAG_JOB:
-            return str(t["Value"])
-    return None
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in resource.get("Tags", [])}
 
 
 def collect(p: AwsProvider, found: GcPlan, wait_s: int = 300) -> list[str]:
@@ -203,7 +209,7 @@ def _delete(p: AwsProvider, x: Leftover) -> None:
 
 def cleanup_job(p: AwsProvider, job_id: str, wait_s: int = 0) -> list[str]:
     """Delete the job's key pair, security group and local keys (after its instances went)."""
-    leftovers = [Leftover(k, i, j) for k, i, j in _tagged_resources(p) if j == job_id]
+    leftovers = [Leftover(k, i, j) for k, i, j, _ in _tagged_resources(p) if j == job_id]
     leftovers.append(Leftover("local-keys", job_id, job_id))
     problems = []
     for x in leftovers:

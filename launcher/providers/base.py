@@ -122,6 +122,7 @@ class Instance:
     end_reason: str | None = None  # ledger end reason once gone; None while alive
     ended_at: datetime | None = None  # when it went (from the provider), if known
     session_id: int | None = None  # the ledger session it was launched for (from its tag)
+    owner: str = ""  # the gpuhire:owner tag: the IAM identity that launched it
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,19 @@ def test_stop_all_and_gc_asks_first(moto, world: AwsWorld, cli) -> None:
     assert book.sessions(open_only=True) == []
     assert {v.session.end_reason for v in book.sessions()} == {"user"}
     assert cli("stop", "--all").stdout.strip() == "nothing to stop"
+
+
+def test_gc_leaves_other_owners_alone_unless_asked(moto, world: AwsWorld, cli) -> None:
+    from aws_fakes import MOTO_AMI
+
+    ec2 = boto3.client("ec2", region_name=REGION)
+    tags = [{"Key": "gpuhire:job", "Value": "job-colleague"}, {"Key": "gpuhire:owner", "Value": "colleague"}]
+    iid = ec2.run_instances(ImageId=MOTO_AMI, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge",
+                            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+                            )["Instances"][0]["InstanceId"]
+    # a colleague's job, in their own ledger: not ours to judge
+    assert cli("gc", "--yes").stdout.strip() == "nothing to collect"
+    assert _live_instances(ec2) == [iid]
+    result = cli("gc", "--yes", "--all-owners", env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and iid in result.stdout
+    assert _live_instances(ec2) == []
