@@ -113,8 +113,10 @@ def plan(p: AwsProvider, all_owners: bool = False) -> GcPlan:
     for kind, ident, job, made_by in _tagged_resources(p):
         if job not in out.live_jobs and (owner is None or made_by == owner):
             out.leftovers.append(Leftover(kind, ident, job))
+    # Local key folders: never those of a job with any open session (another provider's too).
+    busy = {v.session.job_id for v in p.ledger.sessions(open_only=True) if not p.owns(v.session)}
     for job in job_ids_with_keys():
-        if job not in out.live_jobs:
+        if job not in out.live_jobs and job not in busy:
             out.leftovers.append(Leftover("local-keys", job, job))
     return out
 
