@@ -361,9 +361,12 @@ class Ssh:
         with self._errors(f"checking {path}"):
             return ssh_transfer.remote_stat(sftp, path) is not None
 
-    def sha256(self, path: str) -> str | None:
-        """The remote file's sha256 computed on the box (None if no sha256 tool there)."""
-        result = self.run(ssh_scripts.sha256(path), timeout_s=600.0)
+    def sha256(self, path: str, size: int | None = None) -> str | None:
+        """sha256 of a remote file (its first `size` bytes if given), computed on the box.
+
+        None if the file is missing or the box has no sha256 tool.
+        """
+        result = self.run(ssh_scripts.sha256(path, size), timeout_s=600.0)
         digest = result.stdout.split(b" ", 1)[0].decode(errors="replace")
         return digest if result.exit_status == 0 and len(digest) == 64 else None
 

@@ -56,6 +56,13 @@ def kill(pid_path: str, sig: int, group: bool) -> str:
     return f'pid=$(cat {q(pid_path)} 2>/dev/null) && [ -n "$pid" ] && kill -s {name} {target}'
 
 
-def sha256(path: str) -> str:
-    """Print `<hex digest>  <path>`: sha256sum on Linux, shasum on macOS."""
-    return f"sha256sum -- {q(path)} 2>/dev/null || shasum -a 256 -- {q(path)} 2>/dev/null"
+def sha256(path: str, size: int | None = None) -> str:
+    """Print `<hex digest>  -` of the file (its first `size` bytes if given); fail if it is missing.
+
+    sha256sum on Linux, shasum on macOS. Hashing a prefix lets a file that is still being appended
+    to (a log) be verified as it was when its size was read.
+    """
+    p = q(path)
+    feed = f"cat -- {p}" if size is None else f"head -c {int(size)} -- {p}"
+    # If sha256sum is missing it reads nothing, so shasum still gets the whole stream.
+    return f"[ -f {p} ] && {feed} | {{ sha256sum || shasum -a 256; }} 2>/dev/null"

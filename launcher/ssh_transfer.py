@@ -22,7 +22,8 @@ import paramiko
 from launcher.errors import SshError
 
 ProgressFn = Callable[[int], None]  # called with the bytes just moved (for a progress bar)
-RemoteHasher = Callable[[str], "str | None"]  # sha256 of a remote file on the box; None: not there
+# sha256 of a remote file (of its first `size` bytes if given), computed on the box; None: cannot
+RemoteHasher = Callable[[str, "int | None"], "str | None"]
 CHUNK = 256 * 1024  # bytes per local read/write; paramiko splits SFTP requests itself
 PART = ".part"
 
@@ -47,15 +48,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _remote_sha256(sftp: paramiko.SFTPClient, path: str, hasher: RemoteHasher) -> str:
-    digest = hasher(path)
+def _remote_sha256(sftp: paramiko.SFTPClient, path: str, hasher: RemoteHasher,
+                   size: int | None = None) -> str:
+    digest = hasher(path, size)
     if digest is not None:
         return digest
     h = hashlib.sha256()  # no sha256 tool on the box: hash over SFTP (reads it back once)
     with sftp.open(path, "rb") as fh:
-        fh.prefetch()
-        while chunk := fh.read(CHUNK):
+        left = (fh.stat().st_size or 0) if size is None else size
+        fh.prefetch(left)
+        while left > 0 and (chunk := fh.read(min(CHUNK, left))):
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
 
 
@@ -185,27 +189,26 @@ def get_path(sftp: paramiko.SFTPClient, remote: str, local: Path, hasher: Remote
 
 def get_file(sftp: paramiko.SFTPClient, remote: str, local: Path, size: int, hasher: RemoteHasher,
              progress: ProgressFn | None, stats: TransferStats) -> None:
-    """Download one file: skip if complete, resume a .part, verify, rename into place."""
+    """Download the first `size` bytes of one file (a log still growing is copied as it was when
+    listed): skip if complete, resume a .part, verify, rename into place."""
     stats.files += 1
-    want = _remote_sha256(sftp, remote, hasher)
+    want = _remote_sha256(sftp, remote, hasher, size)
     if local.is_file() and local.stat().st_size == size and sha256_file(local) == want:
         stats.skipped += 1
         return
     part = local.with_name(local.name + PART)
     for fresh in (False, True):
+        if fresh:  # the file may have been replaced on the box since we hashed it
+            now = remote_stat(sftp, remote)
+            if now is None:
+                raise SshError(f"{remote} vanished from the box while being copied", "check the remote path")
+            size = now.st_size or 0
+            want = _remote_sha256(sftp, remote, hasher, size)
         offset = part.stat().st_size if not fresh and part.is_file() else 0
         offset = offset if offset <= size else 0
         if offset:
             stats.resumed += 1
-        with sftp.open(remote, "rb") as src, part.open("r+b" if offset else "wb") as out:
-            src.seek(offset)
-            out.seek(offset)
-            src.prefetch(size)  # many reads in flight from the offset on, not one round trip each
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-                stats.bytes_moved += len(chunk)
-                if progress:
-                    progress(len(chunk))
+        _copy_down(sftp, remote, part, offset, size, progress, stats)
         if sha256_file(part) == want:
             os.replace(part, local)
             return
@@ -213,3 +216,18 @@ def get_file(sftp: paramiko.SFTPClient, remote: str, local: Path, size: int, has
             break
     fix = "retry; the file may be changing on the box"
     raise SshError(f"download of {remote} to {local} does not match its sha256", fix)
+
+
+def _copy_down(sftp: paramiko.SFTPClient, remote: str, part: Path, offset: int, size: int,
+               progress: ProgressFn | None, stats: TransferStats) -> None:
+    with sftp.open(remote, "rb") as src, part.open("r+b" if offset else "wb") as out:
+        src.seek(offset)
+        out.seek(offset)
+        src.prefetch(size)  # many reads in flight from the offset on, not one round trip each
+        left = size - offset
+        while left > 0 and (chunk := src.read(min(CHUNK, left))):
+            out.write(chunk)
+            left -= len(chunk)
+            stats.bytes_moved += len(chunk)
+            if progress:
+                progress(len(chunk))

@@ -188,3 +188,28 @@ def test_empty_files_travel_too(ssh: Ssh, tmp_path: Path) -> None:
     ssh.put(tmp_path / "empty.txt", str(tmp_path / "box" / "empty.txt"))
     ssh.get(str(tmp_path / "box" / "empty.txt"), tmp_path / "back" / "empty.txt")
     assert (tmp_path / "back" / "empty.txt").read_bytes() == b""
+
+
+def test_a_log_still_being_written_is_fetched_as_it_was(ssh: Ssh, tmp_path: Path) -> None:
+    log, pid_file = tmp_path / "train.log", str(tmp_path / "w.pid")
+    ssh.start_detached('while true; do echo "step $(date +%s%N)"; done', str(log), pid_file)
+    try:
+        wait_for(lambda: log.exists() and log.stat().st_size > 200_000)
+        local = tmp_path / "runs" / "train.log"
+        stats = ssh.get(str(log), local)
+        assert stats.bytes_moved == local.stat().st_size > 200_000
+        assert log.read_bytes().startswith(local.read_bytes())  # a true prefix, verified
+    finally:
+        ssh.kill(pid_file, group=True)
+
+
+def test_without_a_sha256_tool_on_the_box_it_hashes_over_sftp(
+        ssh: Ssh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssh, "sha256", lambda path, size=None: None)  # as on a box without one
+    src = random_file(tmp_path / "data.bin", 300_000)
+    remote = tmp_path / "box" / "data.bin"
+    ssh.put(src, str(remote))
+    assert ssh.put(src, str(remote)).skipped == 1
+    back = tmp_path / "back.bin"
+    ssh.get(str(remote), back)
+    assert sha(back) == sha(src)
