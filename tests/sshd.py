@@ -7,8 +7,10 @@ port with the same host key, so a client that pinned the key can reconnect; `dro
 kills the per-connection processes (what a network drop looks like to the box) while the
 listener keeps running.
 
-Used by tests/ssh and by the end-to-end train tests (the `ssh` target override points an
-"instance" at this server). If sshd is missing the tests skip, except under CI=true where they
+Used by tests/ssh and by the end-to-end train tests: `[aws] ssh_targets` points an "instance"
+at this server, started with the job's host key (`Sshd(root, host_private_key=...)`), the job's
+login key authorised (`authorize()`), and `[aws] ssh_user` set to `Sshd.user` (sshd runs as the
+current user and can only log that user in). If sshd is missing the tests skip, except under CI=true where they
 fail: CI must install openssh-server.
 """
 
@@ -201,6 +203,12 @@ class Sshd:
         }
         fields.update(overrides)
         return SshTarget(**fields)
+
+    def authorize(self, public_key: str) -> None:
+        """Also accept this login key ("ssh-ed25519 AAAA... comment"), e.g. a job's own key
+        from launcher/keys.py; sshd reads the file at each login, so no restart is needed."""
+        with (self.root / "authorized_keys").open("a") as fh:
+            fh.write(public_key.strip() + "\n")
 
     def session_pids(self) -> list[int]:
         """The per-connection processes this listener forked (its direct children)."""

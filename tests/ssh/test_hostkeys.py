@@ -122,3 +122,20 @@ def test_injected_key_and_a_script_as_one_multipart_user_data() -> None:
     assert yaml.safe_load(parts[0][1])["ssh_keys"]["ed25519_public"] == injected.pinned.openssh()
     assert parts[1][1] == script
     assert len(text.encode()) < len(injected.cloud_config()) + len(script) + 1024  # no base64 bloat
+
+
+def test_a_job_key_pair_stands_in_for_an_instance(tmp_path: Path) -> None:
+    # What the end-to-end tests do: the loopback sshd serves the job's host key and accepts the
+    # job's login key, both made by launcher/keys.py, so the provider's own pin and key work.
+    from launcher.keys import job_keys
+
+    keys = job_keys("e2e-job")
+    server = Sshd(tmp_path / "box", host_private_key=keys.host_private_key)
+    server.authorize(keys.public_key)
+    server.start()
+    try:
+        target = server.target(key_path=keys.private_key_path, host_key=PinnedHostKey.parse(keys.host_public_key))
+        with Ssh(target) as ssh:
+            assert ssh.run("echo job").stdout == b"job\n"
+    finally:
+        server.kill()
