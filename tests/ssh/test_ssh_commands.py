@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, wait_for
+from sshd import Sshd, kill_pid_file, wait_for
 
 from launcher.errors import SshError
 from launcher.ssh import Ssh
@@ -38,8 +37,7 @@ def test_detached_job_survives_a_dropped_connection(ssh: Ssh, sshd: Sshd, tmp_pa
         assert ssh.kill(str(pid_file), signal.SIGTERM)
         wait_for(lambda: not ssh.is_running(str(pid_file)))
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        kill_pid_file(pid_file)
 
 
 def test_kill_group_reaches_the_shells_children(ssh: Ssh, tmp_path: Path) -> None:

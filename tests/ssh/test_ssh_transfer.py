@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, wait_for
+from sshd import Sshd, kill_pid_file, wait_for
 
 from launcher.errors import SshError
 from launcher.ssh import Ssh
@@ -192,7 +192,7 @@ def test_empty_files_travel_too(ssh: Ssh, tmp_path: Path) -> None:
 
 def test_a_log_still_being_written_is_fetched_as_it_was(ssh: Ssh, tmp_path: Path) -> None:
     log, pid_file = tmp_path / "train.log", str(tmp_path / "w.pid")
-    ssh.start_detached('while true; do echo "step $(date +%s%N)"; done', str(log), pid_file)
+    ssh.start_detached("while true; do seq 1 5000; sleep 0.01; done", str(log), pid_file)  # ~2 MB/s
     try:
         wait_for(lambda: log.exists() and log.stat().st_size > 200_000)
         local = tmp_path / "runs" / "train.log"
@@ -200,7 +200,7 @@ def test_a_log_still_being_written_is_fetched_as_it_was(ssh: Ssh, tmp_path: Path
         assert stats.bytes_moved == local.stat().st_size > 200_000
         assert log.read_bytes().startswith(local.read_bytes())  # a true prefix, verified
     finally:
-        ssh.kill(pid_file, group=True)
+        kill_pid_file(Path(pid_file))
 
 
 def test_without_a_sha256_tool_on_the_box_it_hashes_over_sftp(
