@@ -1,0 +1,143 @@
+"""`python -m jobs.htr`: synth, compile, train and infer from the command line.
+
+Each command parses its flags, calls one library function and prints. Expected failures print
+one line, `error: <message>; <fix>`, and exit 1 (usage errors exit 2); `GPUHIRE_DEBUG=1` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from jobs.htr.errors import HtrError
+
+EXAMPLES = {
+    "synth": "python -m jobs.htr synth demo-gt --lines 2000 --seed 1",
+    "compile": "python -m jobs.htr compile demo-gt --out demo-ds --height 64",
+    "train": "python -m jobs.htr train demo-ds --out run --preset small --epochs 20 --events run/events.jsonl",
+    "infer": "python -m jobs.htr infer --model run/model.pt scans/*.xml --out recognised",
+}
+
+
+def _sub(subs: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subs.add_parser(name, help=help_text, description=help_text,
+                           epilog=f"Example:\n  {EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of `python -m jobs.htr`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.htr", description="Handwritten text recognition: ground truth, training, inference.",
+        epilog="Example:\n  " + "\n  ".join(EXAMPLES.values()), formatter_class=argparse.RawDescriptionHelpFormatter)
+    subs = parser.add_subparsers(dest="command", required=True)
+
+    p = _sub(subs, "synth", "Render synthetic ground truth (PAGE XML pages and image + .gt.txt pairs).")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--lines", type=int, required=True, help="number of lines")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+
+    p = _sub(subs, "compile", "Compile ground truth into a memory-mapped dataset for training.")
+    p.add_argument("gt", type=Path, nargs="+", help="PAGE/ALTO files, image + .gt.txt pairs, or folders")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--height", type=int, default=64, help="line height in px (default 64)")
+    p.add_argument("--normalization", default="NFC", help="Unicode normalisation: NFC, NFD, NFKC, NFKD, none")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="seeded validation share (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    p.add_argument("--split", type=Path, nargs=2, metavar=("TRAIN", "VAL"),
+                   help="explicit split files (one line key or image path per line)")
+
+    p = _sub(subs, "train", "Train (or resume) a CRNN line model; RUN gets checkpoints, model.pt, metrics.json.")
+    p.add_argument("data", type=Path, help="a compiled dataset, or ground truth (compiled into RUN/dataset)")
+    p.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--preset", default="default", help="tiny, small, default, large, or a .toml file")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--events", type=Path, help="append JSON-line events here (default: stdout)")
+    p.add_argument("--job", help="job name in the events (default: env GPUHIRE_JOB, else RUN's name)")
+    p.add_argument("--init", type=Path, help="fine-tune from this model.pt (new characters are added)")
+    p.add_argument("--checkpoint-minutes", type=float, help="checkpoint at least this often (default 10)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    p = _sub(subs, "infer", "Recognise PAGE/ALTO files (with their images) or line images.")
+    p.add_argument("inputs", type=Path, nargs="+", help="PAGE/ALTO files, line images, or folders")
+    p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
+    p.add_argument("--out", type=Path, default=Path("recognised"), help="output folder (default ./recognised)")
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jobs.htr.config import load_config
+    from jobs.htr.events import EventWriter
+    from jobs.htr.train import EXIT_INTERRUPTED, train
+
+    cfg = load_config(args.preset, epochs=args.epochs, checkpoint_minutes=args.checkpoint_minutes)
+    job = args.job or os.environ.get("GPUHIRE_JOB") or args.out.resolve().name
+    events = EventWriter(job, args.events, enabled=int(os.environ.get("RANK", "0")) == 0)
+    try:
+        result = train(args.data, args.out, cfg, events=events, init=args.init, device=args.device)
+    except Exception as exc:
+        events.emit("error", message=str(exc) or type(exc).__name__)
+        raise
+    finally:
+        events.close()
+    return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from jobs.htr.infer import recognise
+
+    report = recognise(args.model, args.inputs, args.out, int8=args.int8, device=args.device,
+                       progress=lambda p: print(f"{p.files_done} files, {p.lines_done} lines: {p.file}",
+                                                file=sys.stderr))
+    print(report.summary())
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the command, return the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "synth":
+        from jobs.htr.synth import synth_main
+
+        if args.lines < 1:
+            raise HtrError(f"--lines {args.lines} is not a number of lines", "give --lines 1 or more")
+        return synth_main(args.out, args.lines, args.seed)
+    if args.command == "compile":
+        from jobs.htr.dataset import compile_main
+
+        return compile_main(args.gt, args.out, height=args.height, normalization=args.normalization,
+                            val_fraction=args.val_fraction, seed=args.seed,
+                            split_files=tuple(args.split) if args.split else None)
+    if args.command == "train":
+        return _train(args)
+    return _infer(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: expected errors become one line on stderr and exit status 1."""
+    try:
+        return run(argv)
+    except (HtrError, OSError) as exc:
+        if os.environ.get("GPUHIRE_DEBUG") == "1":
+            traceback.print_exc()
+        fix = "" if isinstance(exc, HtrError) else "; check the path and its permissions"
+        print(f"error: {exc}{fix}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("GPUHIRE_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc}; run again with GPUHIRE_DEBUG=1 for the traceback "
+              "and report it", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The trainer's configuration: one frozen dataclass, every field commented, presets in TOML.
+
+    cfg = load_config("default", epochs=20)          # presets/default.toml, then overrides
+    cfg = load_config(Path("my.toml"))                # a file of your own, same keys
+
+Unknown keys are rejected (a typo never silently trains something else). The model-shape
+fields (`height` is the dataset's) travel inside every checkpoint and exported model.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from jobs.htr.errors import HtrError
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+PRESETS = ("tiny", "small", "default", "large")
+MODEL_FIELDS = ("channels", "width_pools", "lstm_hidden", "lstm_layers", "dropout")
+
+
+class ConfigError(HtrError):
+    """A preset or config file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on besides the data. Defaults = the `default` preset."""
+
+    # --- model (CRNN: conv blocks -> BiLSTM -> CTC) ---
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # output channels of each conv block; each halves the height
+    width_pools: int = 2  # the first N blocks also halve the width: one CTC frame per 2**N px
+    lstm_hidden: int = 256  # hidden units per direction of each BiLSTM layer
+    lstm_layers: int = 3  # stacked BiLSTM layers (3 x 256 ~ kraken/PyLaia size)
+    dropout: float = 0.2  # dropout between LSTM layers and before the output layer
+    # --- data ---
+    height: int = 64  # line height in px when DATA is ground truth (compiled datasets keep theirs)
+    normalization: str = "NFC"  # Unicode normalisation of transcriptions when compiling
+    val_fraction: float = 0.1  # seeded validation share when compiling (split files override it)
+    batch_pixels: int = 4_000_000  # pixel budget of one batch (lines x height x padded width)
+    max_batch: int = 64  # at most this many lines in a batch, however narrow
+    workers: int = -1  # DataLoader worker processes; -1 = min(4, CPUs per process - 1)
+    # --- optimisation ---
+    epochs: int = 50  # upper bound; early stopping usually ends sooner
+    lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_min_ratio x lr
+    lr_min_ratio: float = 0.05  # the floor of the cosine decay, as a share of lr
+    grad_clip: float = 5.0  # clip the global gradient norm (LSTMs with CTC spike early on)
+    accum_steps: int = 1  # micro-batches per optimizer step (bigger effective batch, same memory)
+    # --- stopping ---
+    patience: int = 8  # stop after this many epochs without a better validation CER ...
+    min_epochs: int = 5  # ... but never before this many epochs
+    # --- run ---
+    seed: int = 0  # seeds python, numpy and torch; the batch order follows it
+    checkpoint_minutes: float = 10.0  # write a checkpoint at least this often (and on SIGTERM)
+    progress_seconds: float = 5.0  # emit a `progress` event at most this often
+    probe_batch: bool = True  # on CUDA: shrink batch_pixels until a widest-line batch fits in memory
+
+    def model_dict(self) -> dict[str, Any]:
+        """The fields that decide the model's shape (stored with checkpoints and models)."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists): JSON- and TOML-friendly."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _check(cfg: TrainConfig) -> None:
+    problems = []
+    if not cfg.channels or any(c < 1 for c in cfg.channels):
+        problems.append("channels must be a non-empty list of positive integers")
+    if not 0 <= cfg.width_pools <= len(cfg.channels):
+        problems.append("width_pools must be between 0 and the number of conv blocks")
+    if cfg.height < 2 ** len(cfg.channels):
+        problems.append(f"height {cfg.height} must be at least 2**len(channels) (each block halves it)")
+    for name in ("lstm_hidden", "lstm_layers", "batch_pixels", "max_batch", "epochs", "accum_steps"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be at least 1")
+    if not 0 <= cfg.dropout < 1 or cfg.lr <= 0 or cfg.checkpoint_minutes <= 0:
+        problems.append("dropout must be in [0, 1), lr and checkpoint_minutes positive")
+    if problems:
+        raise ConfigError("bad training config: " + "; ".join(problems), "fix the preset or the flags")
+
+
+def from_dict(data: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
+    """Overlay `data` on `base` (default: the built-in defaults); unknown keys are an error."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {source}: {', '.join(unknown)}",
+                          f"use only: {', '.join(sorted(known))}")
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        cfg = replace(base or TrainConfig(), **clean)
+    except TypeError as exc:
+        raise ConfigError(f"bad value in {source}: {exc}", "compare with jobs/htr/presets/default.toml") from exc
+    _check(cfg)
+    return cfg
+
+
+def load_config(preset: str | Path = "default", **overrides: Any) -> TrainConfig:
+    """A preset name (tiny/small/default/large) or a TOML file, then `overrides` (None = keep)."""
+    path = Path(preset) if str(preset).endswith(".toml") else PRESETS_DIR / f"{preset}.toml"
+    if not path.is_file():
+        raise ConfigError(f"no preset or config file {preset!r}",
+                          f"use one of {', '.join(PRESETS)} or the path of a .toml file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", "fix the TOML syntax") from exc
+    cfg = from_dict(data, source=str(path.name))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return from_dict(given, base=cfg, source="flags") if given else cfg

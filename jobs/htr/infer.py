@@ -1,0 +1,168 @@
+"""Recognise text with a trained model: `python -m jobs.htr infer --model M INPUT...` or `recognise(...)`.
+
+Inputs are PAGE XML or ALTO files (with their page images) and bare line images, or folders of
+them. For each XML file the recognised lines are written into a copy under OUT (same relative
+path; TextEquiv/Unicode in PAGE, String CONTENT in ALTO, with confidences) and as plain text
+(`.txt`, one line per line). A bare line image gets a `.txt` of its own.
+
+Lines are gathered over whole files (a few hundred at a time), sorted by width and cut into
+batches under a pixel budget, so that little of each batch is padding. On a CPU torch gets one
+thread per physical core (hyper-threads and oversubscription slow small LSTMs down);
+`int8=True` quantises the LSTM and Linear layers dynamically (CPU only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from jobs.htr.checkpoint import load_model
+from jobs.htr.data import collate
+from jobs.htr.errors import HtrError
+from jobs.htr.gt import GtReport, LineSample, iter_lines_for_inference
+from jobs.htr.hardware import autocast_dtype, pick_device, pick_precision, set_cpu_threads
+from jobs.htr.lineimage import fit_height
+from jobs.htr.model import CRNN, greedy_decode
+from jobs.htr.sampler import make_batches
+from jobs.htr.writeback import write_text
+
+CHUNK_LINES = 256  # lines gathered (whole files) before recognising them together
+BATCH_PIXELS = 2_000_000
+MAX_BATCH = 64
+
+
+@dataclass
+class InferProgress:
+    """Passed to the progress callback after each file."""
+
+    file: Path  # the XML or image just finished
+    files_done: int
+    lines_done: int
+
+
+@dataclass
+class InferReport:
+    """What `recognise` did."""
+
+    files: int = 0  # XML files and line images written
+    lines: int = 0  # lines recognised
+    seconds: float = 0.0
+    outputs: list[Path] = field(default_factory=list)  # every file written
+    device: str = "cpu"
+    int8: bool = False
+    gt: GtReport = field(default_factory=GtReport, repr=False)  # skipped lines (missing images, ...)
+
+    @property
+    def lines_per_s(self) -> float:
+        """Recognised lines per second of wall time."""
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for people (plus skipped samples, if any)."""
+        head = (f"recognised {self.lines} lines in {self.files} files in {self.seconds:.1f} s "
+                f"({self.lines_per_s:.1f} lines/s on {self.device}{', int8' if self.int8 else ''})")
+        return head + (f"\n{self.gt.summary()}" if self.gt.skipped else "")
+
+
+def quantize_int8(model: CRNN) -> nn.Module:
+    """Dynamic int8 quantisation of the LSTM and Linear layers (weights int8, activations on the fly)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+
+def _files(samples: Iterator[LineSample]) -> Iterator[list[LineSample]]:
+    """Group consecutive lines of the same source file (the readers yield them file by file)."""
+    group: list[LineSample] = []
+    for s in samples:
+        if group and s.source != group[0].source:
+            yield group
+            group = []
+        group.append(s)
+    if group:
+        yield group
+
+
+def _chunks(files: Iterator[list[LineSample]]) -> Iterator[list[list[LineSample]]]:
+    chunk: list[list[LineSample]] = []
+    for f in files:
+        chunk.append(f)
+        if sum(len(g) for g in chunk) >= CHUNK_LINES:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@torch.no_grad()
+def recognise_lines(net: nn.Module, frames: Callable[[torch.Tensor], torch.Tensor], images: list[np.ndarray],
+                    codec: list[str], device: torch.device, precision: str) -> list[tuple[str, float]]:
+    """Text and confidence of each height-normalised line image, batched by width."""
+    widths = np.array([im.shape[1] for im in images])
+    results: list[tuple[str, float]] = [("", 0.0)] * len(images)
+    dtype = autocast_dtype(precision)
+    height = images[0].shape[0] if images else 1
+    for ids in make_batches(np.arange(len(images)), widths, height, BATCH_PIXELS, MAX_BATCH, None):
+        batch, _, _, w, _ = collate([(images[i], [], i) for i in ids])
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            log_probs = net(batch.to(device))
+        for i, res in zip(ids, greedy_decode(log_probs, frames(w), codec), strict=True):
+            results[i] = res
+    return results
+
+
+def _output(out_dir: Path, sample: LineSample, suffix: str | None = None) -> Path:
+    rel = Path(sample.key.split("#", 1)[0])
+    path = out_dir / (rel.with_suffix(suffix) if suffix else rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_file(out_dir: Path, lines: list[LineSample], results: list[tuple[str, float]]) -> list[Path]:
+    first = lines[0]
+    txt = _output(out_dir, first, ".txt")
+    txt.write_text("".join(text + "\n" for text, _ in results), encoding="utf-8")
+    if first.format not in ("page", "alto"):
+        return [txt]
+    xml = _output(out_dir, first)
+    write_text(first.source, first.format, {s.line_id: r[0] for s, r in zip(lines, results, strict=True)}, xml,
+               confidences={s.line_id: r[1] for s, r in zip(lines, results, strict=True)})
+    return [xml, txt]
+
+
+def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: bool = False,
+              progress: Callable[[InferProgress], None] | None = None, device: str = "auto") -> InferReport:
+    """Recognise every line under `inputs` and write the results under `out_dir` (see the module doc)."""
+    started = time.monotonic()
+    dev = pick_device(device)
+    if int8 and dev.type != "cpu":
+        raise HtrError("int8 quantisation runs on the CPU only", "drop --int8, or add --device cpu")
+    if dev.type == "cpu":
+        set_cpu_threads()
+    model, codec, _ = load_model(Path(model_path), dev)
+    net: nn.Module = quantize_int8(model) if int8 else model
+    precision = pick_precision(dev)
+    report = InferReport(device=str(dev), int8=int8)
+    out_dir = Path(out_dir)
+    samples = iter_lines_for_inference([Path(p) for p in inputs], report=report.gt)
+    for chunk in _chunks(_files(samples)):
+        images = [fit_height(s.image, model.height) for f in chunk for s in f]
+        results = recognise_lines(net, model.frames, images, codec, dev, precision)
+        k = 0
+        for lines in chunk:
+            report.outputs += _write_file(out_dir, lines, results[k:k + len(lines)])
+            k += len(lines)
+            report.files += 1
+            report.lines += len(lines)
+            if progress is not None:
+                progress(InferProgress(lines[0].source, report.files, report.lines))
+    report.seconds = time.monotonic() - started
+    if not report.lines:
+        report.gt.raise_if_empty([Path(p) for p in inputs])
+    return report
