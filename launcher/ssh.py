@@ -134,7 +134,8 @@ class Ssh:
     @property
     def connected(self) -> bool:
         """Whether the transport is up (a dropped link shows after a keepalive or a call)."""
-        transport = self._client.get_transport() if self._client else None
+        client = self._client  # one read: another thread may close it meanwhile
+        transport = client.get_transport() if client else None
         return transport is not None and transport.is_active()
 
     def connect(self, deadline_s: float | None = None) -> Ssh:
@@ -281,7 +282,8 @@ class Ssh:
         out, err = bytearray(), bytearray()
         with self._errors(f"running {cmd[:60]!r}"):
             transport = client.get_transport()
-            assert transport is not None
+            if transport is None:  # closed by another thread since _ensure()
+                raise EOFError("connection closed")
             chan = transport.open_session(timeout=timeout_s)
             try:
                 chan.exec_command(cmd)

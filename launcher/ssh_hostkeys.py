@@ -112,6 +112,11 @@ class SshTarget:
     host_key_grace_s: float = 0.0  # retry a different host key this long (a box swapping in ours)
 
     def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise SshError("the box has no address yet (no public IP)",
+                           "wait until it has one, or point [aws] ssh_targets at it (docs/ssh.md)")
+        if not 0 < self.port < 65536:
+            raise SshError(f"SSH port {self.port} is not a TCP port", "use 1-65535 (usually 22)")
         if not isinstance(self.host_key, PinnedHostKey):
             raise SshError(
                 f"no pinned host key for {self.host}: unknown hosts are never accepted",

@@ -157,3 +157,10 @@ def test_a_drop_during_run_raises_at_once(ssh: Ssh) -> None:
 
 def test_a_command_killed_by_a_signal_has_status_minus_one(ssh: Ssh) -> None:
     assert ssh.run("kill -9 $$").exit_status == -1
+
+
+def test_a_target_without_an_address_or_with_a_bad_port_is_refused(sshd: Sshd) -> None:
+    with pytest.raises(SshError, match="no address yet"):
+        sshd.target(host="")
+    with pytest.raises(SshError, match="not a TCP port"):
+        sshd.target(port=70000)
