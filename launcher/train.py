@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
-from launcher.errors import BudgetError, SpecError
+from launcher.errors import BudgetError, SpecError, SshError
 from launcher.hosts import Host
 from launcher.output import usd
 from launcher.quote import Quote, quote
@@ -29,6 +29,7 @@ from ledger.timeutil import utcnow
 
 POLL_S = 0.5
 HEARTBEAT_S = 30.0
+RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
 
 
 class Machine(Protocol):
@@ -239,39 +240,64 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
 
 def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
            progress: JobProgress) -> str:
-    """Stream events until the job ends; return done | interrupted | failed | stopped."""
-    host, reader = machine.host, EventReader()
-    last_beat = 0.0
+    """Stream events until the job ends; return done | interrupted | failed | stopped.
+
+    A dropped connection is not the end of the job (it runs detached on the box): polling
+    goes on, reconnecting with back-off, for up to RECONNECT_S before giving up.
+    """
+    reader = EventReader()
+    beat = [0.0]
+    lost_since: float | None = None
     try:
         while True:
-            data, state.event_offset = host.tail(events_file(state), state.event_offset)
-            if data:
-                run.append_events(data)
-                for ev in reader.feed(data):
-                    _on_event(ev, state, run, deps, machine, progress)
-                run.save(state)
-            if progress.done:
-                return "done"
-            if progress.error:
-                return "failed"
-            if machine.interrupted():
-                host.signal("train.pid", signal.SIGTERM)  # checkpoint now
-                _drain(host, state, run, deps, machine, progress, reader)
-                return "interrupted"
-            if not host.running("train.pid"):
-                _drain(host, state, run, deps, machine, progress, reader)
-                return _outcome(progress)
-            _check_budget(state, deps)
-            now = time.monotonic()
-            if now - last_beat > HEARTBEAT_S:
-                host.heartbeat()
-                last_beat = now
+            try:
+                outcome = _poll(state, run, deps, machine, progress, reader, beat)
+                lost_since = None
+            except SshError as exc:
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > RECONNECT_S:
+                    raise
+                deps.say(f"connection lost ({exc.message}); reconnecting")
+                time.sleep(min(10.0, 1.0 + (now - lost_since) / 4))
+                continue
+            if outcome is not None:
+                return outcome
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         if deps.confirm("Detach and leave the job running? (no = stop it now)"):
             raise Detached from None
-        host.signal("train.pid", signal.SIGTERM)
+        machine.host.signal("train.pid", signal.SIGTERM)
         return "stopped"
+
+
+def _poll(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+          progress: JobProgress, reader: EventReader, beat: list[float]) -> str | None:
+    """One look at the job: new events, its process, the provider's word, the budget."""
+    host = machine.host
+    data, state.event_offset = host.tail(events_file(state), state.event_offset)
+    if data:
+        run.append_events(data)
+        for ev in reader.feed(data):
+            _on_event(ev, state, run, deps, machine, progress)
+        run.save(state)
+    if progress.done:
+        return "done"
+    if progress.error:
+        return "failed"
+    if machine.interrupted():
+        host.signal("train.pid", signal.SIGTERM)  # checkpoint now
+        _drain(host, state, run, deps, machine, progress, reader)
+        return "interrupted"
+    if not host.running("train.pid"):
+        _drain(host, state, run, deps, machine, progress, reader)
+        return _outcome(progress)
+    _check_budget(state, deps)
+    now = time.monotonic()
+    if now - beat[0] > HEARTBEAT_S:
+        host.heartbeat()
+        beat[0] = now
+    return None
 
 
 def _outcome(progress: JobProgress) -> str:
@@ -382,17 +408,27 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")
     machine = deps.renter.reattach(state)
-    if machine is not None and machine.host.running("train.pid"):
-        deps.say(f"reattached to job {state.job} on {machine.description}")
-        _replay(state, run, result.progress)
-        return drive(state, run, deps, result, machine=machine)
+    _replay(state, run, result.progress)
+    if machine is not None:
+        # What the job wrote while nobody was watching: it may even have finished.
+        data, state.event_offset = machine.host.tail(events_file(state), state.event_offset)
+        if data:
+            run.append_events(data)
+            for ev in EventReader().feed(data):
+                result.progress.apply(ev)
+            run.save(state)
+        if result.progress.done:
+            deps.say(f"job {state.job} finished while the launcher was away: settling")
+            return _settle(state, run, deps, machine, result, "done", time.monotonic())
+        if machine.host.running("train.pid"):
+            deps.say(f"reattached to job {state.job} on {machine.description}")
+            return drive(state, run, deps, result, machine=machine)
     if attach_only:
         raise SpecError(f"job {state.job} is not running any more",
                         f"`gpuhire resume {state.job}` continues it from its last checkpoint")
     if machine is not None:
         machine.release("unknown")  # the process died with the launcher: close its session
     deps.say(f"resuming job {state.job} from its last checkpoint")
-    _replay(state, run, result.progress)
     state.attempt += 1
     return drive(state, run, deps, result)
 
