@@ -113,6 +113,9 @@ class TrainSettings(_Section):
     max_restarts: int = Field(3, ge=0)  # relaunches after spot interruptions
     lines_per_s: dict[str, float] = {}  # quote throughput per GPU until the ledger measured it
     host: str | None = None  # the [hosts.NAME] the ssh provider uses when --host is not given
+    runtime: str = Field("docker", pattern="^(docker|process)$")  # how the trainer runs on aws
+    image: str = "gpuhire-htr:latest"  # the trainer image (docker runtime); ECR URL:tag
+    remote_python: str = "python3"  # the interpreter on the box (process runtime)
 
 
 class AwsSettings(_Section):

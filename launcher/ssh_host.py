@@ -18,9 +18,10 @@ class SshHost:
 
     def __init__(self, ssh: Ssh, workdir: str, heartbeat_path: str | None = None) -> None:
         self.ssh = ssh
-        self.workdir = workdir
         self.heartbeat_path = heartbeat_path
-        ssh.run(f"mkdir -p {shlex.quote(workdir)}", timeout_s=30.0)
+        made = ssh.run(f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && pwd",
+                       timeout_s=30.0)
+        self.workdir = made.stdout.decode().strip() or workdir  # absolute: docker -v needs it
 
     def _path(self, remote: str) -> str:
         return remote if remote.startswith("/") else f"{self.workdir}/{remote}"

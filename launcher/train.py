@@ -233,7 +233,7 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
     host.put(run.dataset, "dataset")
     if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
         host.put(run.run, "run")
-    argv = deps.renter.trainer_argv(trainer_args(state))
+    argv = [a.replace("{workdir}", host.workdir) for a in deps.renter.trainer_argv(trainer_args(state))]
     host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
     state.machine["workdir"] = host.workdir
 

@@ -53,11 +53,19 @@ def compile_ground_truth(inputs: list[Path], out: Path) -> int:
 
 
 def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
-                host: str | None = None) -> Renter:
+                host: str | None = None, spot: bool = True) -> Renter:
     settings = app.settings
     choice = settings.train.provider if provider == "auto" else provider
-    if choice == "auto":
-        choice = "local"
+    if choice == "auto":  # AWS once `gpuhire init` wrote [aws]; this machine otherwise
+        configured = settings.aws.bucket or settings.aws.instance_profile
+        choice = "aws" if configured else "local"
+    if choice == "aws":
+        from launcher.aws_run import AwsRenter
+        from launcher.providers.aws import AwsProvider
+
+        return AwsRenter(AwsProvider(settings, app.ledger), gpu, spot=spot,
+                         runtime=settings.train.runtime, image=settings.train.image,
+                         python=settings.train.remote_python)
     if choice == "local":
         from launcher.local_run import LocalRenter
 
@@ -143,10 +151,9 @@ def train(
 
     app = app_context(ctx)
     settings = app.settings
-    del spot  # the market policy belongs to the aws provider
     job = new_job_id()
     run_root = out or Path.cwd() / "runs" / job
-    renter = make_renter(app, provider, gpu, run_root, host)
+    renter = make_renter(app, provider, gpu, run_root, host, spot)
     opts = TrainOptions(
         data=tuple(data), preset=preset or settings.train.preset,
         epochs=epochs or settings.train.epochs, max_usd=_decimal(max_usd, "--max-usd"),

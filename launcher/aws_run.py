@@ -1,0 +1,136 @@
+"""The `aws` provider for training: a spot (or on-demand) T4/L4 instance per attempt.
+
+The instance comes from launcher.providers.aws (cheapest offer, locked down, dead-man switch,
+spot-notice watcher); this module reaches it over SSH with the host key injected at boot and
+pinned, ships the job through the `Host` interface, and gives the machine back.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from decimal import Decimal
+
+from launcher.errors import ProviderError
+from launcher.providers.aws import AwsProvider
+from launcher.providers.base import LaunchRequest, Offer, SshEndpoint
+from launcher.runs import RunState
+from launcher.ssh import Ssh, SshTarget
+from launcher.ssh_host import SshHost
+from launcher.ssh_hostkeys import PinnedHostKey
+from ledger.catalogue import BUILTIN_SPEEDS
+
+BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
+
+
+def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
+    return SshTarget(host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                     key_path=endpoint.key_path, host_key=PinnedHostKey.parse(endpoint.host_key),
+                     deadline_s=deadline_s, host_key_grace_s=0.0)
+
+
+@dataclass
+class AwsMachine:
+    """One instance for one attempt of a job."""
+
+    provider: AwsProvider
+    job: str
+    instance_id: str
+    session_id: int | None
+    host: SshHost
+    notice_path: str
+    description: str
+
+    def interrupted(self) -> bool:
+        """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice."""
+        if self.provider.interruption(self.instance_id) is not None:
+            return True
+        try:
+            return self.host.exists(self.notice_path)
+        except Exception:  # the box may already be gone: the provider's word above decides
+            return False
+
+    def release(self, reason: str) -> None:
+        try:
+            self.host.close()
+        finally:
+            self.provider.release(self.job, reason)
+
+
+class AwsRenter:
+    """Rents the cheapest suitable instance for each attempt of a job."""
+
+    provider = "aws"
+
+    def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
+                 runtime: str = "docker", image: str = "gpuhire-htr:latest",
+                 python: str = "python3", ssh_deadline_s: float = 600.0) -> None:
+        self.aws = aws
+        self.spot = spot
+        self.runtime = runtime
+        self.image = image
+        self.python = python
+        self.ssh_deadline_s = ssh_deadline_s
+        self._offers: dict[str, list[Offer]] = {}
+        self.gpu = self._choose(gpu)
+
+    def offers(self, gpu: str) -> list[Offer]:
+        if gpu not in self._offers:
+            found = self.aws.offers(gpu) if self.spot else self.aws.on_demand_offers(gpu)
+            if not found:
+                raise ProviderError(f"no {gpu.upper()} offers in {self.aws.aws.region}",
+                                    "try another --gpu or [aws] region")
+            self._offers[gpu] = found
+        return self._offers[gpu]
+
+    def _choose(self, gpu: str) -> str:
+        """`auto`: the GPU with the lowest price per unit of training speed right now."""
+        if gpu not in ("auto", ""):
+            return gpu.lower()
+        best = min(
+            ("t4", "l4"),
+            key=lambda g: self.offers(g)[0].usd_per_hour / BUILTIN_SPEEDS.get(g, Decimal(1)),
+        )
+        return best
+
+    def usd_per_hour(self) -> Decimal:
+        return self.offers(self.gpu)[0].usd_per_hour
+
+    def overhead_s(self) -> int:
+        return BOOT_AND_STAGE_S
+
+    def trainer_argv(self, args: list[str]) -> list[str]:
+        if self.runtime == "process":
+            return [*shlex.split(self.python), "-m", "jobs.htr", *args]
+        # The HTR trainer image on the Deep Learning AMI; the job folder is mounted as /work.
+        return ["docker", "run", "--rm", "--gpus", "all", "--ipc", "host", "-v", "{workdir}:/work",
+                "-w", "/work", "-e", "GPUHIRE_JOB", self.image, *args]
+
+    def _machine(self, job: str, instance_id: str, session_id: int | None,
+                 endpoint: SshEndpoint) -> AwsMachine:
+        ssh = Ssh(_target(endpoint, self.ssh_deadline_s)).connect()
+        host = SshHost(ssh, f"gpuhire/{job}", heartbeat_path=endpoint.heartbeat_path)
+        return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
+                          f"{instance_id} ({endpoint.host}, aws)")
+
+    def rent(self, job: str, attempt: int) -> AwsMachine:
+        offers = list(self.offers(self.gpu))
+        self._offers.pop(self.gpu, None)  # fresh prices for the next attempt
+        launched = self.aws.launch(LaunchRequest(job, self.gpu, tuple(offers)))
+        try:
+            machine = self._machine(job, launched.instance.instance_id, launched.session_id,
+                                    launched.ssh)
+        except BaseException:
+            self.aws.release(job, "user")  # never leave an unreachable machine running
+            raise
+        return machine
+
+    def reattach(self, state: RunState) -> AwsMachine | None:
+        alive = [i for i in self.aws.instances(state.job) if not i.state.gone]
+        if not alive:
+            self.aws.close_sessions(job_id=state.job)  # record how the old ones ended
+            return None
+        instance = alive[0]
+        return self._machine(state.job, instance.instance_id, state.session_id,
+                             self.aws.ssh_endpoint(instance))
+
