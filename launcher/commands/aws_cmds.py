@@ -156,6 +156,9 @@ def stop(
         gone = provider.release(name, "user")
         _mark_stopped(app, name)
         typer.echo(f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running")
+        if provider.cleanup_problems:
+            typer.echo(f"note: {name}: {'; '.join(provider.cleanup_problems)} "
+                       "(still in use while the instance shuts down: run `gpuhire gc` in a minute)", err=True)
 
 
 def _mark_stopped(app: AppContext, job: str) -> None:

@@ -82,6 +82,7 @@ class AwsProvider:
         self._session = session
         self._clients: dict[str, Any] = {}
         self._caller: str | None = None
+        self.cleanup_problems: list[str] = []  # what the last release() could not delete yet
 
     # -- clients ----------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -276,7 +277,8 @@ class AwsProvider:
         alive = [i for i in self.instances(job_id) if not i.state.gone]
         self.terminate([i.instance_id for i in alive])
         closed = {i.instance_id: i for i in self.close_sessions(job_id=job_id, default_reason=reason)}
-        cleanup_job(self, job_id)  # a group still in use by a dying instance: `gpuhire gc` later
+        # A group still in use by a dying instance stays until `gpuhire gc`: say so.
+        self.cleanup_problems = cleanup_job(self, job_id)
         return [closed.get(i.instance_id, replace(i, state=InstanceState.shutting_down)) for i in alive]
 
     def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:

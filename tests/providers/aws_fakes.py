@@ -35,6 +35,7 @@ class AwsWorld:
     run_params: list[dict[str, Any]] = field(default_factory=list)  # RunInstances requests
     run_errors: list[str] = field(default_factory=list)  # error codes RunInstances answers, in order
     sends: dict[str, int] = field(default_factory=dict)  # HTTP requests sent per operation
+    errors: dict[str, list[str]] = field(default_factory=dict)  # other operations' error codes
     before_run: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     throttle_next: dict[str, int] = field(default_factory=dict)  # operation -> HTTP throttles to send
 
@@ -88,20 +89,27 @@ def instrument(session: boto3.Session, world: AwsWorld) -> boto3.Session:
         ]
         return AWSResponse("https://ec2.test/", 200, {}, None), {"SpotPriceHistory": history}  # type: ignore[arg-type]
 
-    def http_errors(event_name: str, **_: Any) -> AWSResponse | None:
+    def http_errors(event_name: str, request: Any, **_: Any) -> AWSResponse | None:
         # At the HTTP level, as EC2 would answer: botocore parses it and its retry logic
         # (and ours on top) decides, exactly as in production.
         operation = event_name.rsplit(".", 1)[-1]  # before-send.ec2.RunInstances
         world.sends[operation] = world.sends.get(operation, 0) + 1
-        left = world.throttle_next.get(operation, 0)
-        if left > 0:
-            world.throttle_next[operation] = left - 1
-            return _error_response(503, "RequestLimitExceeded")
-        if operation == "RunInstances" and world.run_errors:
-            code = world.run_errors.pop(0)
-            # EC2 sends capacity errors as server errors (HTTP 500), others as client errors.
-            return _error_response(500 if code in CAPACITY_CODES else 400, code)
-        return None
+        code, status = "", 0
+        if world.throttle_next.get(operation, 0) > 0:
+            world.throttle_next[operation] -= 1
+            code, status = "RequestLimitExceeded", 503
+        else:
+            queued = world.run_errors if operation == "RunInstances" else world.errors.get(operation, [])
+            if queued:
+                code = queued.pop(0)
+                # EC2 sends capacity errors as server errors (HTTP 500), others as client errors.
+                status = 500 if code in CAPACITY_CODES else 400
+        if not code:
+            return None
+        # botocore hands a request to every before-send handler; moto's (in-process) would carry
+        # it out too. A URL moto does not serve makes it step aside: the request never happened.
+        request.url = "https://injected-error.invalid/"
+        return _error_response(status, code)
 
     def keep_request(params: dict[str, Any], **_: Any) -> None:
         world.run_params.append(dict(params))  # the API parameters, before serialisation

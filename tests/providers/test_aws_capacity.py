@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
-from aws_fakes import AwsWorld
+from aws_fakes import REGION, AwsWorld
 
 from launcher.errors import CapacityError, ProviderError
 from launcher.providers.base import LaunchRequest, Market
 from ledger.book import Ledger
+
+
+def _instances() -> list[str]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    return [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
 
 
 def test_fallback_next_zone_then_type_then_on_demand(make_provider, world: AwsWorld, book: Ledger) -> None:
@@ -22,6 +28,7 @@ def test_fallback_next_zone_then_type_then_on_demand(make_provider, world: AwsWo
     assert launched.offer.market == Market.on_demand and launched.offer.instance_type == "g4dn.xlarge"
     # each capacity error (HTTP 500 from EC2) moved on at once: one request per attempt, no retry
     assert world.sends["RunInstances"] == 5
+    assert len(_instances()) == 1  # the refused attempts launched nothing
     rows = book.attempts("job-fb")
     assert [(a.zone, a.instance_type, a.market, a.outcome, a.error_code) for a in rows] == [
         ("us-east-1b", "g4dn.2xlarge", "spot", "capacity", "InsufficientInstanceCapacity"),
@@ -79,5 +86,6 @@ def test_throttling_is_retried(make_provider, world: AwsWorld, book: Ledger) -> 
     assert world.throttle_next["RunInstances"] == 0  # the throttle was served...
     assert len(world.run_params) == 1  # one API call...
     assert world.sends["RunInstances"] == 2  # ...sent twice: botocore retried the throttled request
+    assert _instances() == [launched.instance.instance_id]  # the throttled send launched nothing
     assert [a.outcome for a in book.attempts("job-throttle")] == ["launched"]
     assert book.get_session(launched.session_id).instance_id == launched.instance.instance_id

@@ -217,3 +217,24 @@ def test_gc_leaves_other_owners_alone_unless_asked(moto, world: AwsWorld, cli) -
     result = cli("gc", "--yes", "--all-owners", env={"COLUMNS": "200"})
     assert result.exit_code == 0 and iid in result.stdout
     assert _live_instances(ec2) == []
+
+
+def test_group_in_use_is_left_for_gc_with_a_note(moto, world: AwsWorld, cli) -> None:
+    from aws_fakes import aws_settings, put_ami_parameter
+
+    from launcher.providers.aws import AwsProvider
+    from launcher.providers.base import LaunchRequest
+
+    put_ami_parameter()
+    book = Ledger(open_engine(cli.db))
+    provider = AwsProvider(aws_settings(), book)
+    provider.launch(LaunchRequest("job-dv", "t4", tuple(provider.offers("t4"))))
+    # Real EC2 refuses to delete a group while its instance is still shutting down.
+    world.errors["DeleteSecurityGroup"] = ["DependencyViolation"]
+    result = cli("stop", "job-dv")
+    assert result.exit_code == 0 and result.stdout.strip() == "job-dv: 1 instance(s) terminated"
+    assert "note: job-dv: security-group sg-" in result.stderr and "gpuhire gc" in result.stderr
+    ec2 = boto3.client("ec2", region_name=REGION)
+    assert len(ec2.describe_security_groups()["SecurityGroups"]) == 2
+    assert cli("gc", "--yes").exit_code == 0
+    assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] == ["default"]
