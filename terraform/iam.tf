@@ -1,6 +1,6 @@
 # Two IAM documents: the role of the training box (instance profile), and the policy a person
 # needs to run gpuhire (output user_policy_json, optional managed policy). Both list only what
-# is used. tests/terraform/test_policy.py checks the user policy against the launcher's calls
+# is used. tests/terraform/test_tf_policy.py checks the user policy against the launcher's calls
 # (launcher/providers/aws_ops.py): every call allowed, nothing else.
 
 locals {
