@@ -83,7 +83,7 @@ class LaunchRequest:
     job_id: str
     gpu: str
     offers: tuple[Offer, ...]  # preference order; usually offers(gpu) as returned
-    volume_gb: int = 100  # root volume, sized for image + data + checkpoints
+    volume_gb: int | None = None  # root volume for image + data + checkpoints; None: [aws] volume_gb
     allow_on_demand: bool | None = None  # None: the configured policy ([aws] fallback_on_demand)
     max_lifetime_s: int | None = None  # None: the configured [aws] max_lifetime_hours
     extra_user_data: str = ""  # shell lines run after the safety scripts are in place

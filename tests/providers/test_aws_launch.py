@@ -84,13 +84,15 @@ def test_session_written_before_run_instances(make_provider, world: AwsWorld, bo
 
 
 def test_on_demand_request_has_no_market_options(make_provider, world: AwsWorld, book: Ledger) -> None:
-    provider = make_provider()
+    provider = make_provider(volume_gb=64)  # no size in the request: [aws] volume_gb
     od = provider.on_demand_offers("t4")
     launched = provider.launch(LaunchRequest("job-od", "t4", tuple(od[:1]), allow_on_demand=False))
     assert "InstanceMarketOptions" not in world.run_params[0]
     assert launched.offer.market == Market.on_demand
     assert _instance(launched.instance.instance_id).get("InstanceLifecycle") is None
     assert book.sessions(open_only=True)[0].usd_per_hour == Decimal("0.526")
+    assert world.run_params[0]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 64
+    assert book.sessions(open_only=True)[0].session.volume_gb == 64
 
 
 def test_operator_address_detected_when_not_configured(moto, world: AwsWorld, book: Ledger) -> None:
