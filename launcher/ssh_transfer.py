@@ -101,8 +101,9 @@ def tail(sftp: paramiko.SFTPClient, path: str, offset: int, max_bytes: int,
         start = offset if size >= offset else 0  # shorter than what we read: a new file
         fh.seek(start)
         data = fh.read(min(size - start, max_bytes)) if size > start else b""
-    if whole_lines:
-        data = data[: data.rfind(b"\n") + 1]
+    cut = data.rfind(b"\n") + 1
+    if whole_lines and (cut or len(data) < max_bytes):  # a line longer than max_bytes comes in pieces
+        data = data[:cut]
     return data, start + len(data)
 
 

@@ -115,3 +115,11 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_tail_whole_lines_never_stalls_on_a_line_longer_than_max_bytes(ssh: Ssh, tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100 + b"\nab")
+    assert ssh.tail(str(path), 0, max_bytes=40, whole_lines=True) == (b"x" * 40, 40)
+    assert ssh.tail(str(path), 80, max_bytes=40, whole_lines=True) == (b"x" * 20 + b"\n", 101)
+    assert ssh.tail(str(path), 101, max_bytes=40, whole_lines=True) == (b"", 101)
