@@ -5,7 +5,7 @@ The one module (with launcher/ssh_transfer.py) that imports paramiko.
     target = SshTarget(host, 22, "ubuntu", key_path, PinnedHostKey.parse("ssh-ed25519 AAAA..."))
     with Ssh(target) as ssh:            # retries with back-off while the box boots
         ssh.put(Path("data"), "job/data")          # resumes a dropped transfer
-        pid = ssh.start_detached(["python", "-m", "jobs.train"], "job/log", "job/pid")
+        pid = ssh.start_detached(["python3", "-m", "jobs.htr", "train"], "job/log", "job/pid")
         chunk, offset = ssh.tail("job/events.jsonl", 0)
 
 Trust: the client knows exactly one host key per target (injected at boot or read from the
