@@ -282,19 +282,20 @@ class AwsProvider:
         return [closed.get(i.instance_id, replace(i, state=InstanceState.shutting_down)) for i in alive]
 
     def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:
-        """Close open aws sessions whose instance is gone (or, with a default reason, all of
-        `job_id`'s). Returns the instances whose sessions were closed."""
+        """Close open aws sessions (all, or `job_id`'s) whose instance is gone, with EC2's end
+        time and reason (`default_reason` replaces a plain user/unknown one). Returns the
+        instances whose sessions were closed."""
         closed = []
         for view in self.ledger.sessions(open_only=True, job_id=job_id):
             row = view.session
             if not self.owns(row) or row.instance_id is None or row.id is None:
                 continue
             instance = self.describe(row.instance_id)
-            if not instance.state.gone and default_reason is None:
-                continue
-            reason = instance.end_reason if instance.state.gone else None
+            if not instance.state.gone:
+                continue  # still billed: its session stays open
+            reason = instance.end_reason
             if reason in (None, END_UNKNOWN, END_USER) and default_reason is not None:
-                reason = default_reason
+                reason = default_reason  # we ended it, and the caller says why
             end = instance.ended_at or self.now()
             self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
             closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
