@@ -26,7 +26,10 @@ BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every q
 def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
     return SshTarget(host=endpoint.host, port=endpoint.port, user=endpoint.user,
                      key_path=endpoint.key_path, host_key=PinnedHostKey.parse(endpoint.host_key),
-                     deadline_s=deadline_s, host_key_grace_s=0.0)
+                     deadline_s=deadline_s,
+                     # the box swaps in the injected key early in boot: retry a mismatch (never
+                     # accepting it) for a while rather than failing the first connect
+                     host_key_grace_s=min(300.0, deadline_s))
 
 
 @dataclass
@@ -64,13 +67,15 @@ class AwsRenter:
 
     def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
                  runtime: str = "docker", image: str = "gpuhire-htr:latest",
-                 python: str = "python3", ssh_deadline_s: float = 600.0) -> None:
+                 python: str = "python3", ssh_deadline_s: float = 600.0,
+                 workdir_root: str = "gpuhire") -> None:
         self.aws = aws
         self.spot = spot
         self.runtime = runtime
         self.image = image
         self.python = python
         self.ssh_deadline_s = ssh_deadline_s
+        self.workdir_root = workdir_root  # jobs live in ROOT/<job> on the box (relative: home)
         self._offers: dict[str, list[Offer]] = {}
         self.gpu = self._choose(gpu)
 
@@ -109,7 +114,7 @@ class AwsRenter:
     def _machine(self, job: str, instance_id: str, session_id: int | None,
                  endpoint: SshEndpoint) -> AwsMachine:
         ssh = Ssh(_target(endpoint, self.ssh_deadline_s)).connect()
-        host = SshHost(ssh, f"gpuhire/{job}", heartbeat_path=endpoint.heartbeat_path)
+        host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path)
         return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
                           f"{instance_id} ({endpoint.host}, aws)")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aws_fakes import AwsWorld
-from sshd import Sshd
+from sshd import Sshd, free_port
 from test_aws_interruption import interrupt
 
 from jobs.htr.synth import synth
@@ -29,6 +29,12 @@ from ledger.book import Ledger
 pytestmark = pytest.mark.slow
 
 
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
 def _epochs(run: Path) -> list[int]:
     path = run / "events.jsonl"
     if not path.exists():
@@ -37,19 +43,44 @@ def _epochs(run: Path) -> list[int]:
     return [e["epoch"] for e in events if e["event"] == "epoch"]
 
 
-@pytest.fixture
-def instance_box(tmp_path: Path):
-    def make(job: str) -> Sshd:
-        keys = job_keys(job)  # the keys the launch will use (made once per job)
-        server = Sshd(tmp_path / "sshd", host_private_key=keys.host_private_key)
-        server.authorize(keys.public_key)
-        server.start()
-        return server
+class InstanceBox:
+    """The "instance" on loopback: each launch boots it with that launch's injected host key
+    and login key, as the user-data does on a real box (keys are per launch: a released job's
+    keys are deleted, a relaunch makes new ones)."""
 
-    made: list[Sshd] = []
-    yield lambda job: made.append(make(job)) or made[-1]
-    for server in made:
-        server.kill()
+    def __init__(self, root: Path, job: str) -> None:
+        self.root, self.job, self.port = root, job, free_port()
+        self.server: Sshd | None = None
+        self.boots = 0
+
+    def boot(self, _params: object = None) -> None:
+        keys = job_keys(self.job)
+        if self.server is not None:
+            self.server.kill()
+        self.boots += 1
+        self.server = Sshd(self.root / f"boot{self.boots}", port=self.port,
+                           host_private_key=keys.host_private_key)
+        self.server.authorize(keys.public_key)
+        self.server.start()
+
+    def kill(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+
+
+@pytest.fixture
+def instance_box(tmp_path: Path, world: AwsWorld):
+    boxes: list[InstanceBox] = []
+
+    def make(job: str) -> InstanceBox:
+        box = InstanceBox(tmp_path / "instances", job)
+        world.before_run.append(box.boot)  # RunInstances boots the box
+        boxes.append(box)
+        return box
+
+    yield make
+    for box in boxes:
+        box.kill()
 
 
 def test_train_on_spot_survives_interruption_and_settles_the_bill(
@@ -57,10 +88,11 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
 ) -> None:
     job = "train-e2e-aws"
     box = instance_box(job)
-    provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=box.user)
-    renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20)
+    provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())
+    renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
+                       workdir_root=str(tmp_path / "box-home"))
     assert renter.usd_per_hour() == provider.offers("t4")[0].usd_per_hour
-    synth(tmp_path / "gt", 80, seed=3)
+    synth(tmp_path / "gt", 160, seed=3)
     run = tmp_path / "runs" / job
     said: list[str] = []
     deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: True,
@@ -78,16 +110,19 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
 
     thread = threading.Thread(target=take_it_back)
     thread.start()
-    result = train(TrainOptions(data=(tmp_path / "gt",), preset="tiny", epochs=3, yes=True,
-                                out=run, job=job, max_restarts=2), deps)
+    result = train(TrainOptions(data=(tmp_path / "gt",), preset="tiny", epochs=6, yes=True,
+                                out=run, job=job, max_restarts=2), deps)  # 6 epochs: time to interrupt
     thread.join(10)
 
     assert result.status == "done", (result.message, said)
-    assert interrupted and any("interrupted by the provider" in s for s in said)
-    epochs = _epochs(run)
-    assert epochs[-1] == 3
-    restart_at = next(i for i in range(1, len(epochs)) if epochs[i] <= epochs[i - 1])
-    assert epochs[restart_at] > 1  # the second attempt resumed from the checkpoint, not epoch 1
+    assert interrupted and any("interrupted by the provider" in s for s in said), said
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if x.strip()]
+    starts = [i for i, e in enumerate(events) if e["event"] == "start"]
+    assert len(starts) == 2  # two attempts
+    assert events[starts[1]]["resumed_from_step"] > 0  # from the checkpoint, not from zero
+    second_epochs = [e["epoch"] for e in events[starts[1]:] if e["event"] == "epoch"]
+    assert second_epochs and second_epochs[0] > 1 and second_epochs[-1] == 6
+    assert sorted(set(_epochs(run))) == [1, 2, 3, 4, 5, 6]
     assert (run / "model.pt").stat().st_size > 10_000
 
     first, second = book.sessions(job_id=job)
@@ -97,4 +132,5 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
     assert second.session.end_reason == "completed" and second.cost.compute_usd > 0
     assert all(i.state.gone for i in provider.instances(job))  # nothing left running
     assert book.get_job(job).status == "done"
+    assert box.boots == 2
     assert result.usd == first.cost.total_usd + second.cost.total_usd
