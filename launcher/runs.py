@@ -55,14 +55,21 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def find(cls, job: str, base: Path | None = None) -> RunDir:
-        root = (base or Path.cwd() / "runs") / job
-        if not (root / "state.json").exists():
-            raise NotFoundError(
-                f"no run directory for job {job!r} at {root}",
-                "run the command from the folder you started the job in, or pass --runs DIR",
-            )
-        return cls(root)
+    def find(cls, job: str, base: Path | None = None, known: Path | None = None) -> RunDir:
+        """The run directory of `job`: where the ledger says (`known`), BASE/<job>, BASE
+        itself, or any BASE/*/ holding that job's state.json."""
+        root = base or Path.cwd() / "runs"
+        candidates = [p for p in (known, root / job, root) if p is not None]
+        if root.is_dir():
+            candidates += sorted(root.glob("*/state.json"))
+        for candidate in candidates:
+            folder = candidate.parent if candidate.name == "state.json" else candidate
+            if _holds(folder, job):
+                return cls(folder)
+        raise NotFoundError(
+            f"no run directory for job {job!r} under {root}",
+            "run the command from the folder you started the job in, or pass --runs DIR",
+        )
 
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -105,3 +112,10 @@ class RunDir:
     def append_events(self, data: bytes) -> None:
         with self.events.open("ab") as fh:
             fh.write(data)
+
+
+def _holds(folder: Path, job: str) -> bool:
+    try:
+        return bool(json.loads((folder / "state.json").read_text()).get("job") == job)
+    except (OSError, ValueError):
+        return False

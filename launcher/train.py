@@ -158,7 +158,7 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
     deps.ledger.create_job(Job(
         id=job, kind="train", status="launching", gpu_model=renter.gpu, max_usd=opts.max_usd,
         spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
-              "provider": renter.provider, "lines": lines},
+              "provider": renter.provider, "lines": lines, "run_dir": str(run.path)},
     ))
     state = RunState(job=job, provider=renter.provider, gpu=renter.gpu,
                      data=[str(p) for p in opts.data], preset=opts.preset, epochs=epochs,

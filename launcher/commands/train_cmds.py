@@ -178,7 +178,7 @@ def logs(
     """
     from launcher.runs import RunDir
 
-    run = RunDir.find(job, runs)
+    run = RunDir.find(job, runs, _known_run_dir(app_context(ctx), job))
     candidates = [run.log, *sorted((run.path / "box").glob("train-*.log"), reverse=True)]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
@@ -196,12 +196,23 @@ def logs(
         time.sleep(1)
 
 
+def _known_run_dir(app: AppContext, job: str) -> Path | None:
+    """Where the ledger says the job's run directory is (any folder it was started from)."""
+    from ledger.errors import NotFoundError
+
+    try:
+        spec = app.ledger.get_job(job).spec
+    except NotFoundError:
+        return None
+    return Path(spec["run_dir"]) if spec.get("run_dir") else None
+
+
 def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool) -> None:
     from launcher.runs import RunDir
     from launcher.train import resume as run_resume
 
     app = app_context(ctx)
-    run = RunDir.find(job, runs)
+    run = RunDir.find(job, runs, _known_run_dir(app, job))
     state = run.load()
     renter = make_renter(app, state.provider, state.gpu, run.path, state.machine.get("host"))
     result = run_resume(state, run, _deps(app, renter), attach_only=attach_only)
