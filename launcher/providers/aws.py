@@ -143,8 +143,29 @@ class AwsProvider:
             described, session_id, offer, attempts = launch_offers(
                 self.ec2, self.ledger, plan, offers, self.now
             )
-        instance = self.to_instance(described)
+        instance = self._wait_running(self.to_instance(described))
         return Launched(instance, session_id, offer, self.ssh_endpoint(instance), attempts)
+
+    def _wait_running(self, instance: Instance, wait_s: int = 600) -> Instance:
+        """Wait until EC2 says running (the public address exists from then on)."""
+        import botocore.exceptions as bex
+
+        try:
+            with aws_errors(f"wait for {instance.instance_id} to run"):
+                self.ec2.get_waiter("instance_running").wait(
+                    InstanceIds=[instance.instance_id],
+                    WaiterConfig={"Delay": 5, "MaxAttempts": max(1, wait_s // 5)},
+                )
+        except bex.WaiterError:
+            now = self.describe(instance.instance_id)
+            if now.state.gone:
+                self.close_sessions(job_id=instance.job_id)
+            why = now.state_reason or "no reason given"
+            raise ProviderError(
+                f"{instance.instance_id} did not start ({now.state}, {why})",
+                "run the command again; if it repeats, try another zone or region",
+            ) from None
+        return self.describe(instance.instance_id)
 
     def _ensure_job(self, request: LaunchRequest) -> None:
         try:

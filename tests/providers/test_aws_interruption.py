@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from aws_fakes import REGION, AwsWorld
 
 from launcher.providers.base import InstanceState, LaunchRequest
@@ -87,3 +88,17 @@ def test_price_change_is_stored_and_costed_piecewise(make_provider, world: AwsWo
     view = book.sessions(job_id="job-price")[0]
     # ~30 min at 0.18 then ~30 min at 0.30 = ~0.24 USD
     assert Decimal("0.235") < view.cost.compute_usd < Decimal("0.245")
+
+
+def test_instance_taken_while_booting(make_provider, world: AwsWorld, book: Ledger) -> None:
+    from launcher.errors import ProviderError
+
+    provider = make_provider()
+    offers = provider.offers("t4")
+    # EC2 reclaims the spot instance right after RunInstances returned, before it ran.
+    provider.ec2.meta.events.register(
+        "after-call.ec2.RunInstances", lambda parsed, **_: interrupt(parsed["Instances"][0]["InstanceId"]))
+    with pytest.raises(ProviderError, match="did not start"):
+        provider.launch(LaunchRequest("job-boot", "t4", tuple(offers)))
+    (view,) = book.sessions(job_id="job-boot")
+    assert view.session.end_reason == "spot-interruption" and view.cost.compute_usd == 0
