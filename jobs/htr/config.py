@@ -42,6 +42,7 @@ class TrainConfig:
     batch_pixels: int = 4_000_000  # pixel budget of one batch (lines x height x padded width)
     max_batch: int = 64  # at most this many lines in a batch, however narrow
     workers: int = -1  # DataLoader worker processes; -1 = min(4, CPUs per process - 1)
+    cpu_threads: int = 0  # torch threads on a CPU; 0 = physical cores / processes (busy shared CPUs: 1)
     # --- optimisation ---
     epochs: int = 50  # upper bound; early stopping usually ends sooner
     lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up

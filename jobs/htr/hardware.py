@@ -59,9 +59,10 @@ def physical_cores() -> int:
     return max(1, allowed)
 
 
-def set_cpu_threads(processes: int = 1) -> int:
-    """One torch thread per physical core, shared among `processes` (no oversubscription)."""
-    threads = max(1, physical_cores() // max(1, processes))
+def set_cpu_threads(processes: int = 1, threads: int = 0) -> int:
+    """One torch thread per physical core, shared among `processes` (no oversubscription);
+    `threads` > 0 sets the number outright."""
+    threads = threads if threads > 0 else max(1, physical_cores() // max(1, processes))
     torch.set_num_threads(threads)
     return threads
 

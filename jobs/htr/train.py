@@ -138,7 +138,7 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
-        set_cpu_threads(world)
+        set_cpu_threads(world, cfg.cpu_threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -69,3 +69,54 @@ def bad_tree(tmp_path: Path) -> Path:
     root = tmp_path / "bad"
     shutil.copytree(FIXTURES / "bad", root)
     return root
+
+
+# ---------------------------------------------------------------- trainer and inference (helper A2)
+
+DIGIT_WIDTH = 16  # px per digit of the easy lines
+
+
+def draw_digits(text: str, ink: int = 20) -> Image.Image:
+    """One clean line of digits in Pillow's built-in font, 32 px high."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("L", (DIGIT_WIDTH * len(text) + 12, 32), 255)
+    ImageDraw.Draw(img).text((6, 3), text, fill=ink, font=ImageFont.load_default(size=22))
+    return img
+
+
+def write_digit_pairs(out: Path, n: int, seed: int) -> Path:
+    """`n` image + .gt.txt pairs of 3-8 random digits: a task a tiny CRNN learns in a minute."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        text = "".join(rng.choice(list("0123456789"), size=int(rng.integers(3, 9))))
+        draw_digits(text, int(rng.integers(0, 60))).save(out / f"l{k:04d}.png")
+        (out / f"l{k:04d}.gt.txt").write_text(text + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 digit lines compiled at 32 px (seed 0, 10 % validation). Read-only."""
+    root = tmp_path_factory.mktemp("digits")
+    write_digit_pairs(root / "gt", 300, 0)
+    compile_dataset([root / "gt"], root / "ds", height=32, seed=0)
+    return root / "ds"
+
+
+@pytest.fixture(scope="session")
+def learned_run(digits_ds: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on `digits_ds` for 8 epochs (events in RUN/events.jsonl). Read-only."""
+    from jobs.htr.config import load_config
+    from jobs.htr.events import EventWriter
+    from jobs.htr.train import train
+
+    run = tmp_path_factory.mktemp("learned") / "run"
+    cfg = load_config("tiny", epochs=8, patience=20, min_epochs=8)
+    events = EventWriter("learned", run / "events.jsonl")
+    train(digits_ds, run, cfg, events=events)
+    events.close()
+    return run
