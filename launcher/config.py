@@ -160,6 +160,15 @@ class AwsSettings(_Section):
                 raise ValueError(f"{cidr!r} is not a CIDR like 203.0.113.7/32") from None
         return value
 
+    @field_validator("ssh_targets")
+    @classmethod
+    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, target in value.items():
+            host, sep, port = target.rpartition(":")
+            if not (host if sep else target) or (sep and not (port.isdigit() and 0 < int(port) < 65536)):
+                raise ValueError(f"[aws.ssh_targets] {key!r}: {target!r} is not host or host:port")
+        return value
+
     @field_validator("instance_types")
     @classmethod
     def _types(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:

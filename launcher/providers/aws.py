@@ -269,6 +269,11 @@ class AwsProvider:
         if target:
             host, _, port_text = target.rpartition(":") if ":" in target else (target, "", "22")
             port = int(port_text or 22)
+        if not host:
+            raise ProviderError(
+                f"{instance.instance_id} has no public address ({instance.state})",
+                'wait until it runs, or reach it another way: [aws] ssh_targets = {"*" = "host:port"}',
+            )
         return SshEndpoint(host=host, port=port, user=self.aws.ssh_user, key_path=keys.private_key_path,
                            host_key=keys.host_public_key, heartbeat_path=HEARTBEAT_PATH, pid_file=PID_FILE,
                            notice_path=NOTICE_FILE)
