@@ -72,9 +72,16 @@ class InferReport:
 
 def quantize_int8(model: CRNN) -> nn.Module:
     """Dynamic int8 quantisation of the LSTM and Linear layers (weights int8, activations on the fly)."""
-    from torch.ao.quantization import quantize_dynamic
+    import warnings
 
-    return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    # torch 2.13 marks torch.ao.quantization deprecated in favour of torchao (not in this image);
+    # the eager dynamic path still works and is what int8 CPU inference of LSTMs needs today.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
 
 def _files(samples: Iterator[LineSample]) -> Iterator[list[LineSample]]:
