@@ -8,7 +8,8 @@ pinned, ships the job through the `Host` interface, and gives the machine back.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from launcher.errors import ProviderError
@@ -21,6 +22,7 @@ from launcher.ssh_hostkeys import PinnedHostKey
 from ledger.catalogue import BUILTIN_SPEEDS
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
+PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
 
 
 def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
@@ -43,9 +45,17 @@ class AwsMachine:
     host: SshHost
     notice_path: str
     description: str
+    _priced: float = field(default_factory=time.monotonic)
 
     def interrupted(self) -> bool:
-        """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice."""
+        """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice.
+
+        Also stores a new spot price when it changed (costs are piecewise over price points).
+        """
+        now = time.monotonic()
+        if self.session_id is not None and now - self._priced > PRICE_REFRESH_S:
+            self._priced = now
+            self.provider.refresh_price(self.session_id)
         if self.provider.interruption(self.instance_id) is not None:
             return True
         try:
@@ -114,7 +124,8 @@ class AwsRenter:
     def _machine(self, job: str, instance_id: str, session_id: int | None,
                  endpoint: SshEndpoint) -> AwsMachine:
         ssh = Ssh(_target(endpoint, self.ssh_deadline_s)).connect()
-        host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path)
+        host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path,
+                       pid_mirror=endpoint.pid_file)
         return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
                           f"{instance_id} ({endpoint.host}, aws)")
 

@@ -16,9 +16,11 @@ from launcher.ssh import Ssh
 class SshHost:
     """A remote box, one job folder on it."""
 
-    def __init__(self, ssh: Ssh, workdir: str, heartbeat_path: str | None = None) -> None:
+    def __init__(self, ssh: Ssh, workdir: str, heartbeat_path: str | None = None,
+                 pid_mirror: str | None = None) -> None:
         self.ssh = ssh
         self.heartbeat_path = heartbeat_path
+        self.pid_mirror = pid_mirror  # where the box's spot-notice watcher looks for the job
         made = ssh.run(f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && pwd",
                        timeout_s=30.0)
         self.workdir = made.stdout.decode().strip() or workdir  # absolute: docker -v needs it
@@ -36,8 +38,13 @@ class SshHost:
         return self.ssh.exists(self._path(remote))
 
     def start(self, argv: list[str], log: str, pid_file: str, env: dict[str, str]) -> int:
-        return self.ssh.start_detached(argv, self._path(log), self._path(pid_file), env=env,
-                                       cwd=self.workdir)
+        pid = self.ssh.start_detached(argv, self._path(log), self._path(pid_file), env=env,
+                                      cwd=self.workdir)
+        if self.pid_mirror:  # so the spot watcher's SIGTERM reaches the job (checkpoint now)
+            mirror = shlex.quote(self.pid_mirror)
+            self.ssh.run(f"mkdir -p $(dirname {mirror}) 2>/dev/null && echo {pid} > {mirror} "
+                         "2>/dev/null || true", timeout_s=30.0)
+        return pid
 
     def running(self, pid_file: str) -> bool:
         return self.ssh.is_running(self._path(pid_file))
