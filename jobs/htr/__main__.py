@@ -18,21 +18,24 @@ from jobs.htr.errors import HtrError
 EXAMPLES = {
     "synth": "python -m jobs.htr synth demo-gt --lines 2000 --seed 1",
     "compile": "python -m jobs.htr compile demo-gt --out demo-ds --height 64",
-    "train": "python -m jobs.htr train demo-ds --out run --preset small --epochs 20 --events run/events.jsonl",
+    "train": "python -m jobs.htr train demo-ds --out run --preset small --epochs 20 --events ev.jsonl",
     "infer": "python -m jobs.htr infer --model run/model.pt scans/*.xml --out recognised",
 }
 
 
 def _sub(subs: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     return subs.add_parser(name, help=help_text, description=help_text,
-                           epilog=f"Example:\n  {EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=f"Example:\n  {EXAMPLES[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of `python -m jobs.htr`."""
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.htr", description="Handwritten text recognition: ground truth, training, inference.",
-        epilog="Example:\n  " + "\n  ".join(EXAMPLES.values()), formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m jobs.htr",
+        description="Handwritten text recognition: ground truth, training, inference.",
+        epilog="Example:\n  " + "\n  ".join(EXAMPLES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     subs = parser.add_subparsers(dest="command", required=True)
 
     p = _sub(subs, "synth", "Render synthetic ground truth (PAGE XML pages and image + .gt.txt pairs).")
@@ -50,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=Path, nargs=2, metavar=("TRAIN", "VAL"),
                    help="explicit split files (one line key or image path per line)")
 
-    p = _sub(subs, "train", "Train (or resume) a CRNN line model; RUN gets checkpoints, model.pt, metrics.json.")
+    p = _sub(subs, "train",
+             "Train (or resume) a CRNN line model; RUN gets checkpoints, model.pt, metrics.json.")
     p.add_argument("data", type=Path, help="a compiled dataset, or ground truth (compiled into RUN/dataset)")
     p.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
     p.add_argument("--preset", default="default", help="tiny, small, default, large, or a .toml file")
@@ -64,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "infer", "Recognise PAGE/ALTO files (with their images) or line images.")
     p.add_argument("inputs", type=Path, nargs="+", help="PAGE/ALTO files, line images, or folders")
     p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
-    p.add_argument("--out", type=Path, default=Path("recognised"), help="output folder (default ./recognised)")
+    p.add_argument("--out", type=Path, default=Path("recognised"),
+                   help="output folder (default ./recognised)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return parser

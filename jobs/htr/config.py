@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a training run depends on besides the data. Defaults = the `default` preset."""
 
     # --- model (CRNN: conv blocks -> BiLSTM -> CTC) ---
-    channels: tuple[int, ...] = (32, 64, 128, 256)  # output channels of each conv block; each halves the height
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # channels of each conv block (each halves the height)
     width_pools: int = 2  # the first N blocks also halve the width: one CTC frame per 2**N px
     lstm_hidden: int = 256  # hidden units per direction of each BiLSTM layer
     lstm_layers: int = 3  # stacked BiLSTM layers (3 x 256 ~ kraken/PyLaia size)
@@ -97,7 +97,8 @@ def from_dict(data: dict[str, Any], base: TrainConfig | None = None, source: str
     try:
         cfg = replace(base or TrainConfig(), **clean)
     except TypeError as exc:
-        raise ConfigError(f"bad value in {source}: {exc}", "compare with jobs/htr/presets/default.toml") from exc
+        raise ConfigError(f"bad value in {source}: {exc}",
+                          "compare with jobs/htr/presets/default.toml") from exc
     _check(cfg)
     return cfg
 

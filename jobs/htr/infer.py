@@ -138,8 +138,9 @@ def _write_file(out_dir: Path, lines: list[LineSample], results: list[tuple[str,
     if first.format not in ("page", "alto"):
         return [txt]
     xml = _output(out_dir, first)
-    write_text(first.source, first.format, {s.line_id: r[0] for s, r in zip(lines, results, strict=True)}, xml,
-               confidences={s.line_id: r[1] for s, r in zip(lines, results, strict=True)})
+    pairs = list(zip(lines, results, strict=True))
+    write_text(first.source, first.format, {s.line_id: r[0] for s, r in pairs}, xml,
+               confidences={s.line_id: r[1] for s, r in pairs})
     return [xml, txt]
 
 

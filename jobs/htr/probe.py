@@ -55,7 +55,8 @@ def fit_batch_pixels(model: CRNN, device: torch.device, precision: str, height: 
                     torch.cuda.empty_cache()
                 if lines == 1:
                     raise HtrError(f"one {widest} px wide line does not fit in {device} memory ({exc})",
-                                   "use a smaller preset, or cut very wide lines out of the ground truth") from exc
+                                   "use a smaller preset, or cut very wide lines out of the ground truth"
+                                   ) from exc
                 batch_pixels //= 2
             finally:
                 model.zero_grad(set_to_none=True)

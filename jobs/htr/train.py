@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from jobs.htr.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from jobs.htr.config import TrainConfig
+from jobs.htr.config import TrainConfig, from_dict
 from jobs.htr.data import make_loader, prepare_dataset, worker_count
 from jobs.htr.dataset import CompiledDataset
 from jobs.htr.errors import HtrError
@@ -118,16 +118,40 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _model_and_codec(cfg: TrainConfig, data: CompiledDataset, init: Path | None) -> tuple[CRNN, list[str]]:
+def _model_and_codec(cfg: TrainConfig, data: CompiledDataset, init: Path | None,
+                     ckpt: dict[str, Any] | None) -> tuple[TrainConfig, CRNN, list[str]]:
+    """The model to train: from the checkpoint (resume), from --init (fine-tuning) or new.
+
+    The model's shape comes from where its weights come from; the rest of `cfg` applies as given.
+    """
+    if ckpt is not None:
+        cfg = replace(cfg, **from_dict(ckpt["config"]).model_dict())
+        model = CRNN(cfg, data.height, len(ckpt["codec"]) + 1)
+        model.load_state_dict(ckpt["model"])
+        return cfg, model, list(ckpt["codec"])
     if init is None:
-        return CRNN(cfg, data.height, len(data.codec) + 1), list(data.codec)
+        return cfg, CRNN(cfg, data.height, len(data.codec) + 1), list(data.codec)
     model, codec, init_cfg = load_model(init)
     if model.height != data.height:
         raise HtrError(f"--init model reads {model.height} px lines, the dataset has {data.height} px",
                        f"compile the ground truth at --height {model.height}")
-    if init_cfg.model_dict() != cfg.model_dict():
-        print("note: --init keeps the model shape of the initial model", flush=True)
-    return model, extend_codec(model, codec, data.codec)
+    cfg = replace(cfg, **init_cfg.model_dict())
+    return cfg, model, extend_codec(model, codec, data.codec)
+
+
+def _batch_pixels(cfg: TrainConfig, model: CRNN, data: CompiledDataset, device: torch.device, precision: str,
+                  world: int, memory_pixels: int | None) -> int:
+    """cfg.batch_pixels, or on CUDA (or a simulated memory limit) what the probe found to fit."""
+    if not ((cfg.probe_batch and device.type == "cuda") or memory_pixels is not None):
+        return cfg.batch_pixels
+    widest = int(data.widths[data.train_ids].max()) if len(data.train_ids) else 1
+    budget = fit_batch_pixels(model, device, precision, data.height, widest, cfg.batch_pixels,
+                              cfg.max_batch, memory_pixels=memory_pixels)
+    if world > 1:  # every rank takes the smallest budget that fit
+        t = torch.tensor([budget], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        budget = int(t.item())
+    return budget
 
 
 def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, init: Path | None,
@@ -146,24 +170,11 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
     data = prepare_dataset(data_path, run, cfg, rank=rank, barrier=barrier)
     ckpt_path = run / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    model, codec = _model_and_codec(cfg, data, None if ckpt else init)
-    if ckpt:
-        codec = ckpt["codec"]
-        model = CRNN(cfg, data.height, len(codec) + 1)
-        model.load_state_dict(ckpt["model"])
+    cfg, model, codec = _model_and_codec(cfg, data, init, ckpt)
     model.to(device)
     precision = pick_precision(device)
-    batch_pixels = cfg.batch_pixels
-    if ckpt:
-        batch_pixels = ckpt["batch_pixels"]
-    elif (cfg.probe_batch and device.type == "cuda") or memory_pixels is not None:
-        widest = int(data.widths[data.train_ids].max()) if len(data.train_ids) else 1
-        batch_pixels = fit_batch_pixels(model, device, precision, data.height, widest, cfg.batch_pixels,
-                                        cfg.max_batch, memory_pixels=memory_pixels)
-        if world > 1:  # every rank takes the smallest budget that fit
-            t = torch.tensor([batch_pixels], device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MIN)
-            batch_pixels = int(t.item())
+    batch_pixels = (ckpt["batch_pixels"] if ckpt
+                    else _batch_pixels(cfg, model, data, device, precision, world, memory_pixels))
     sampler = BucketBatchSampler(data.train_ids, data.widths, data.height, batch_pixels, cfg.max_batch,
                                  seed=cfg.seed, rank=rank, world_size=world)
     if len(sampler) == 0:
@@ -175,7 +186,8 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     loader = make_loader(data, codec, sampler, worker_count(cfg, world), pin=device.type == "cuda")
     ctx = Ctx(cfg, run, data, codec, model, net, opt, sched, scaler, sampler, loader, device, precision,
               events, rank, world)
@@ -368,7 +380,7 @@ def train(data: Path, run: Path, cfg: TrainConfig, *, events: EventWriter | None
     if stopped != "interrupted":
         metrics = write_metrics(ctx, state, stopped)
         if ctx.rank == 0:
-            events.emit("done", best_val_cer=state.best_cer, model=str(run / "model.pt"), metrics=str(metrics),
-                        epochs=len(state.history), step=state.step, stopped=stopped)
+            events.emit("done", best_val_cer=state.best_cer, model=str(run / "model.pt"),
+                        metrics=str(metrics), epochs=len(state.history), step=state.step, stopped=stopped)
     return TrainResult(run, run / "model.pt", state.best_cer, len(state.history), state.step, stopped,
                        _weights_sha256(ctx.model))

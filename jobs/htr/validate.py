@@ -34,7 +34,8 @@ def _sync_buffers(model: nn.Module) -> None:
 
 @torch.no_grad()
 def validate(model: CRNN, data: CompiledDataset, codec: list[str], device: torch.device, precision: str,
-             batch_pixels: int, max_batch: int, rank: int = 0, world: int = 1) -> tuple[float | None, float | None]:
+             batch_pixels: int, max_batch: int, rank: int = 0,
+             world: int = 1) -> tuple[float | None, float | None]:
     """(CER, WER) on the validation split, shared across DDP ranks; (None, None) without one."""
     if not len(data.val_ids):
         return None, None

@@ -55,13 +55,18 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_the_restart_continues_at_that_step(digits_ds: Path, tmp_path: Path) -> None:
     preset = tmp_path / "p.toml"  # tiny, with a DataLoader worker (it must ignore the signal)
-    preset.write_text((ROOT / "jobs/htr/presets/tiny.toml").read_text().replace("workers = 0", "workers = 1"))
+    text = (ROOT / "jobs/htr/presets/tiny.toml").read_text()
+    for old, new in (("workers = 0", "workers = 1"), ("patience = 4", "patience = 100"),
+                     ("progress_seconds = 1.0", "progress_seconds = 0.0")):  # a progress event every step
+        assert old in text
+        text = text.replace(old, new)
+    preset.write_text(text)
     run, events = tmp_path / "run", tmp_path / "run" / "events.jsonl"
     argv = [sys.executable, "-m", "jobs.htr", "train", str(digits_ds), "--out", str(run), "--preset", str(preset),
             "--events", str(events), "--job", "resume-test"]
     proc = subprocess.Popen([*argv, "--epochs", "50"], stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _wait_for(lambda: events.exists() and any(e["event"] == "progress" and e["step"] >= 3
+        _wait_for(lambda: events.exists() and any(e["event"] == "progress" and e["epoch"] == 2 and e["step"] >= 3
                                                   for e in read_events(events)), 120, proc)
         os.killpg(proc.pid, signal.SIGTERM)  # as docker stop / torchrun pass on the spot notice
         assert proc.wait(60) == 143
@@ -132,3 +137,14 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path, digits_ds: Path
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "; " in lines[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_training_uses_the_budget_the_probe_found(digits_ds: Path, tmp_path: Path) -> None:
+    cfg = load_config("tiny", epochs=1, batch_pixels=400_000)
+    events = EventWriter("probe", tmp_path / "ev.jsonl")
+    train(digits_ds, tmp_path / "run", cfg, events=events, memory_pixels=30_000)  # a 'device' that fills up
+    start = read_events(tmp_path / "ev.jsonl")[0]
+    assert start["batch_pixels"] < 400_000
+    widest = int(CompiledDataset(digits_ds).widths.max())
+    lines = max(1, min(cfg.max_batch, start["batch_pixels"] // (32 * widest)))
+    assert lines * 32 * widest <= 30_000
