@@ -92,7 +92,7 @@ def test_ssh_provider_survives_a_dropped_connection(tiny_gt: Path, tmp_path: Pat
     thread.start()
     _wait_for(lambda: (run / "events.jsonl").exists() and _epochs(run))
     assert box.drop_sessions() > 0  # the network drops: every SSH connection is gone
-    thread.join(300)
+    thread.join(600)
     r = result["r"]
     assert r.exit_code == 0, r.stderr  # type: ignore[attr-defined]
     assert _epochs(run) == [1, 2, 3]  # nothing lost, nothing twice
