@@ -97,6 +97,11 @@ class TrainResult:
     usd: Decimal = Decimal(0)
     attempts: int = 0
     message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds
+
+    def time(self, stage: str, since: float) -> None:
+        """Add the seconds since `since` (monotonic) to `stage`."""
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - since
 
     @property
     def usd_per_epoch(self) -> Decimal | None:
@@ -178,11 +183,13 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
     try:
         while True:
             if machine is None:
+                t = time.monotonic()
                 machine = deps.renter.rent(state.job, state.attempt)
+                result.time("rent (launch, boot, ssh)", t)
                 state.session_id = machine.session_id
                 state.event_offset = 0
                 state.log_offset = 0
-                _ship_and_start(state, run, deps, machine)
+                _ship_and_start(state, run, deps, machine, result)
             deps.ledger.update_job(state.job, status="running")
             state.status = "running"
             run.save(state)
@@ -228,13 +235,20 @@ def trainer_args(state: RunState) -> list[str]:
     return args
 
 
-def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine) -> None:
+def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+                    result: TrainResult) -> None:
     host = machine.host
+    t = time.monotonic()
     host.put(run.dataset, "dataset")
     if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
         host.put(run.run, "run")
+    result.time("ship data and checkpoints", t)
+    t = time.monotonic()
     argv = [a.replace("{workdir}", host.workdir) for a in deps.renter.trainer_argv(trainer_args(state))]
     host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
+    result.time("start detached", t)
+    result.progress.started_at = time.monotonic()
+    result.progress.first_step_at = None
     state.machine["workdir"] = host.workdir
 
 
@@ -368,17 +382,25 @@ def _check_budget(state: RunState, deps: TrainDeps) -> None:
 def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
             result: TrainResult, outcome: str, started: float) -> TrainResult:
     host = machine.host
+    p = result.progress
+    if p.started_at and p.first_step_at:
+        result.timings["start to first step seen"] = p.first_step_at - p.started_at
+    t = time.monotonic()
     try:
         if outcome == "done" and host.exists("run"):
             host.get("run", run.run)
         if host.exists(f"train-{state.attempt}.log"):
             host.get(f"train-{state.attempt}.log", run.log)
+        result.time("fetch model and logs", t)
     finally:
+        if p.done_at:
+            result.timings["done seen to terminate called"] = time.monotonic() - p.done_at
+        t = time.monotonic()
         machine.release("completed" if outcome == "done" else "user")
+        result.time("terminate and close session", t)
     model = run.run / "model.pt"
     if model.exists():
         shutil.copy2(model, run.model)
-    p = result.progress
     status = {"done": "done", "stopped": "stopped"}.get(outcome, "failed")
     result.status, result.attempts = status, state.attempt + 1
     result.seconds = time.monotonic() - started

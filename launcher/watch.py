@@ -8,6 +8,7 @@ and otherwise ignored, so a newer trainer never breaks an older launcher.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,10 +41,15 @@ class JobProgress:
     lines_per_s_all: list[float] = field(default_factory=list)
     data_waits: list[float] = field(default_factory=list)
     resumed_from_step: int | None = None
+    started_at: float | None = None  # monotonic: the launcher started the trainer
+    first_step_at: float | None = None  # monotonic: the first progress or epoch event seen
+    done_at: float | None = None  # monotonic: the done event seen
 
     def apply(self, ev: dict[str, Any]) -> None:
         """Fold one event into the state."""
         kind = ev.get("event")
+        if kind in ("progress", "epoch") and self.first_step_at is None:
+            self.first_step_at = time.monotonic()
         if kind == "start":
             self.device = ev.get("device")
             self.precision = ev.get("precision")
@@ -63,6 +69,7 @@ class JobProgress:
             self.interrupted = True
         elif kind == "done":
             self.done = True
+            self.done_at = time.monotonic()
             self.model_path = ev.get("model") or ev.get("model_path")
             if ev.get("best_val_cer") is not None:
                 self.best_cer = float(ev["best_val_cer"])

@@ -134,3 +134,7 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
     assert book.get_job(job).status == "done"
     assert box.boots == 2
     assert result.usd == first.cost.total_usd + second.cost.total_usd
+    stages = set(result.timings)
+    assert {"rent (launch, boot, ssh)", "ship data and checkpoints", "start detached",
+            "start to first step seen", "done seen to terminate called"} <= stages
+    print("TIMINGS", json.dumps(result.timings))  # read by bench/bench_train_overhead.py
