@@ -39,8 +39,9 @@ class Host(Protocol):
 
     def signal(self, pid_file: str, sig: int) -> None: ...
 
-    def heartbeat(self) -> None:
-        """Tell the box's dead-man switch the launcher is alive."""
+    def heartbeat(self, lease_s: float = 0.0) -> None:
+        """Tell the box's dead-man switch the launcher is alive (for `lease_s` more seconds:
+        a detached job stays up without a launcher, within the box's maximum lifetime)."""
 
     def close(self) -> None: ...
 
@@ -129,7 +130,7 @@ class LocalHost:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, lease_s: float = 0.0) -> None:
         """Nothing to keep alive: this machine is not rented."""
 
     def close(self) -> None:

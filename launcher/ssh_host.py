@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import signal as signals
+import time
 from pathlib import Path
 
 from launcher.ssh import Ssh
@@ -55,9 +56,16 @@ class SshHost:
     def signal(self, pid_file: str, sig: int = signals.SIGTERM) -> None:
         self.ssh.kill(self._path(pid_file), sig)
 
-    def heartbeat(self) -> None:
-        if self.heartbeat_path:
+    def heartbeat(self, lease_s: float = 0.0) -> None:
+        if not self.heartbeat_path:
+            return
+        if lease_s <= 0:
             self.ssh.touch(self.heartbeat_path)
+            return
+        # A future mtime: the dead-man switch counts from it (its max lifetime still applies).
+        until = int(time.time() + lease_s)
+        path = shlex.quote(self.heartbeat_path)
+        self.ssh.run(f"mkdir -p $(dirname {path}) && touch -d @{until} {path}", timeout_s=30.0)
 
     def close(self) -> None:
         self.ssh.close()

@@ -29,6 +29,7 @@ from ledger.timeutil import utcnow
 
 POLL_S = 0.5
 HEARTBEAT_S = 30.0
+DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
 RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
 
 
@@ -195,10 +196,7 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             run.save(state)
             deps.say(f"running on {machine.description}")
             if detach:
-                result.status = "detached"
-                deps.say(f"detached: follow with `gpuhire attach {state.job}`")
-                machine = None
-                return result
+                return _detach(state, deps, machine, result)
             outcome = follow(state, run, deps, machine, progress)
             if outcome == "interrupted" and state.attempt < state.max_restarts:
                 deps.say("interrupted by the provider: resuming from the last checkpoint")
@@ -210,9 +208,8 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
                 continue
             return _settle(state, run, deps, machine, result, outcome, started)
     except Detached:
-        result.status = "detached"
-        deps.say(f"detached: the job keeps running; `gpuhire attach {state.job}` follows it")
-        return result
+        assert machine is not None
+        return _detach(state, deps, machine, result)
     except BaseException:
         if machine is not None:  # never leave a machine running by accident
             machine.release("user")
@@ -220,6 +217,15 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             state.status = "failed"
             run.save(state)
         raise
+
+
+def _detach(state: RunState, deps: TrainDeps, machine: Machine, result: TrainResult) -> TrainResult:
+    """Leave the job running without a launcher: the dead-man switch gets a lease (the box's
+    maximum lifetime still ends it), and `attach`/`resume` pick it up."""
+    machine.host.heartbeat(lease_s=DETACH_LEASE_S)
+    result.status = "detached"
+    deps.say(f"detached: the job keeps running; `gpuhire attach {state.job}` follows it again")
+    return result
 
 
 def events_file(state: RunState) -> str:

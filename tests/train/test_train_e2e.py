@@ -137,3 +137,21 @@ def test_launcher_killed_then_resume_finishes(tiny_gt: Path, tmp_path: Path, sql
     book = Ledger(open_engine(sqlite_db))
     assert all(v.session.end_at is not None for v in book.sessions())
     assert book.get_job(state["job"]).status == "done"
+
+
+def test_detach_then_attach_follows_to_the_end(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -> None:
+    cli = Cli(sqlite_db)
+    run = tmp_path / "runs" / "job"
+    r = cli("train", str(tiny_gt), "--provider", "local", "--preset", "tiny", "--epochs", "2",
+            "--yes", "--detach", "--out", str(run))
+    assert r.exit_code == 0, r.stderr
+    assert ": detached" in r.stdout and "gpuhire attach" in r.stderr
+    job = json.loads((run / "state.json").read_text())["job"]
+    (view,) = Ledger(open_engine(sqlite_db)).sessions()
+    assert view.running  # the job runs on without a launcher
+    r = cli("attach", job)  # found through the ledger, from any folder
+    assert r.exit_code == 0, r.stderr
+    assert ": done" in r.stdout
+    assert _epochs(run) == [1, 2] and (run / "model.pt").exists()
+    (view,) = Ledger(open_engine(sqlite_db)).sessions()
+    assert not view.running and view.session.end_reason == "completed"
