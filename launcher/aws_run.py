@@ -11,6 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 from launcher.errors import ProviderError
 from launcher.providers.aws import AwsProvider
@@ -19,6 +20,7 @@ from launcher.runs import RunState
 from launcher.ssh import Ssh, SshTarget
 from launcher.ssh_host import SshHost
 from launcher.ssh_hostkeys import PinnedHostKey
+from launcher.staging import S3Stage
 from ledger.catalogue import BUILTIN_SPEEDS
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
@@ -45,7 +47,28 @@ class AwsMachine:
     host: SshHost
     notice_path: str
     description: str
+    stage: S3Stage | None = None  # data and checkpoints through S3 when [aws] bucket is set
     _priced: float = field(default_factory=time.monotonic)
+
+    def ship(self, local: Path, remote: str) -> None:
+        """The dataset through S3 (content-hashed: unchanged data is not sent again), fetched
+        on the box from presigned URLs; everything else, or without a bucket, over SFTP."""
+        if self.stage is None or remote != "dataset":
+            self.host.put(local, remote)
+            return
+        staged = self.stage.put_dataset(local)
+        script = self.stage.fetch_script(staged, f"{self.host.workdir}/{remote}")
+        done = self.host.ssh.run(script, timeout_s=3600.0)
+        if done.exit_status != 0:
+            raise ProviderError(
+                f"the box could not fetch the data from S3: {done.stderr.decode(errors='replace')[-300:]}",
+                "check the box can reach S3 (its subnet's route or endpoint)",
+            )
+
+    def keep(self, local: Path, name: str) -> None:
+        """A checkpoint just copied home also goes to S3."""
+        if self.stage is not None:
+            self.stage.put_checkpoint(self.job, local, name)
 
     def interrupted(self) -> bool:
         """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice.
@@ -78,7 +101,7 @@ class AwsRenter:
     def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
                  runtime: str = "docker", image: str = "gpuhire-htr:latest",
                  python: str = "python3", ssh_deadline_s: float = 600.0,
-                 workdir_root: str = "gpuhire") -> None:
+                 workdir_root: str = "gpuhire", stage: S3Stage | None = None) -> None:
         self.aws = aws
         self.spot = spot
         self.runtime = runtime
@@ -86,6 +109,7 @@ class AwsRenter:
         self.python = python
         self.ssh_deadline_s = ssh_deadline_s
         self.workdir_root = workdir_root  # jobs live in ROOT/<job> on the box (relative: home)
+        self.stage = stage
         self._offers: dict[str, list[Offer]] = {}
         self.gpu = self._choose(gpu)
 
@@ -127,7 +151,7 @@ class AwsRenter:
         host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path,
                        pid_mirror=endpoint.pid_file)
         return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
-                          f"{instance_id} ({endpoint.host}, aws)")
+                          f"{instance_id} ({endpoint.host}, aws)", self.stage)
 
     def rent(self, job: str, attempt: int) -> AwsMachine:
         offers = list(self.offers(self.gpu))

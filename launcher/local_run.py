@@ -30,6 +30,12 @@ class LocalMachine:
     def interrupted(self) -> bool:
         return False  # nobody takes a local machine away
 
+    def ship(self, local: Path, remote: str) -> None:
+        self.host.put(local, remote)
+
+    def keep(self, local: Path, name: str) -> None:
+        """Checkpoints stay in the run directory; nothing else to keep them in."""
+
     def release(self, reason: str) -> None:
         self.host.signal("train.pid")
         if self.session_id is not None:

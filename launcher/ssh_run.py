@@ -44,6 +44,12 @@ class SshMachine:
     def interrupted(self) -> bool:
         return False  # your own machine is not taken back
 
+    def ship(self, local: Path, remote: str) -> None:
+        self.host.put(local, remote)
+
+    def keep(self, local: Path, name: str) -> None:
+        """Checkpoints stay in the run directory; nothing else to keep them in."""
+
     def release(self, reason: str) -> None:
         try:
             if self.host.running("train.pid"):

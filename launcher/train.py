@@ -48,6 +48,12 @@ class Machine(Protocol):
     def interrupted(self) -> bool:
         """True once the provider has announced or carried out an interruption."""
 
+    def ship(self, local: Path, remote: str) -> None:
+        """Send the compiled dataset (or other files) to the job's folder on the host."""
+
+    def keep(self, local: Path, name: str) -> None:
+        """Keep a checkpoint just copied home somewhere durable too (S3 on AWS)."""
+
     def release(self, reason: str) -> None:
         """Terminate (if rented) and close the ledger session with `reason`."""
 
@@ -245,7 +251,7 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
                     result: TrainResult) -> None:
     host = machine.host
     t = time.monotonic()
-    host.put(run.dataset, "dataset")
+    machine.ship(run.dataset, "dataset")
     if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
         host.put(run.run, "run")
     result.time("ship data and checkpoints", t)
@@ -354,6 +360,7 @@ def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDe
     if kind == "checkpoint" and isinstance(ev.get("path"), str):
         rel = _relative_to_run(str(ev["path"]))
         machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
+        machine.keep(run.run / rel, rel)
     elif kind == "epoch":
         deps.say(status_line(progress, job_usd(deps.ledger, state.job)))
     elif kind == "error":

@@ -287,6 +287,13 @@ data "aws_iam_policy_document" "user" {
     resources = ["${aws_s3_bucket.this.arn}/jobs/*", "${aws_s3_bucket.this.arn}/data/*"]
   }
 
+  # launcher/staging.py tags checkpoints (gpuhire:kind=checkpoint) so the lifecycle expires them.
+  statement {
+    sid       = "TagCheckpoints"
+    actions   = ["s3:PutObjectTagging"]
+    resources = ["${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*"]
+  }
+
   # The [alerts] SNS channel (ledger/alerts/channels.py) publishes to the topic.
   statement {
     sid       = "PublishAlerts"

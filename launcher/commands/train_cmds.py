@@ -63,9 +63,15 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
         from launcher.aws_run import AwsRenter
         from launcher.providers.aws import AwsProvider
 
-        return AwsRenter(AwsProvider(settings, app.ledger), gpu, spot=spot,
-                         runtime=settings.train.runtime, image=settings.train.image,
-                         python=settings.train.remote_python)
+        aws = AwsProvider(settings, app.ledger)
+        stage = None
+        if settings.aws.bucket:
+            from launcher.staging import S3Stage
+
+            stage = S3Stage(aws.client("s3"), settings.aws.bucket)
+        return AwsRenter(aws, gpu, spot=spot, runtime=settings.train.runtime,
+                         image=settings.train.image, python=settings.train.remote_python,
+                         stage=stage)
     if choice == "local":
         from launcher.local_run import LocalRenter
 

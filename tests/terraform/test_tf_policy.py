@@ -16,7 +16,7 @@ from tests.terraform.tfparse import ROOT, policy_statements
 
 # Staging data and job files through the bucket (launcher side); see terraform/iam.tf.
 S3_STAGING = {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-              "s3:AbortMultipartUpload"}
+              "s3:AbortMultipartUpload", "s3:PutObjectTagging"}
 # ledger/alerts/channels.py publishes to the topic (asserted below, so this cannot go stale).
 SNS_ALERTS = {"sns:Publish"}
 # Describe/Get calls with no resource-level permissions: "*" is the only resource they take.
@@ -75,7 +75,7 @@ def test_user_policy_stages_only_under_data_and_jobs() -> None:
         if any(a.startswith("s3:") for a in s["actions"]):
             for resource in s["resources"]:
                 assert resource == "${aws_s3_bucket.this.arn}" or re.fullmatch(
-                    r"\$\{aws_s3_bucket\.this\.arn\}/(jobs|data)/\*", resource), resource
+                    r"\$\{aws_s3_bucket\.this\.arn\}/((jobs|data)/\*|jobs/\*/checkpoints/\*)", resource), resource
 
 
 def test_instance_role_reads_and_writes_job_prefixes_and_pulls_the_image_only() -> None:
