@@ -155,3 +155,26 @@ def test_detach_then_attach_follows_to_the_end(tiny_gt: Path, tmp_path: Path, sq
     assert _epochs(run) == [1, 2] and (run / "model.pt").exists()
     (view,) = Ledger(open_engine(sqlite_db)).sessions()
     assert not view.running and view.session.end_reason == "completed"
+
+
+def test_dry_run_prints_the_quote_and_rents_nothing(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -> None:
+    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny",
+                       "--epochs", "5", "--dry-run", "--out", str(tmp_path / "r"))
+    assert r.exit_code == 0, r.stderr
+    assert "quote: 80 lines x 5 epochs at 2 lines/s on cpu (default)" in r.stderr
+    assert "dry run: nothing rented" in r.stderr
+    book = Ledger(open_engine(sqlite_db))
+    assert book.sessions() == [] and book.jobs() == []
+
+
+def test_no_aws_credentials_is_one_line_and_nothing_rented(tiny_gt: Path, tmp_path: Path,
+                                                          sqlite_db: str) -> None:
+    env = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "aws", "--gpu", "t4", "--yes",
+                       "--out", str(tmp_path / "r"), env=env)
+    assert r.exit_code == 1
+    last = r.stderr.splitlines()[-1]  # after the ground-truth check's summary
+    assert last.startswith("error: no AWS credentials found") and "aws configure" in last
+    assert "Traceback" not in r.stderr
+    assert Ledger(open_engine(sqlite_db)).sessions() == []
