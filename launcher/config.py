@@ -74,7 +74,10 @@ class CardSettings(_Section):
 
 
 class ProviderSettings(_Section):
-    """[providers.NAME]: billing rules of a provider (rent recorded by hand, or overrides)."""
+    """[providers.NAME]: billing rules of a provider (rent recorded by hand, or overrides).
+
+    Only the keys written replace the provider's built-in rules (ledger/catalogue.py); the
+    defaults below are those of a provider without built-in rules."""
 
     min_billed_s: int = Field(0, ge=0)
     interruption_free_s: int = Field(0, ge=0)
@@ -255,14 +258,17 @@ class Settings(BaseSettings):
         )
 
     def billing_rules(self, provider: str) -> BillingRules:
+        """The provider's built-in rules (or the per-second default), with only the keys its
+        `[providers.NAME]` section sets replaced: `ebs_usd_per_gb_month` alone keeps AWS's
+        60 s minimum, free first-hour interruption and IPv4 rate."""
         name = provider.lower()
-        if name in self.providers:
-            p = self.providers[name]
-            return BillingRules(
-                p.min_billed_s, p.interruption_free_s, p.ebs_usd_per_gb_month,
-                p.ipv4_usd_per_hour, p.owned,
-            )
-        return BUILTIN_PROVIDERS.get(name, DEFAULT_RULES)
+        rules = BUILTIN_PROVIDERS.get(name, DEFAULT_RULES)
+        for key, section in self.providers.items():
+            if key.lower() == name:
+                from dataclasses import replace
+
+                rules = replace(rules, **{k: getattr(section, k) for k in section.model_fields_set})
+        return rules
 
 
 def default_config_path() -> Path:

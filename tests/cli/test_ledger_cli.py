@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from tests.conftest import Cli
@@ -168,3 +169,32 @@ def test_malformed_config_is_one_line_naming_the_key(tmp_path: Path, sqlite_db: 
     assert r.exit_code == 2 and "is not valid TOML" in r.stderr
     r = Cli(sqlite_db, tmp_path / "missing.toml")("cards")
     assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+def test_partial_provider_override_keeps_the_builtin_rules(tmp_path: Path, sqlite_db: str) -> None:
+    from launcher.config import load_settings
+    from ledger.catalogue import BillingRules
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[providers.aws]\nebs_usd_per_gb_month = "0.10"\n'
+                   '[providers.LOCAL]\nipv4_usd_per_hour = "0.001"\n'
+                   '[providers.runpod]\nmin_billed_s = 60\n')
+    settings = load_settings(cfg)
+    assert settings.billing_rules("aws") == BillingRules(60, 3600, Decimal("0.10"), Decimal("0.005"))
+    assert settings.billing_rules("local") == BillingRules(ipv4_usd_per_hour=Decimal("0.001"), owned=True)
+    assert settings.billing_rules("runpod") == BillingRules(min_billed_s=60)
+    assert settings.billing_rules("lambda") == BillingRules()
+    # Through the CLI: a 50-minute EC2 interruption is still free, IPv4 still billed, the new
+    # EBS rate applies (100 GB x 0.10 USD/GB-month for 50 of 730 x 60 minutes).
+    cli = Cli(sqlite_db, cfg)
+    r = cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--market", "spot",
+            "--start", "2026-10-01T08:00Z", "--end", "2026-10-01T08:50Z", "--usd-per-hour", "0.5",
+            "--end-reason", "spot-interruption", "--public-ipv4", "--volume-gb", "100")
+    assert r.exit_code == 0, r.stderr
+    r = cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--start", "2026-10-02T08:00Z",
+            "--end", "2026-10-02T08:00:30Z", "--usd-per-hour", "3.6")
+    assert r.stdout == "recorded session 2: 60 s billed, $0.0600\n"
+    first = json.loads(cli("ledger", "list", "--format", "json").stdout)[0]
+    assert first["compute_usd"] == "0" and first["interruption_free"] is True
+    assert Decimal(first["ipv4_usd"]) == Decimal("0.005") * 50 / 60
+    assert Decimal(first["storage_usd"]) == Decimal(100) * Decimal("0.10") * 3000 / (730 * 3600)
