@@ -23,8 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# scripts/test-services writes its exports to a file first: `eval "$$(...)"` would hide its
+# failure (eval of nothing succeeds) and the PostgreSQL tests would silently skip.
 test: $(STAMP) lint
-	eval "$$(scripts/test-services)" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@mkdir -p .test-services
+	scripts/test-services > .test-services/env.sh || \
+	  { echo "make test: scripts/test-services failed (see above)" >&2; exit 1; }
+	. ./.test-services/env.sh && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ledger.py
