@@ -23,9 +23,10 @@ does nothing. Nested keys map to variables with `__`: `[ownership] card` is
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -194,7 +195,7 @@ class Settings(BaseSettings):
     db: str | None = None  # SQLAlchemy URL; default SQLite in the user's data directory
     ownership: OwnershipSettings = OwnershipSettings()
     cards: dict[str, CardSettings] = {}
-    speeds: dict[str, Decimal] = {}
+    speeds: dict[str, Annotated[Decimal, Field(gt=0)]] = {}  # [speeds]: rented GPUs vs a T4
     providers: dict[str, ProviderSettings] = {}
     local: LocalSettings = LocalSettings()
     hosts: dict[str, HostSettings] = {}
@@ -305,8 +306,13 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(config_path: Path | None = None, **flags: Any) -> Settings:
-    """Settings from flags (non-None values), then GPUHIRE_* variables, then the file."""
+def load_settings(
+    config_path: Path | None = None, flag_names: Mapping[str, str] | None = None, **flags: Any
+) -> Settings:
+    """Settings from flags (non-None values), then GPUHIRE_* variables, then the file.
+
+    `flag_names` maps dotted config keys (`ownership.window_months`, or a section such as
+    `speeds`) to the flag that set them, so a bad flag value is reported by its flag name."""
     path, file_values = read_config_file(config_path)
     flag_values = {k: v for k, v in flags.items() if v is not None}
     try:
@@ -321,7 +327,21 @@ def load_settings(config_path: Path | None = None, **flags: Any) -> Settings:
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, "in a flag")) from None
+        raise ConfigError(_describe_flag(exc, flag_names or {})) from None
+
+
+def _describe_flag(exc: ValidationError, flag_names: Mapping[str, str]) -> str:
+    first = exc.errors()[0]
+    key, msg = _alert_key(first["loc"], first["msg"])
+    section, _, item = key.rpartition(".")
+    value = first.get("input")
+    shown = f" {value}" if isinstance(value, str | int | float | Decimal) else ""
+    flag = flag_names.get(key)
+    if flag is None and section in flag_names:  # a table flag such as --speed GPU=FACTOR
+        flag, shown = flag_names[section], f" {item}={value}"
+    if flag is None:
+        return _describe(exc, "in a flag")
+    return f"{flag}{shown}: {msg}; give another value (see --help)"
 
 
 def _describe(exc: ValidationError, where: str) -> str:

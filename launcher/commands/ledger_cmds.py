@@ -240,6 +240,10 @@ def advise(
     watch_payback_months: Annotated[str | None, typer.Option(help="Watch up to this payback.")] = None,
     resale_fraction: Annotated[str | None, typer.Option(help="Resale value at end of life.")] = None,
     lifetime_months: Annotated[int | None, typer.Option(help="Months the card is used.")] = None,
+    speed: Annotated[
+        list[str] | None,
+        typer.Option(help="Rented GPU's speed vs a T4, GPU=FACTOR (repeatable), e.g. a100=4.5."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
     """Say whether to rent, watch or buy a card, with the numbers that decided it.
@@ -258,7 +262,9 @@ def advise(
         "resale_fraction": resale_fraction, "lifetime_months": lifetime_months, "card": card,
     }
     own = {k: v for k, v in overrides.items() if v is not None}
-    settings = load_settings(app.config_path, db=app.db_url, ownership=own or None)
+    names = {f"ownership.{k}": "--" + k.replace("_", "-") for k in overrides} | {"speeds": "--speed"}
+    settings = load_settings(app.config_path, names, db=app.db_url, ownership=own or None,
+                             speeds=_speeds(speed or []) or None)
     when: datetime = parse_time(as_of, "--as-of") if as_of else utcnow()
     result = advise_from_ledger(
         app.ledger, settings.card(card), settings.ownership_params(), when
@@ -267,6 +273,17 @@ def advise(
         print_json(advice_dict(result))
     else:
         typer.echo(advice_text(result))
+
+
+def _speeds(pairs: list[str]) -> dict[str, str]:
+    """`--speed a100=4.5` flags as the [speeds] table (values are checked by the settings)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        gpu, sep, factor = pair.partition("=")
+        if not sep or not gpu.strip() or not factor.strip():
+            raise InputError(f"--speed {pair!r} is not GPU=FACTOR", "write it like --speed a100=4.5")
+        out[gpu.strip().lower()] = factor.strip()
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -138,6 +138,45 @@ def test_advise_as_of_is_repeatable_and_flags_override(cli: Cli) -> None:
     assert "why: the RTX 3060 12 GB would pay for itself in" in text
 
 
+def test_advise_has_a_flag_for_every_ownership_key_and_speeds(cli: Cli, tmp_path: Path) -> None:
+    from launcher.config import OwnershipSettings
+
+    help_text = cli("advise", "--help").stdout
+    for key in OwnershipSettings.model_fields:
+        assert "--" + key.replace("_", "-") in help_text, key
+    assert "--speed" in help_text
+    _pipeline(cli)
+    base = json.loads(cli("advise", "--as-of", "2026-11-15", "--format", "json").stdout)
+    r = cli("advise", "--as-of", "2026-11-15", "--format", "json", "--speed", "T4=2", "--speed", "a100=4")
+    assert r.exit_code == 0, r.stderr
+    fast = json.loads(r.stdout)
+    # Twice the work per rented hour on the same card: twice the electricity.
+    assert Decimal(fast["own_running_usd_per_month"]) == 2 * Decimal(base["own_running_usd_per_month"])
+    # A flag beats [speeds] in the config file.
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[speeds]\nt4 = "3"\n')
+    with_cfg = Cli(cli.db, cfg)
+    from_file = json.loads(with_cfg("advise", "--as-of", "2026-11-15", "--format", "json").stdout)
+    assert Decimal(from_file["own_running_usd_per_month"]) == 3 * Decimal(base["own_running_usd_per_month"])
+    r = with_cfg("advise", "--as-of", "2026-11-15", "--format", "json", "--speed", "t4=2")
+    assert json.loads(r.stdout)["own_running_usd_per_month"] == fast["own_running_usd_per_month"]
+
+
+def test_bad_advise_flags_name_the_flag(cli: Cli) -> None:
+    cases = {
+        ("--window-months", "0"): "error: --window-months 0: Input should be greater than or equal to 1",
+        ("--usd-per-kwh", "cheap"): "error: --usd-per-kwh cheap: Input should be a valid decimal",
+        ("--resale-fraction", "1"): "error: --resale-fraction 1: Input should be less than 1",
+        ("--speed", "a100=-1"): "error: --speed a100=-1: Input should be greater than 0",
+        ("--speed", "a100"): "error: --speed 'a100' is not GPU=FACTOR; write it like --speed a100=4.5",
+    }
+    for args, start in cases.items():
+        r = cli("advise", *args)
+        assert r.exit_code == 2, args
+        assert r.stderr.startswith(start) and r.stderr.count("\n") == 1, r.stderr
+        assert "config key" not in r.stderr
+
+
 def test_advise_unknown_card_and_bad_date(cli: Cli) -> None:
     r = cli("advise", "--card", "voodoo2")
     assert r.exit_code == 1 and r.stderr.startswith("error: unknown card 'voodoo2'; choose one of")
