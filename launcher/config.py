@@ -122,6 +122,30 @@ class TrainSettings(_Section):
     remote_python: str = "python3"  # the interpreter on the box (process runtime)
 
 
+class InferSettings(_Section):
+    """[infer]: the planner and the fleet of `gpuhire infer` (docs/infer.md)."""
+
+    coffee_break_minutes: float = Field(15, gt=0)  # the CPU wins if it finishes within this
+    lines_per_s: dict[str, float] = {}  # cpu/t4/l4 throughput until measured; cpu here skips calibration
+    boot_s: int = Field(300, ge=0)  # per GPU instance: start, image pull, model fetch
+    max_instances: int = Field(8, ge=1, le=100)  # the planner's fleet never grows past this
+    hours_per_instance: float = Field(2.0, gt=0)  # above this much work, split it over more instances
+    fleet: str = Field("aws", pattern="^(aws|local)$")  # where fleet workers run
+    batch_pages: int = Field(20, ge=1, le=500)  # pages per queue message: all an interruption can cost
+    visibility_s: int = Field(300, ge=2, le=43200)  # a batch's lease; the worker's heartbeat extends it
+    max_receives: int = Field(3, ge=1, le=1000)  # tries before a batch goes to the dead-letter queue
+    retry_delay_s: int = Field(30, ge=0, le=43200)  # a batch with failed pages comes back after this
+    idle_exit_s: int = Field(120, ge=1)  # a worker with nothing to do this long exits (its box stops)
+
+    @field_validator("lines_per_s")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for device, rate in value.items():
+            if device not in ("cpu", "t4", "l4") or not rate > 0:
+                raise ValueError(f"[infer.lines_per_s] {device!r}: use cpu, t4 or l4 with a rate above 0")
+        return value
+
+
 class AwsSettings(_Section):
     """[aws]: the AWS provider (docs/aws.md). Credentials come from the standard AWS chain only."""
 
@@ -201,6 +225,7 @@ class Settings(BaseSettings):
     hosts: dict[str, HostSettings] = {}
     train: TrainSettings = TrainSettings()
     aws: AwsSettings = AwsSettings()
+    infer: InferSettings = InferSettings()
     alerts: AlertsSettings = AlertsSettings()  # [alerts]: rules and channels (docs/alerts.md)
     report: ReportSettings = ReportSettings()  # [report]: card and mailing (docs/reports.md)
 
