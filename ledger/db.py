@@ -83,7 +83,10 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     try:
         engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (SQLAlchemyError, ImportError) as exc:
-        raise LedgerError(f"cannot open the ledger at {masked(parsed)}: {exc}") from exc
+        raise LedgerError(
+            f"cannot open the ledger at {masked(parsed)}: {_one_line(exc)}",
+            "check the --db URL (e.g. postgresql://user@host/dbname) and that its driver is installed",
+        ) from exc
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
     if migrate:
@@ -125,6 +128,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     except SQLAlchemyError as exc:
         raise LedgerError(
             f"cannot open or upgrade the ledger at {masked(engine.url)}: "
-            f"{exc.__class__.__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)[:200]}",
+            f"{exc.__class__.__name__}: {_one_line(exc.orig if hasattr(exc, 'orig') else exc)}",
             "check the --db URL, that the server is running and that you may write to it",
         ) from exc
+
+
+def _one_line(exc: object, limit: int = 300) -> str:
+    """A driver's message on one line: psycopg's spans lines ("...refused\n\tIs the server
+    running on that host...?"), and an error must be one line on stderr."""
+    flat = " ".join(str(exc).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

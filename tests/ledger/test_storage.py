@@ -126,7 +126,18 @@ def test_jobs_and_measured_throughput(ledger: Ledger) -> None:
 def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(LedgerError, match="check the --db URL") as info:
         open_engine("postgresql://someone:secret@127.0.0.1:1/nothing")
-    assert "secret" not in str(info.value)
+    message = str(info.value)
+    assert "secret" not in message
+    # psycopg's own message spans two lines ("...\n\tIs the server running ..."): joined.
+    assert "\n" not in message and "\t" not in message and "  " not in message
+    assert "Is the server running" in message
+    assert message.endswith("check the --db URL, that the server is running and that you may write to it")
+    from tests.conftest import Cli
+
+    r = Cli("postgresql://someone:secret@127.0.0.1:1/nothing")("ledger", "list")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: cannot open or upgrade the ledger at ")
+    assert r.stderr.count("\n") == 1 and "secret" not in r.stderr
 
 
 def _writer(url: str, worker: int, count: int) -> None:
