@@ -145,8 +145,13 @@ def _write_file(out_dir: Path, lines: list[LineSample], results: list[tuple[str,
 
 
 def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: bool = False,
-              progress: Callable[[InferProgress], None] | None = None, device: str = "auto") -> InferReport:
-    """Recognise every line under `inputs` and write the results under `out_dir` (see the module doc)."""
+              progress: Callable[[InferProgress], None] | None = None, device: str = "auto",
+              allow_empty: bool = False) -> InferReport:
+    """Recognise every line under `inputs` and write the results under `out_dir` (see the module doc).
+
+    Raises GroundTruthError when no line at all was usable, unless `allow_empty` (a fleet worker
+    reports per page instead: see jobs.htr.pages.settle).
+    """
     started = time.monotonic()
     dev = pick_device(device)
     if int8 and dev.type != "cpu":
@@ -171,6 +176,6 @@ def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: 
             if progress is not None:
                 progress(InferProgress(lines[0].source, report.files, report.lines))
     report.seconds = time.monotonic() - started
-    if not report.lines:
+    if not report.lines and not allow_empty:
         report.gt.raise_if_empty([Path(p) for p in inputs])
     return report

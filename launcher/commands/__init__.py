@@ -3,10 +3,11 @@
 from launcher.commands import (
     alerts_cmds,
     aws_cmds,
+    infer_cmds,
     init_cmds,
     ledger_cmds,
     report_cmds,
     train_cmds,
 )
 
-COMMAND_MODULES = [init_cmds, train_cmds, aws_cmds, ledger_cmds, report_cmds, alerts_cmds]
+COMMAND_MODULES = [init_cmds, train_cmds, infer_cmds, aws_cmds, ledger_cmds, report_cmds, alerts_cmds]

@@ -1,0 +1,225 @@
+"""Inference across a fleet: pages in batches on an SQS queue, results in S3 (launcher side).
+
+    s3://BUCKET/jobs/<job>/model.pt                   the model, sent once
+    s3://BUCKET/jobs/<job>/pages/<key>                each page, its image beside an XML
+    s3://BUCKET/jobs/<job>/results/<key>, ....txt     what the workers recognised
+    SQS gpuhire-<job>-work   one message per batch of pages; visibility timeout V, which a
+                             worker extends while it works (a killed worker stops extending it,
+                             so its batch comes back to another worker after at most V)
+    SQS gpuhire-<job>-dead   the work queue's dead-letter queue: a batch received
+                             `max_receives` times without finishing ends here
+    SQS gpuhire-<job>-done   one message per batch attempt: which pages are done, which failed
+
+The worker (launcher/fleet_worker.py, on each instance) skips pages whose results exist, so a
+redelivered batch costs only its unfinished pages; the launcher collects results by page key
+into the output folder, so a page done twice is written once. boto3 clients are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from launcher.providers.aws_client import aws_errors
+
+if TYPE_CHECKING:
+    from jobs.htr.pages import Page
+
+SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """How the queue behaves; [infer] in the config, the tests shorten the times."""
+
+    batch_pages: int = 20  # pages per message: what an interruption can cost, at most
+    visibility_s: int = 300  # a batch's lease; the worker's heartbeat extends it every V/3
+    max_receives: int = 3  # deliveries before a batch goes to the dead-letter queue
+    retry_delay_s: int = 30  # a batch with failed pages comes back after this
+    idle_exit_s: int = 120  # a worker that finds no batch this long exits (and its box stops)
+    retention_s: int = 4 * 24 * 3600  # SQS keeps unread messages this long
+
+
+@dataclass(frozen=True)
+class Queues:
+    work: str
+    dead: str
+    done: str
+
+
+@dataclass
+class Collected:
+    """Pages as the launcher has seen them end."""
+
+    done: dict[str, int] = field(default_factory=dict)  # key -> lines
+    dead: dict[str, str] = field(default_factory=dict)  # key -> reason
+    failures: dict[str, str] = field(default_factory=dict)  # key -> last failure reason
+    busy_s: float = 0.0  # seconds workers spent on the batches reported so far
+
+
+def job_prefix(job: str) -> str:
+    return f"jobs/{job}/"
+
+
+def page_message(job: str, batch: int, pages: Sequence[Page], model_key: str) -> str:
+    return json.dumps({
+        "job": job, "batch": batch, "model": model_key,
+        "pages": [{"key": p.key, "kind": p.kind, "files": [rel for _, rel in p.files()]}
+                  for p in pages],
+    })
+
+
+class Fleet:
+    """The launcher's half of a fleet job: queues, uploads, and collecting results."""
+
+    def __init__(self, s3: Any, sqs: Any, bucket: str, job: str,
+                 settings: FleetSettings | None = None) -> None:
+        self.s3 = s3
+        self.sqs = sqs
+        self.bucket = bucket
+        self.job = job
+        self.settings = settings or FleetSettings()
+        self.prefix = job_prefix(job)
+        self.queues: Queues | None = None
+        self.batches: dict[int, list[str]] = {}  # batch number -> page keys
+
+    # -- set-up ---------------------------------------------------------------------------
+    def create_queues(self) -> Queues:
+        """The three queues of the job (CreateQueue returns an existing queue's URL: a rerun
+        of the same job finds what is still queued)."""
+        s = self.settings
+        tags = {"gpuhire:job": self.job}
+        name = f"gpuhire-{self.job}"[:70]
+        with aws_errors("create the job's SQS queues"):
+            dead = self.sqs.create_queue(
+                QueueName=f"{name}-dead", tags=tags,
+                Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)})["QueueUrl"]
+            dead_arn = self.sqs.get_queue_attributes(
+                QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            work = self.sqs.create_queue(QueueName=f"{name}-work", tags=tags, Attributes={
+                "VisibilityTimeout": str(s.visibility_s),
+                "MessageRetentionPeriod": str(s.retention_s),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn,
+                                             "maxReceiveCount": str(s.max_receives)}),
+            })["QueueUrl"]
+            done = self.sqs.create_queue(
+                QueueName=f"{name}-done", tags=tags,
+                Attributes={"MessageRetentionPeriod": str(s.retention_s)})["QueueUrl"]
+        self.queues = Queues(work, dead, done)
+        return self.queues
+
+    def model_key(self) -> str:
+        return self.prefix + "model.pt"
+
+    def upload_model(self, model: Path) -> str:
+        key = self.model_key()
+        with aws_errors(f"upload the model to s3://{self.bucket}/{key}"):
+            self.s3.upload_file(str(model), self.bucket, key)
+        return key
+
+    def upload_pages(self, pages: Sequence[Page], progress: Callable[[int], None] = lambda n: None) -> None:
+        """Each page's files under pages/<key> (the image beside its XML)."""
+        with aws_errors(f"upload the pages to s3://{self.bucket}/{self.prefix}pages/"):
+            for page in pages:
+                for local, rel in page.files():
+                    self.s3.upload_file(str(local), self.bucket, f"{self.prefix}pages/{rel}")
+                progress(1)
+
+    def enqueue(self, pages: Sequence[Page], first_batch: int = 0) -> int:
+        """Batches of `batch_pages` pages on the work queue; returns the number of batches."""
+        assert self.queues is not None, "create_queues first"
+        size = self.settings.batch_pages
+        entries = []
+        for n, start in enumerate(range(0, len(pages), size), start=first_batch):
+            chunk = pages[start:start + size]
+            self.batches[n] = [p.key for p in chunk]
+            entries.append({"Id": str(n), "MessageBody": page_message(self.job, n, chunk, self.model_key())})
+        with aws_errors("queue the pages"):
+            for i in range(0, len(entries), SEND_BATCH):
+                sent = self.sqs.send_message_batch(QueueUrl=self.queues.work,
+                                                   Entries=entries[i:i + SEND_BATCH])
+                if sent.get("Failed"):
+                    raise RuntimeError(f"SQS refused {len(sent['Failed'])} batch message(s): "
+                                       f"{sent['Failed'][0].get('Message', '')}")
+        return len(entries)
+
+    # -- collecting -----------------------------------------------------------------------
+    def result_key(self, rel: str) -> str:
+        return f"{self.prefix}results/{rel}"
+
+    def _messages(self, url: str, wait_s: int) -> list[dict[str, Any]]:
+        with aws_errors("read the job's queues"):
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
+        return list(got.get("Messages", []))
+
+    def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            with aws_errors("acknowledge queue messages"):
+                self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+    def collect(self, pages: dict[str, Page], out_dir: Path, seen: Collected, wait_s: int = 1,
+                on_page: Callable[[str, int], None] = lambda key, lines: None) -> int:
+        """Fetch the results of newly finished pages into `out_dir`; record failures and pages
+        dead-lettered. Returns how many pages ended (done or dead) in this call."""
+        assert self.queues is not None, "create_queues first"
+        ended = 0
+        messages = self._messages(self.queues.done, wait_s)
+        for m in messages:
+            body = json.loads(m["Body"])
+            seen.busy_s += float(body.get("seconds", 0.0))
+            for item in body.get("failed", []):
+                seen.failures[item["key"]] = item.get("reason", "failed")
+            for item in body.get("done", []):
+                key = item["key"]
+                if key in seen.done or key not in pages:
+                    continue  # a page done twice (a redelivered batch) is written once
+                self._download(pages[key], out_dir)
+                seen.done[key] = int(item.get("lines", 0))
+                seen.dead.pop(key, None)
+                ended += 1
+                on_page(key, seen.done[key])
+        self._delete(self.queues.done, messages)
+        if messages:
+            return ended
+        dead = self._messages(self.queues.dead, 0)  # only once the done queue is drained
+        for m in dead:
+            body = json.loads(m["Body"])
+            for item in body.get("pages", []):
+                key = item["key"]
+                if key in pages and key not in seen.done and key not in seen.dead:
+                    seen.dead[key] = seen.failures.get(key, "never finished (worker lost each time)")
+                    ended += 1
+                    on_page(key, -1)
+        self._delete(self.queues.dead, dead)
+        return ended
+
+    def _download(self, page: Page, out_dir: Path) -> None:
+        with aws_errors(f"fetch the results of {page.key}"):
+            for rel in page.outputs:
+                target = out_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.part")
+                self.s3.download_file(self.bucket, self.result_key(rel), str(tmp))
+                tmp.replace(target)
+
+    def backlog(self) -> int:
+        """Batches still queued or being worked on (approximate, as SQS counts them)."""
+        assert self.queues is not None
+        with aws_errors("read the work queue's size"):
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.queues.work, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+            attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+    def delete_queues(self) -> None:
+        """The queues go when the job has ended; results stay in S3 (lifecycle rules expire them)."""
+        if self.queues is None:
+            return
+        with aws_errors("delete the job's SQS queues"):
+            for url in (self.queues.work, self.queues.done, self.queues.dead):
+                self.sqs.delete_queue(QueueUrl=url)
+        self.queues = None

@@ -1,0 +1,386 @@
+"""`gpuhire infer`: plan, then recognise pages on this CPU or across a fleet of spot GPUs.
+
+1. List the pages (jobs.htr.pages); the output folder's manifest says which are done already
+   (same page, same size and mtime, outputs present): those are skipped, so a rerun sends
+   nothing that is done.
+2. Plan (launcher/infer_plan.py): CPU throughput measured on this machine (past runs, or a
+   quick calibration on a few of the pages), GPU throughput from past fleet jobs (defaults
+   otherwise), GPU prices from live spot offers (the bundled on-demand table without AWS).
+3. CPU: recognise in-process with a progress bar. Fleet: model and pages to S3, batches to
+   SQS, N workers (launcher/fleet_backends.py), results collected as they finish, lost workers
+   replaced while work remains, every worker stopped at the end whatever happens.
+4. Record the job (throughput, pages, USD) and print the summary; a page that could not be
+   recognised (e.g. a corrupt image) is named in OUT/dead-letter.json.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from launcher.errors import ProviderError, SpecError
+from launcher.fleet import Collected
+from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan, PlanInputs, plan
+from ledger.book import Ledger, NewSession
+from ledger.models import Job
+from ledger.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from jobs.htr.pages import Page
+    from launcher.fleet import Fleet
+    from launcher.fleet_backends import FleetBackend
+
+STATE_DIR = ".gpuhire"  # under OUT: manifest.jsonl, worker logs
+DEAD_LETTER = "dead-letter.json"
+CALIBRATION_LINES = 48
+POLL_S = 1.0
+
+
+class Bar(Protocol):
+    """A progress display over pages (rich in the CLI, a recorder in tests)."""
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def advance(self, pages: int, usd: Decimal | None = None) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    inputs: tuple[Path, ...]
+    model: Path
+    out: Path
+    gpu: str = "auto"  # none | auto | t4 | l4
+    instances: int | None = None
+    deadline_s: int | None = None
+    plan_only: bool = False
+    yes: bool = False
+    int8: bool = False
+    calibrate: bool = True
+    fleet: str = "aws"  # where fleet workers run: aws | local
+    job: str | None = None
+
+
+@dataclass
+class InferResult:
+    job: str
+    status: str  # done | partial | plan | nothing-to-do | stopped
+    plan: Plan | None
+    out: Path
+    pages: int = 0  # pages asked for
+    skipped: int = 0  # done already (manifest)
+    done: int = 0
+    dead: dict[str, str] = field(default_factory=dict)
+    lines: int = 0
+    seconds: float = 0.0
+    usd: Decimal = Decimal(0)
+    workers: int = 0
+
+    @property
+    def usd_per_1000_pages(self) -> Decimal | None:
+        return self.usd * 1000 / self.done if self.done else None
+
+
+@dataclass
+class InferDeps:
+    ledger: Ledger
+    say: Callable[[str], None]
+    confirm: Callable[[str], bool]
+    bar: Bar
+    gpu_prices: Callable[[], list[GpuPrice]]  # offers now (may be empty)
+    cpu_usd_per_hour: Decimal
+    cpu_rules: object  # BillingRules of the local provider
+    make_fleet: Callable[[str, Plan], tuple[Fleet, Callable[[object], FleetBackend]]] | None = None
+    cpu_lines_per_s: float | None = None  # [infer.lines_per_s] cpu: overrides measuring
+    plan_settings: dict[str, object] = field(default_factory=dict)  # coffee break, max instances
+    after_job: Callable[[str], None] = lambda job: None
+
+
+# -- the manifest -----------------------------------------------------------------------------
+class Manifest:
+    """OUT/.gpuhire/manifest.jsonl: one line per page done (key, input signature, job)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STATE_DIR / "manifest.jsonl"
+        self.out = out
+        self.entries: dict[str, str] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash: that page is simply done again
+                self.entries[item["page"]] = item.get("signature", "")
+
+    def is_done(self, page: Page) -> bool:
+        return (self.entries.get(page.key) == page.signature()
+                and all((self.out / rel).exists() for rel in page.outputs))
+
+    def add(self, page: Page, job: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sig = page.signature()
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"page": page.key, "signature": sig, "job": job,
+                                 "at": utcnow().isoformat()}) + "\n")
+        self.entries[page.key] = sig
+
+
+# -- throughput -------------------------------------------------------------------------------
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def measured_cpu_lines_per_s(ledger: Ledger) -> float | None:
+    """Median CPU inference throughput of past runs and calibrations on this machine."""
+    values = sorted(j.lines_per_s for j in ledger.jobs("infer")
+                    if j.gpu_model == "cpu" and j.lines_per_s and j.spec.get("host") == host_name())
+    return values[len(values) // 2] if values else None
+
+
+def calibrate(model: Path, pages: list[Page], ledger: Ledger, int8: bool) -> float:
+    """Recognise a few lines of the job's own pages and store this CPU's throughput.
+
+    The pages are recognised twice and only the second run is timed, so that torch's start-up
+    and first allocations do not count as recognition time.
+    """
+    from jobs.htr.pages import estimate_lines, recognise_pages
+
+    picked: list[Page] = []
+    for page in pages:
+        picked.append(page)
+        if len(picked) >= 16 or estimate_lines(picked, sample=len(picked)) >= CALIBRATION_LINES:
+            break
+    with tempfile.TemporaryDirectory(prefix="gpuhire-calibrate-") as tmp:
+        recognise_pages(model, picked, Path(tmp), Path(tmp) / "warm", int8=int8, device="cpu")
+        started = time.monotonic()
+        report, _ = recognise_pages(model, picked, Path(tmp), Path(tmp) / "out", int8=int8, device="cpu")
+        seconds = time.monotonic() - started
+    lines = int(getattr(report, "lines", 0))
+    if not lines:
+        raise SpecError("the calibration pages held no readable line",
+                        "check the pages, or pass --no-calibrate to plan with the default throughput")
+    rate = lines / seconds
+    ledger.create_job(Job(id=f"calibrate-{utcnow():%Y%m%d-%H%M%S%f}"[:64], kind="infer",
+                          status="calibration", gpu_model="cpu", lines_per_s=rate, ended_at=utcnow(),
+                          spec={"host": host_name(), "model": str(model), "lines": lines, "int8": int8}))
+    return rate
+
+
+def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> PlanInputs:
+    from jobs.htr.pages import estimate_lines
+
+    lines = estimate_lines(pending)
+    if deps.cpu_lines_per_s:
+        cpu_rate, cpu_source = deps.cpu_lines_per_s, "config"
+    elif (measured := measured_cpu_lines_per_s(deps.ledger)) is not None:
+        cpu_rate, cpu_source = measured, "measured"
+    elif opts.calibrate:
+        deps.say("calibrating: recognising a few lines on this CPU to measure its speed")
+        cpu_rate, cpu_source = calibrate(opts.model, pending, deps.ledger, opts.int8), "calibrated"
+    else:
+        cpu_rate, cpu_source = DEFAULT_INFER_LINES_PER_S["cpu"], "default"
+    gpus = [] if opts.gpu == "none" else deps.gpu_prices()
+    settings = dict(deps.plan_settings)
+    return PlanInputs(pages=len(pending), lines=lines, cpu_lines_per_s=cpu_rate, cpu_source=cpu_source,
+                      cpu_usd_per_hour=deps.cpu_usd_per_hour, gpus=tuple(gpus), gpu=opts.gpu,
+                      instances=opts.instances, deadline_s=opts.deadline_s, **settings)  # type: ignore[arg-type]
+
+
+def describe(p: Plan) -> list[str]:
+    out = [f"{p.pages:,} pages, about {p.lines:,} lines"]
+    for o in p.options:
+        mark = "->" if o.name == p.choice else "  "
+        who = "this CPU" if o.name == "cpu" else f"{o.instances} x {o.name.upper()}"
+        out.append(f"{mark} {who:<12} {o.seconds / 60:8.1f} min  ${o.usd}  "
+                   f"({o.lines_per_s:g} lines/s, {o.throughput_source})")
+    out.append(f"choice: {p.choice} ({p.reason})")
+    return out
+
+
+# -- the flow ---------------------------------------------------------------------------------
+def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
+    """See the module docstring."""
+    from jobs.htr.errors import GroundTruthError
+    from jobs.htr.pages import list_pages
+
+    if not opts.model.is_file():
+        raise SpecError(f"model {opts.model} does not exist", "give --model RUN/model.pt of a trained job")
+    try:
+        pages = list_pages(list(opts.inputs))
+    except GroundTruthError as exc:
+        raise SpecError(str(exc), "check the paths you gave") from None
+    if not pages:
+        raise SpecError("no pages found in " + ", ".join(map(str, opts.inputs)),
+                        "give PAGE/ALTO *.xml files with their images, or line images, or folders of them")
+    manifest = Manifest(opts.out)
+    pending = [p for p in pages if not manifest.is_done(p)]
+    job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{len(pending)}"
+    result = InferResult(job, "nothing-to-do", None, opts.out, pages=len(pages),
+                         skipped=len(pages) - len(pending))
+    if not pending:
+        deps.say(f"all {len(pages):,} pages are done already (manifest in {manifest.path}); nothing to do")
+        return result
+    if result.skipped:
+        deps.say(f"{result.skipped:,} of {len(pages):,} pages done already: skipping them")
+    result.plan = p = plan(plan_inputs(opts, deps, pending))
+    for line in describe(p):
+        deps.say(line)
+    if opts.plan_only:
+        result.status = "plan"
+        return result
+    if p.choice != "cpu" and not opts.yes and not deps.confirm(
+            f"Rent {p.chosen.instances} x {p.choice.upper()} for about ${p.chosen.usd}?"):
+        result.status = "stopped"
+        return result
+    deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=p.choice,
+                               spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
+                                     "out": str(opts.out), "host": host_name(),
+                                     "instances": p.chosen.instances, "int8": opts.int8}))
+    started = time.monotonic()
+    try:
+        if p.choice == "cpu":
+            _run_cpu(opts, deps, pending, manifest, result)
+        else:
+            _run_fleet(opts, deps, pending, manifest, result)
+    except BaseException:
+        deps.ledger.update_job(job, status="failed", ended_at=utcnow())
+        raise
+    finally:
+        result.seconds = time.monotonic() - started
+        result.usd = sum((v.cost.total_usd for v in deps.ledger.sessions(job_id=job)), Decimal(0))
+    _write_dead_letters(opts.out, result.dead)
+    result.status = "done" if not result.dead else "partial"
+    deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
+                           metrics={"pages": result.done, "dead": len(result.dead), "usd": str(result.usd),
+                                    "seconds": round(result.seconds, 3), "workers": result.workers})
+    deps.after_job(job)
+    return result
+
+
+def _write_dead_letters(out: Path, dead: dict[str, str]) -> None:
+    path = out / DEAD_LETTER
+    if dead:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"pages": [{"page": k, "reason": v} for k, v in sorted(dead.items())]},
+                                   indent=2) + "\n", encoding="utf-8")
+    elif path.exists():
+        path.unlink()  # a rerun that finished everything leaves no stale report
+
+
+def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
+             result: InferResult) -> None:
+    from jobs.htr.pages import PageOutcome, recognise_pages
+
+    by_key = {p.key: p for p in pending}
+    session = deps.ledger.record_session(
+        NewSession(provider="local", gpu_model="cpu", start_at=utcnow(), usd_per_hour=deps.cpu_usd_per_hour,
+                   job_id=result.job, note="gpuhire infer on this CPU"), deps.cpu_rules)  # type: ignore[arg-type]
+    deps.bar.start(len(pending), "recognising on this CPU")
+    started = time.monotonic()
+
+    def on_page(o: PageOutcome) -> None:
+        if o.ok:
+            manifest.add(by_key[o.key], result.job)
+            result.done += 1
+            result.lines += o.lines
+        else:
+            result.dead[o.key] = o.reason
+        deps.bar.advance(1)
+
+    reason = "user"
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpuhire-infer-") as tmp:
+            recognise_pages(opts.model, pending, Path(tmp), opts.out, int8=opts.int8, device="cpu",
+                            on_page=on_page)
+        reason = "completed"
+    finally:
+        deps.bar.stop()
+        deps.ledger.end_session(session, utcnow(), reason)
+    seconds = time.monotonic() - started
+    if result.lines and seconds > 0:
+        deps.ledger.update_job(result.job, lines_per_s=result.lines / seconds)
+    result.workers = 1
+
+
+def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
+               result: InferResult) -> None:
+    from launcher.fleet_backends import WorkerSpec
+
+    if deps.make_fleet is None:
+        raise ProviderError(f"the plan chose {result.plan.choice if result.plan else 'a GPU'} but no AWS "
+                            "account is configured", "run `gpuhire init`, or pass --gpu none for this CPU")
+    p = result.plan
+    assert p is not None
+    fleet, make_backend = deps.make_fleet(result.job, p)
+    queues = fleet.create_queues()
+    backend = make_backend(WorkerSpec(result.job, fleet.bucket, queues, fleet.settings, int8=opts.int8))
+    by_key = {pg.key: pg for pg in pending}
+    wanted = p.chosen.instances
+    seen = Collected()
+    try:
+        deps.say(f"sending the model and {len(pending):,} pages to s3://{fleet.bucket}/{fleet.prefix}")
+        fleet.upload_model(opts.model)
+        deps.bar.start(len(pending), "uploading pages")
+        fleet.upload_pages(pending, deps.bar.advance)
+        deps.bar.stop()
+        batches = fleet.enqueue(pending)
+        deps.say(f"{batches} batches queued; starting {wanted} worker(s): {backend.description}")
+        backend.start(wanted)
+        deps.bar.start(len(pending), f"recognising on {wanted} x {p.choice.upper()}")
+        _follow(fleet, backend, deps, by_key, manifest, seen, result, wanted)
+        backend.stop("completed")
+    except BaseException:
+        backend.stop("user")  # never leave a worker running by accident
+        raise
+    finally:
+        deps.bar.stop()
+        fleet.delete_queues()
+        result.workers = backend.started
+    result.done = len(seen.done)
+    result.lines = sum(seen.done.values())
+    result.dead = dict(seen.dead)
+
+
+def _follow(fleet: Fleet, backend: FleetBackend, deps: InferDeps, by_key: dict[str, Page],
+            manifest: Manifest, seen: Collected, result: InferResult, wanted: int) -> None:
+    """Collect results until every page is done or dead-lettered; replace lost workers."""
+    restarts = 0
+    max_restarts = max(3, 2 * wanted)
+    stall_s = 2 * fleet.settings.visibility_s + 60
+    last_progress = time.monotonic()
+
+    def on_page(key: str, lines: int) -> None:
+        if lines >= 0:
+            manifest.add(by_key[key], result.job)
+        spent = sum((v.cost.total_usd for v in deps.ledger.sessions(job_id=result.job)), Decimal(0))
+        deps.bar.advance(1, spent)
+
+    def left() -> int:
+        return len(by_key) - len(seen.done) - len(seen.dead)
+
+    while left():
+        if fleet.collect(by_key, result.out, seen, wait_s=1, on_page=on_page):
+            last_progress = time.monotonic()
+            continue
+        alive = backend.alive()
+        backlog = fleet.backlog()
+        if alive < wanted and backlog > 0:
+            if restarts >= max_restarts:
+                raise ProviderError(f"{left():,} pages left and workers keep getting lost "
+                                    f"({restarts} replaced)", "run the same `gpuhire infer` again: "
+                                    "pages done so far are kept and skipped")
+            restarts += backend.top_up(wanted)
+        elif not alive and not backlog and time.monotonic() - last_progress > stall_s:
+            raise ProviderError(f"{left():,} pages left, no worker running and nothing queued",
+                                "run the same `gpuhire infer` again: pages done so far are skipped")
+        time.sleep(POLL_S)
+    if seen.busy_s > 0:  # per-worker recognition throughput: what the next plan uses
+        deps.ledger.update_job(result.job, lines_per_s=sum(seen.done.values()) / seen.busy_s)

@@ -1,0 +1,160 @@
+"""Where to recognise a set of pages: this machine's CPU, or rented T4/L4 GPUs (pure, no I/O).
+
+    cpu seconds = lines / CPU lines/s (measured on this machine: past runs or a calibration)
+    gpu seconds = lines / (GPU lines/s x instances) + boot overhead
+    gpu USD     = instances x gpu seconds / 3600 x USD per hour (the offer's price now)
+    cpu USD     = cpu seconds / 3600 x this machine's running cost (watts x USD per kWh)
+
+The CPU wins when it finishes within the coffee break (default 15 minutes): a rented GPU is
+not worth its boot time and bill for that. Otherwise the cheapest GPU option that meets the
+deadline, if one was given; instances are added (up to the maximum) to meet a deadline, or to
+keep one instance's share under `hours_per_instance`. `--gpu` forces the choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+
+# Inference lines/s until a measurement exists, by device. From the field: CPU inference is
+# 2-10x slower than a GPU for line models; a batched CRNN on a T4 recognises a few hundred
+# lines/s, an L4 about twice that. Override in [infer.lines_per_s].
+DEFAULT_INFER_LINES_PER_S: dict[str, float] = {"cpu": 25.0, "t4": 250.0, "l4": 450.0}
+DEFAULT_LINES_PER_PAGE = 30.0  # when the pages cannot be counted
+DEFAULT_COFFEE_BREAK_S = 15 * 60
+DEFAULT_BOOT_S = 300  # instance start, image pull, model and first pages fetched
+DEFAULT_MAX_INSTANCES = 8
+DEFAULT_HOURS_PER_INSTANCE = 2.0  # above this, split the work over more instances
+CHOICES = ("none", "auto", "t4", "l4")
+
+
+@dataclass(frozen=True)
+class GpuPrice:
+    """A GPU the planner may rent: its throughput and the price now."""
+
+    gpu: str  # t4 | l4
+    usd_per_hour: Decimal
+    lines_per_s: float
+    throughput_source: str  # "measured" or "default"
+    boot_s: int = DEFAULT_BOOT_S
+    price_source: str = ""  # where the price came from (spot history, table, config)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to do the work."""
+
+    name: str  # cpu | t4 | l4
+    instances: int
+    lines_per_s: float  # per instance
+    throughput_source: str
+    seconds: int  # wall time, boot included
+    usd: Decimal
+    usd_per_hour: Decimal  # per instance
+
+    def to_json(self) -> dict[str, object]:
+        return {"seconds": self.seconds, "usd": str(self.usd), "instances": self.instances,
+                "lines_per_s": self.lines_per_s, "throughput_source": self.throughput_source,
+                "usd_per_hour": str(self.usd_per_hour)}
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    pages: int
+    lines: int
+    cpu_lines_per_s: float
+    cpu_source: str  # measured | calibrated | default | config
+    cpu_usd_per_hour: Decimal
+    gpus: tuple[GpuPrice, ...]
+    gpu: str = "auto"  # none | auto | t4 | l4
+    instances: int | None = None  # fixed fleet size; None: the planner decides
+    coffee_break_s: int = DEFAULT_COFFEE_BREAK_S
+    deadline_s: int | None = None
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    hours_per_instance: float = DEFAULT_HOURS_PER_INSTANCE
+
+
+@dataclass(frozen=True)
+class Plan:
+    choice: str  # cpu | t4 | l4
+    pages: int
+    lines: int
+    options: tuple[Option, ...] = field(default_factory=tuple)
+    reason: str = ""
+
+    def option(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name)
+
+    @property
+    def chosen(self) -> Option:
+        return self.option(self.choice)
+
+    def to_json(self) -> dict[str, object]:
+        return {"choice": self.choice, "pages": self.pages, "lines": self.lines,
+                "instances": self.chosen.instances, "reason": self.reason,
+                "options": {o.name: o.to_json() for o in self.options}}
+
+
+def _usd(seconds: float, usd_per_hour: Decimal, instances: int = 1) -> Decimal:
+    raw = Decimal(instances) * Decimal(math.ceil(seconds)) / 3600 * usd_per_hour
+    return raw.quantize(Decimal("0.0001"), ROUND_CEILING)
+
+
+def cpu_option(lines: int, lines_per_s: float, source: str, usd_per_hour: Decimal) -> Option:
+    seconds = math.ceil(lines / lines_per_s) if lines else 0
+    return Option("cpu", 1, lines_per_s, source, seconds, _usd(seconds, usd_per_hour), usd_per_hour)
+
+
+def gpu_option(lines: int, gpu: GpuPrice, instances: int) -> Option:
+    work_s = lines / (gpu.lines_per_s * instances) if lines else 0.0
+    seconds = math.ceil(work_s) + gpu.boot_s
+    return Option(gpu.gpu, instances, gpu.lines_per_s, gpu.throughput_source, seconds,
+                  _usd(seconds, gpu.usd_per_hour, instances), gpu.usd_per_hour)
+
+
+def fleet_size(lines: int, gpu: GpuPrice, p: PlanInputs) -> int:
+    """Instances for `gpu`: fixed, or enough to meet the deadline and the per-instance share."""
+    if p.instances:
+        return p.instances
+    work_s = lines / gpu.lines_per_s if lines else 0.0
+    n = max(1, math.ceil(work_s / (p.hours_per_instance * 3600)))
+    if p.deadline_s is not None and p.deadline_s > gpu.boot_s:
+        n = max(n, math.ceil(work_s / (p.deadline_s - gpu.boot_s)))
+    elif p.deadline_s is not None:
+        n = p.max_instances
+    return min(n, p.max_instances)
+
+
+def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order)
+    """The choice and every option's time and cost; see the module docstring."""
+    cpu = cpu_option(p.lines, p.cpu_lines_per_s, p.cpu_source, p.cpu_usd_per_hour)
+    gpus = [gpu_option(p.lines, g, fleet_size(p.lines, g, p)) for g in p.gpus]
+    options = (cpu, *gpus)
+
+    def made(choice: str, reason: str) -> Plan:
+        return Plan(choice, p.pages, p.lines, options, reason)
+
+    minutes = p.coffee_break_s / 60
+    if p.gpu == "none":
+        return made("cpu", "--gpu none")
+    if p.gpu in ("t4", "l4"):
+        if not any(o.name == p.gpu for o in gpus):
+            return made("cpu", f"no {p.gpu.upper()} offer")
+        return made(p.gpu, f"--gpu {p.gpu}")
+    if cpu.seconds <= p.coffee_break_s and (p.deadline_s is None or cpu.seconds <= p.deadline_s):
+        return made("cpu", f"the CPU finishes in {cpu.seconds / 60:.1f} min, within the "
+                    f"{minutes:g}-minute coffee break")
+    if not gpus:
+        return made("cpu", "no GPU offer to rent")
+    meeting = [o for o in gpus if p.deadline_s is None or o.seconds <= p.deadline_s]
+    if meeting:
+        best = min(meeting, key=lambda o: (o.usd, o.seconds))
+        why = f"the CPU would take {cpu.seconds / 3600:.1f} h; {best.name.upper()} is the cheapest GPU"
+        if p.deadline_s is not None:
+            why += f" that meets the {p.deadline_s / 3600:g} h deadline"
+        return made(best.name, why)
+    fastest = min(gpus, key=lambda o: (o.seconds, o.usd))
+    hours = (p.deadline_s or 0) / 3600
+    return made(fastest.name, f"no option meets the {hours:g} h deadline with at most "
+                f"{p.max_instances} instances; {fastest.name.upper()} is the fastest")
