@@ -12,6 +12,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum, StrEnum
 from typing import Any
 
+from ledger import money
+
 
 class TableFormat(StrEnum):
     table = "table"
@@ -25,9 +27,10 @@ class ListFormat(StrEnum):
 
 
 def _default(value: Any) -> Any:
-    # Money stays exact: Decimals are written as strings ("0.123456789"), see docs/json.md.
+    # Money stays exact: Decimals are written as fixed-point strings ("0.000000028", never
+    # "2.8E-8"), see docs/json.md.
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        return money.exact(value)
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Enum):
@@ -47,8 +50,7 @@ def usd(value: Decimal | None, places: int = 2) -> str:
     """Money for people: rounded for display only."""
     if value is None:
         return "-"
-    quant = Decimal(1).scaleb(-places)
-    return f"${value.quantize(quant, rounding=ROUND_HALF_UP):,}"
+    return money.usd(value, places)
 
 
 def number(value: Decimal | float | None, places: int = 1) -> str:

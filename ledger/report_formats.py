@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ledger.money import exact, usd
 from ledger.report import MonthlyReport, Part
 
 UNKNOWN = "unknown"
@@ -23,7 +24,7 @@ def money(value: Decimal | None) -> str:
     """USD for people: two places, thousands separated."""
     if value is None:
         return UNKNOWN
-    return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    return usd(value)
 
 
 def hours(value: Decimal) -> str:
@@ -34,13 +35,6 @@ def pct(value: Decimal | None) -> str:
     if value is None:
         return "n/a"
     return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):+}%"
-
-
-def exact(value: Decimal) -> str:
-    """Every digit, no exponent (the JSON convention of docs/json.md)."""
-    if value == value.to_integral():
-        return format(value.normalize(), "f")
-    return format(value, "f")
 
 
 # -- the stable JSON (docs/json.md, "report") ----------------------------------------------

@@ -25,6 +25,7 @@ from ledger.alerts.config import (
     WebhookChannel,
 )
 from ledger.errors import GpuhireError
+from ledger.money import json_default
 
 
 class DeliveryError(GpuhireError):
@@ -134,7 +135,7 @@ def send_webhook(channel: WebhookChannel, message: Message) -> None:
     assert url is not None
     if not url.startswith(("http://", "https://")):
         raise DeliveryError("the webhook URL must start with http:// or https://")
-    body = json.dumps(webhook_payload(message), default=str).encode("utf-8")
+    body = json.dumps(webhook_payload(message), default=json_default).encode("utf-8")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url, data=body, method="POST", headers={"Content-Type": "application/json"}
     )

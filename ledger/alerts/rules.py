@@ -28,6 +28,7 @@ from ledger.book import Ledger
 from ledger.catalogue import CardProfile
 from ledger.errors import GpuhireError
 from ledger.models import Job
+from ledger.money import usd
 from ledger.ownership import OwnershipParams
 from ledger.timeutil import as_utc, month_end, month_of, month_start, prev_month
 
@@ -58,7 +59,7 @@ class Alert:
 
 
 def _money(value: Decimal) -> str:
-    return f"${value.quantize(Decimal('0.01')):,}"
+    return usd(value)
 
 
 def job_cost_usd(ledger: Ledger, job_id: str) -> Decimal:

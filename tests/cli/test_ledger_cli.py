@@ -237,3 +237,16 @@ def test_partial_provider_override_keeps_the_builtin_rules(tmp_path: Path, sqlit
     assert first["compute_usd"] == "0" and first["interruption_free"] is True
     assert Decimal(first["ipv4_usd"]) == Decimal("0.005") * 50 / 60
     assert Decimal(first["storage_usd"]) == Decimal(100) * Decimal("0.10") * 3000 / (730 * 3600)
+
+
+def test_tiny_amounts_are_fixed_point_in_json_and_csv(cli: Cli) -> None:
+    # 1 s at 0.000036 USD/h = 1E-8 USD: str(Decimal) would write "1E-8".
+    r = cli("ledger", "add", "--provider", "runpod", "--gpu", "t4", "--start", "2026-10-01T08:00:00Z",
+            "--end", "2026-10-01T08:00:01Z", "--usd-per-hour", "0.000036")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(cli("ledger", "list", "--format", "json").stdout)[0]
+    assert row["total_usd"] == "0.00000001" and row["usd_per_hour"] == "0.000036"
+    out = cli("ledger", "list", "--format", "csv").stdout.splitlines()
+    csv_row = dict(zip(out[0].split(","), out[1].split(","), strict=True))
+    assert csv_row["total_usd"] == "0.00000001" and csv_row["compute_usd"] == "0.00000001"
+    assert "E-" not in "\n".join(out)
