@@ -5,8 +5,10 @@ BEFORE RunInstances; call RunInstances with a client token derived from that ses
 retried call never launches twice; attach the instance id to the session as soon as it exists.
 A capacity error discards that attempt's session (nothing was rented), records a
 LaunchAttempt row and moves on: next offer in rank order (zone, then type), then on-demand if
-the policy allows. A crash at any point leaves either a `launching` row (reconciled by `gpuhire
-gc`) or an instance tagged with its session id (found and terminated by `gpuhire gc`).
+the policy allows. An offer in a zone without a default subnet is skipped (recorded as
+`skipped`, code NoDefaultSubnet). A crash at any point leaves either a `launching` row
+(reconciled by `gpuhire gc`) or an instance tagged with its session id (found and terminated
+by `gpuhire gc`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ledger.models import LaunchAttempt
 
 TAG_SESSION = "gpuhire:session"
 TAG_LAUNCHER = "launcher"  # session tag: host:pid of the process that launched it (for gc)
+NO_SUBNET = "NoDefaultSubnet"  # our attempt code for a zone without a default subnet
 TEST_PAUSE_ENV = "GPUHIRE_TEST_PAUSE_AT"  # tests only: "point:marker-file" (see _test_pause)
 
 
@@ -160,6 +163,12 @@ def launch_offers(
     for offer in offers:
         if skip.skips(offer):
             continue
+        if offer.zone not in plan.subnets:  # no default subnet there: nothing to launch into
+            attempt = Attempt(offer.zone, offer.instance_type, offer.market, "skipped", NO_SUBNET,
+                              f"no default subnet in {offer.zone}")
+            attempts.append(attempt)
+            _record(ledger, plan, offer, attempt, None)
+            continue
         session_id = ledger.record_session(_session(plan, offer, now()), plan.billing)
         _test_pause("session-written")
         try:
@@ -210,8 +219,12 @@ def capacity_error(job_id: str, offers: list[Offer], attempts: list[Attempt]) ->
     more = f" and {len(attempts) - 8} more" if len(attempts) > 8 else ""
     codes = {a.error_code for a in attempts}
     fixes = [quota_fix(c) for c in sorted(codes & QUOTA_CODES)[:1]]
-    if codes - QUOTA_CODES:
+    if codes - QUOTA_CODES - {NO_SUBNET}:
         fixes.append(quota_fix("InsufficientInstanceCapacity"))
+    if NO_SUBNET in codes:
+        bare = sorted({a.zone for a in attempts if a.error_code == NO_SUBNET})
+        fixes.append("create a default subnet there (`aws ec2 create-default-subnet "
+                     f"--availability-zone {bare[0]}`)")
     if all(a.market == Market.spot for a in attempts):
         fixes.append("or set [aws] fallback_on_demand = true")
     return CapacityError("no capacity: tried " + "; ".join(tried) + more, "; ".join(fixes))

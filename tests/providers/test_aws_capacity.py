@@ -89,3 +89,43 @@ def test_throttling_is_retried(make_provider, world: AwsWorld, book: Ledger) -> 
     assert _instances() == [launched.instance.instance_id]  # the throttled send launched nothing
     assert [a.outcome for a in book.attempts("job-throttle")] == ["launched"]
     assert book.get_session(launched.session_id).instance_id == launched.instance.instance_id
+
+
+def _drop_default_subnet(zone: str) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    for s in ec2.describe_subnets()["Subnets"]:
+        if s["AvailabilityZone"] == zone and s.get("DefaultForAz"):
+            ec2.delete_subnet(SubnetId=s["SubnetId"])
+
+
+def test_zone_without_default_subnet_is_skipped_and_recorded(make_provider, world: AwsWorld,
+                                                              book: Ledger) -> None:
+    provider = make_provider(fallback_on_demand=False)
+    offers = provider.offers("t4")  # 1b 2xlarge, 1b xlarge, 1a xlarge, 1c 4xlarge
+    _drop_default_subnet("us-east-1b")
+    launched = provider.launch(LaunchRequest("job-subnet", "t4", tuple(offers)))
+    assert launched.offer.zone == "us-east-1a"
+    assert [p["InstanceType"] for p in world.run_params] == ["g4dn.xlarge"]  # 1b never asked
+    rows = book.attempts("job-subnet")
+    assert [(a.zone, a.outcome, a.error_code) for a in rows] == [
+        ("us-east-1b", "skipped", "NoDefaultSubnet"), ("us-east-1b", "skipped", "NoDefaultSubnet"),
+        ("us-east-1a", "launched", ""),
+    ]
+
+
+def test_no_default_subnet_in_any_offered_zone_is_a_clear_error(make_provider, world: AwsWorld,
+                                                                 book: Ledger) -> None:
+    provider = make_provider(fallback_on_demand=False)
+    offers = [o for o in provider.offers("t4") if o.zone == "us-east-1b"]
+    _drop_default_subnet("us-east-1b")
+    with pytest.raises(ProviderError, match="no default subnet") as err:
+        provider.launch(LaunchRequest("job-nosub", "t4", tuple(offers)))
+    assert "create-default-vpc" in str(err.value.fix) or "create-default-subnet" in str(err.value.fix)
+    # one zone of several lacking a subnet (a KeyError before): named with the fix
+    offers = [o for o in provider.offers("t4") if o.zone in ("us-east-1b", "us-east-1c")]
+    world.run_errors = ["InsufficientInstanceCapacity"]
+    with pytest.raises(CapacityError) as err:
+        provider.launch(LaunchRequest("job-nosub2", "t4", tuple(offers)))
+    assert "spot g4dn.2xlarge in us-east-1b (NoDefaultSubnet)" in str(err.value)
+    assert "aws ec2 create-default-subnet --availability-zone us-east-1b" in str(err.value)
+    assert [p["InstanceType"] for p in world.run_params] == ["g4dn.4xlarge"]  # 1c only
