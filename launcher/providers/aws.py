@@ -143,8 +143,24 @@ class AwsProvider:
             described, session_id, offer, attempts = launch_offers(
                 self.ec2, self.ledger, plan, offers, self.now
             )
-        instance = self._wait_running(self.to_instance(described))
-        return Launched(instance, session_id, offer, self.ssh_endpoint(instance), attempts)
+        try:  # from here an instance exists: whatever goes wrong (Ctrl-C too), it goes
+            instance = self._wait_running(self.to_instance(described))
+            endpoint = self.ssh_endpoint(instance)
+        except BaseException:
+            self._abandon(request.job_id, str(described["InstanceId"]))
+            raise
+        return Launched(instance, session_id, offer, endpoint, attempts)
+
+    def _abandon(self, job_id: str, instance_id: str) -> None:
+        """Terminate an instance the launch cannot hand over and close its session (user).
+
+        Best effort: the error that got us here matters more; what is left (a terminate that
+        failed) carries its tags and session id, so `gpuhire gc` finds it."""
+        try:
+            self.terminate([instance_id])
+            self.close_sessions(job_id=job_id, default_reason=END_USER)
+        except Exception as exc:  # reported; the original error is raised
+            self.cleanup_problems = [f"{instance_id} may still run ({exc}); run `gpuhire gc`"]
 
     def _wait_running(self, instance: Instance, wait_s: int = 600) -> Instance:
         """Wait until EC2 says running (the public address exists from then on)."""

@@ -129,3 +129,47 @@ def test_config_rejects_bad_aws_values() -> None:
         aws_settings(operator_cidrs=["203.0.113.9"])
     with pytest.raises(ValidationError):
         aws_settings(colour="blue")  # unknown key
+
+
+def _left_running() -> list[str]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    return [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")]
+
+
+def test_ctrl_c_while_waiting_for_running_terminates_the_instance(make_provider, world: AwsWorld,
+                                                                   book: Ledger) -> None:
+    provider = make_provider()
+    offers = provider.offers("t4")
+    pressed: list[bool] = []
+
+    def ctrl_c(**_: object) -> None:  # the user presses Ctrl-C while the waiter polls
+        if not pressed:
+            pressed.append(True)
+            raise KeyboardInterrupt
+
+    provider.ec2.meta.events.register("before-call.ec2.DescribeInstances", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        provider.launch(LaunchRequest("job-ctrlc", "t4", tuple(offers)))
+    assert pressed and _left_running() == []
+    (view,) = book.sessions(job_id="job-ctrlc")
+    assert view.session.instance_id and view.session.end_reason == "user" and not view.running
+
+
+def test_instance_without_public_address_is_terminated(make_provider, world: AwsWorld,
+                                                       book: Ledger) -> None:
+    from launcher.errors import ProviderError
+
+    provider = make_provider()  # no [aws] ssh_targets: the public address is needed
+
+    def no_address(parsed: dict, **_: object) -> None:  # e.g. a subnet without public IPs
+        for r in parsed.get("Reservations", []):
+            for i in r["Instances"]:
+                i.pop("PublicIpAddress", None)
+
+    provider.ec2.meta.events.register("after-call.ec2.DescribeInstances", no_address)
+    with pytest.raises(ProviderError, match="has no public address"):
+        provider.launch(LaunchRequest("job-noip", "t4", tuple(provider.offers("t4"))))
+    assert _left_running() == []
+    (view,) = book.sessions(job_id="job-noip")
+    assert view.session.end_reason == "user" and not view.running
