@@ -169,6 +169,9 @@ class AlertSend(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed
     subject: str = ""
     body: str = ""
+    # The alert's structured fields (webhook JSON), as JSON values: Decimals as exact strings.
+    # None on rows written before revision 0003.
+    message_fields: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     attempts: int = 0
     last_error: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -63,6 +63,9 @@ def check(
         for d in result.deliveries:
             if d.status == "dry-run":
                 typer.echo(f"would send {d.rule} [{d.period}] on {d.channel}")
+            elif d.status == "dry-run-retry":
+                last = f" (last try: {d.error})" if d.error else ""
+                typer.echo(f"would retry {d.rule} [{d.period}] on {d.channel}{last}")
         typer.echo(summary(result))
     for line in result.errors:
         typer.echo(f"warning: {line}", err=True)

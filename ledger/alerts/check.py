@@ -8,9 +8,10 @@ independent: one that fails is recorded and the others still deliver.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from ledger.alerts.rules import Alert, SettingsLike, evaluate
 from ledger.book import Ledger
 from ledger.errors import GpuhireError
 from ledger.models import AlertSend
+from ledger.money import json_default
 
 CLAIM_TIMEOUT = timedelta(minutes=10)  # far longer than any channel's timeout
 
@@ -30,8 +32,10 @@ class Delivery:
     rule: str
     period: str
     channel: str
-    status: str  # sent | failed | already-sent | busy (another check is sending it) | dry-run
-    error: str = ""
+    # sent | failed | already-sent | busy (another check is sending it) | dry-run (would be
+    # sent) | dry-run-retry (recorded earlier, not delivered yet: the next check retries it)
+    status: str
+    error: str = ""  # failed: why; dry-run-retry: why the last try failed
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ def _claim(ledger: Ledger, alert: Alert, channel: str) -> AlertSend:
     try:
         with ledger.writing() as db:
             row = AlertSend(rule=alert.rule, period=alert.period, channel=channel,
-                            subject=alert.subject, body=alert.text, created_at=ledger.now())
+                            subject=alert.subject, body=alert.text,
+                            message_fields=json_fields(alert.fields), created_at=ledger.now())
             db.add(row)
         return row
     except IntegrityError:  # another check created it a moment ago
@@ -115,6 +120,17 @@ def _deliver(ledger: Ledger, settings: SettingsLike, row: AlertSend, message: Me
     return Delivery(row.rule, row.period, row.channel, "failed" if error else "sent", error)
 
 
+def json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields as plain JSON values (Decimals as exact strings), as the webhook gets them."""
+    loaded: dict[str, Any] = json.loads(json.dumps(fields, default=json_default))
+    return loaded
+
+
+def stored_message(row: AlertSend) -> Message:
+    """The message of a stored alert, as first sent: subject, body and fields."""
+    return Message(row.subject, row.body, fields=dict(row.message_fields or {}))
+
+
 def unsent(ledger: Ledger) -> list[AlertSend]:
     """Alerts recorded but not delivered yet (pending, failed or sending), oldest first."""
     with ledger.reading() as db:
@@ -126,7 +142,8 @@ def run_checks(ledger: Ledger, settings: SettingsLike, *, dry_run: bool = False,
                out: TextIO | None = None, now: datetime | None = None) -> CheckResult:
     """Evaluate every rule now; send what is new, retry what failed before.
 
-    With `dry_run`, nothing is sent or written: the result says what would be sent.
+    With `dry_run`, nothing is sent or written: the result says what would be sent, new
+    alerts (`dry-run`) and earlier ones still waiting for a retry (`dry-run-retry`).
     """
     moment = now or ledger.now()
     result = CheckResult()
@@ -136,11 +153,13 @@ def run_checks(ledger: Ledger, settings: SettingsLike, *, dry_run: bool = False,
         except GpuhireError as exc:
             result.errors.append(f"rule {rule.name!r}: {exc}")
     done: set[tuple[str, str, str]] = set()
-    if not dry_run:  # first the ones that failed last time: nothing is lost
-        for row in unsent(ledger):
-            message = Message(row.subject, row.body)
-            result.deliveries.append(_deliver(ledger, settings, row, message, out))
-            done.add((row.rule, row.period, row.channel))
+    for row in unsent(ledger):  # first the ones that failed last time: nothing is lost
+        if dry_run:
+            result.deliveries.append(Delivery(row.rule, row.period, row.channel, "dry-run-retry",
+                                              row.last_error))
+        else:
+            result.deliveries.append(_deliver(ledger, settings, row, stored_message(row), out))
+        done.add((row.rule, row.period, row.channel))
     for alert in result.fired:
         for channel in alert.channels:
             key = (alert.rule, alert.period, channel)
@@ -154,8 +173,7 @@ def run_checks(ledger: Ledger, settings: SettingsLike, *, dry_run: bool = False,
                 result.deliveries.append(Delivery(*key, "dry-run"))
             else:
                 row = _claim(ledger, alert, channel)
-                message = Message(alert.subject, alert.text, fields=alert.fields)
-                result.deliveries.append(_deliver(ledger, settings, row, message, out))
+                result.deliveries.append(_deliver(ledger, settings, row, stored_message(row), out))
     return result
 
 

@@ -89,7 +89,7 @@ def test_down_channel_retried_nothing_lost(sqlite_db: str, smtp, write_config, c
                                            start_webhook) -> None:
     inbox, smtp_port = smtp
     hook_port = _closed_port()
-    _spend_600(sqlite_db)
+    month = _spend_600(sqlite_db)
     config = write_config(RULE.format(channels='["hook", "mail"]') + MAIL.format(port=smtp_port)
                           + HOOK.format(port=hook_port))
     run = cli_on(sqlite_db, config)
@@ -100,12 +100,24 @@ def test_down_channel_retried_nothing_lost(sqlite_db: str, smtp, write_config, c
     assert len(inbox.wait_for(1)) == 1  # the broken webhook did not stop the mail
     listed = {r["channel"]: r for r in json.loads(run("alerts", "list", "--format", "json").stdout)}
     assert listed["hook"]["status"] == "failed" and listed["hook"]["sent_at"] is None
+    # A dry run lists the pending retry (and sends nothing, changes nothing).
+    dry = run("alerts", "check", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert f"would retry budget [{month}:50%] on hook (last try: webhook" in dry.stdout
+    data = json.loads(run("alerts", "check", "--dry-run", "--format", "json").stdout)
+    assert [(d["channel"], d["status"]) for d in data["deliveries"]] == [
+        ("hook", "dry-run-retry"), ("mail", "already-sent")]
+    again = {r["channel"]: r for r in json.loads(run("alerts", "list", "--format", "json").stdout)}
+    assert again["hook"]["attempts"] == 1 and again["hook"]["status"] == "failed"
     server, hooks = start_webhook(hook_port)  # the receiver comes back
     try:
         second = run("alerts", "check")
         assert second.exit_code == 0, second.stderr
         [body] = hooks.wait_for(1)
         assert "passed 50%" in body["text"]
+        # The retry carries the alert's fields, as a first send would.
+        assert body["rule"] == "budget" and body["type"] == "monthly_budget"
+        assert body["period"] == f"{month}:50%" and body["spend_usd"] == "600"
         assert len(inbox.messages) == 1  # mail is not sent twice
         third = run("alerts", "check")
         assert len(hooks.bodies) == 1 and "2 already-sent" in third.stdout

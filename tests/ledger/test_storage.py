@@ -63,6 +63,24 @@ def test_old_database_is_upgraded_on_open_keeping_its_rows(db_url: str) -> None:
     assert view.session.note == "from 0.1" and view.running
 
 
+def test_alert_sends_of_0002_upgrade_without_fields(db_url: str) -> None:
+    from ledger.alerts.check import stored_message, unsent
+
+    old = open_engine(db_url, migrate=False)
+    upgrade(old, "0002")
+    with old.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO alert_sends (rule, period, channel, status, subject, body, attempts,"
+            " last_error, created_at) VALUES ('budget', '2026-10:50%', 'hook', 'failed', 's',"
+            " 'b', 1, 'down', :t)"
+        ), {"t": T0.replace(tzinfo=None)})
+    old.dispose()
+    (row,) = unsent(Ledger(open_engine(db_url)))
+    assert row.message_fields is None
+    message = stored_message(row)
+    assert (message.subject, message.text, message.fields) == ("s", "b", {})
+
+
 def test_session_round_trip_is_exact(ledger: Ledger) -> None:
     sid = ledger.record_session(spot(tags={"team": "archive"}, note="ü"), AWS)
     (view,) = ledger.sessions()
