@@ -362,6 +362,25 @@ class Ledger:
                            Decimal(0))
         return usd
 
+    def job_costs(self) -> dict[str, Decimal]:
+        """USD per job over all its sessions (owned ones too): closed sessions summed in SQL
+        over their cost lines, open ones costed up to now."""
+        total = (
+            func.sum(CostLine.compute_usd) + func.sum(CostLine.storage_usd)
+            + func.sum(CostLine.ipv4_usd)
+        )
+        out: dict[str, Decimal] = {}
+        with self.reading() as db:
+            stmt = (select(CostLine.job_id, total).where(col(CostLine.job_id).is_not(None))
+                    .group_by(col(CostLine.job_id)))
+            for job_id, nano_usd in db.exec(stmt):
+                out[str(job_id)] = Decimal(nano_usd) / NANO
+        for view in self.sessions(open_only=True):
+            if view.session.job_id:
+                job_id = view.session.job_id
+                out[job_id] = out.get(job_id, Decimal(0)) + view.cost.total_usd
+        return out
+
     # -- jobs -----------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:
         with self.writing() as db:

@@ -68,7 +68,7 @@ class MonthlyBudgetRule(_Rule):
 
 
 class JobBudgetRule(_Rule):
-    """A running job's cost passes its cap (the job's own --max-usd, else `cap_usd`)."""
+    """A job's cost, running or finished, passes its cap (its own --max-usd, else `cap_usd`)."""
 
     type: Literal["job_budget"]
     cap_usd: Decimal | None = Field(None, gt=0)  # cap for jobs that set none

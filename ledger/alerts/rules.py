@@ -98,15 +98,16 @@ def monthly_budget(ledger: Ledger, rule: MonthlyBudgetRule, now: datetime) -> li
 
 
 def job_budget(ledger: Ledger, rule: JobBudgetRule, now: datetime) -> list[Alert]:
+    """Every job whose sessions, open or closed, cost more than its cap: a job the launcher
+    already stopped at its cap has no open session left, and must alert all the same (once:
+    the period is the job)."""
     out = []
-    running = sorted({v.session.job_id for v in ledger.sessions(open_only=True)
-                      if v.session.job_id})
-    for job_id in running:
-        job = ledger.get_job(job_id)
-        cap = job.max_usd if job.max_usd is not None else rule.cap_usd
+    caps = {job.id: job.max_usd for job in ledger.jobs()}
+    for job_id, cost in sorted(ledger.job_costs().items()):
+        own_cap = caps.get(job_id)
+        cap = own_cap if own_cap is not None else rule.cap_usd
         if cap is None:
             continue
-        cost = job_cost_usd(ledger, job_id)
         if cost > cap:
             out.append(_alert(rule, f"job:{job_id}",
                               f"job {job_id} has cost {_money(cost)}, over its "

@@ -129,3 +129,32 @@ def test_dry_run_writes_nothing(book: Ledger) -> None:
     result = run_checks(book, s, dry_run=True, out=out)
     assert [d.status for d in result.deliveries] == ["dry-run"]
     assert out.getvalue() == "" and history(book) == []
+
+
+def test_job_budget_alerts_for_a_job_already_stopped_at_its_cap(ledger: Ledger) -> None:
+    """The launcher stopped the job at its cap: no session is open, it must alert all the same."""
+    book = Ledger(ledger.engine, now=lambda: NOW)
+    book.create_job(Job(id="capped", kind="train", max_usd=D("5")))
+    book.create_job(Job(id="cheap", kind="train", max_usd=D("5")))
+    book.create_job(Job(id="nocap", kind="train"))
+    book.record_sessions([
+        # two closed sessions, 3.00 + 2.50 = 5.50 > 5.00 (neither alone passes the cap)
+        (NewSession("runpod", "t4", t("2026-10-31T21:00"), D("1.00"), job_id="capped",
+                    end_at=t("2026-11-01T00:00"), end_reason="user"), DEFAULT_RULES),
+        (NewSession("runpod", "t4", t("2026-11-10T08:00"), D("1.00"), job_id="capped",
+                    end_at=t("2026-11-10T10:30"), end_reason="user"), DEFAULT_RULES),
+        (NewSession("runpod", "t4", t("2026-11-10T08:00"), D("1.00"), job_id="cheap",
+                    end_at=t("2026-11-10T12:00")), DEFAULT_RULES),
+        (NewSession("runpod", "t4", t("2026-11-10T08:00"), D("9.00"), job_id="nocap",
+                    end_at=t("2026-11-10T12:00")), DEFAULT_RULES),
+    ])
+    rule = {"name": "j", "type": "job_budget"}
+    first = run_checks(book, settings(rule), out=io.StringIO())
+    assert [(a.period, a.fields["cost_usd"], a.fields["cap_usd"]) for a in first.fired] == [
+        ("job:capped", D("5.5"), D("5"))]
+    assert [d.status for d in first.deliveries] == ["sent"]
+    second = run_checks(book, settings(rule), out=io.StringIO())
+    assert [d.status for d in second.deliveries] == ["already-sent"]  # once per job
+    # A rule-wide cap covers the job without one of its own (36.00 > 20.00).
+    assert fired(book, {"name": "k", "type": "job_budget", "cap_usd": "20"}) == [
+        ("k", "job:capped"), ("k", "job:nocap")]
