@@ -132,6 +132,10 @@ def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
     if a is None:
         return [("unavailable", r.advice_error)] if r.advice_error else []
     payback = "never" if a.payback_months is None else f"{hours(a.payback_months)} months"
+    breakeven = (
+        "-" if a.breakeven_hours_per_month is None
+        else f"{hours(a.breakeven_hours_per_month)} GPU-hours/month"
+    )
     return [
         ("verdict", f"{a.verdict.upper()} ({a.card.label}, {money(a.card.price_usd)})"),
         ("window", f"{a.months[0].month} .. {a.months[-1].month}"),
@@ -139,6 +143,7 @@ def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
         ("owning, fixed per month", money(a.own_fixed_usd_per_month)),
         ("owning, running per month", money(a.own_running_usd_per_month)),
         ("payback", payback),
+        ("break-even use", breakeven),
         ("cumulative rent", money(a.cumulative_rent_usd)),
         ("why", a.reason),
     ]

@@ -15,6 +15,8 @@ October 2026, worked out by hand:
 from __future__ import annotations
 
 import json
+import re
+from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 
 import pytest
@@ -88,6 +90,24 @@ def test_people_formats_round_the_same_numbers(book: Ledger) -> None:
     assert "| t4 | $4.16 | 12.0 | 2 |" in md
     assert "<td>a10g</td><td>$4.80</td><td>8.0</td><td>1</td>" in page
     assert "unknown" in table  # the spot session without an on-demand price
+
+
+def test_people_formats_show_break_even_use(book: Ledger) -> None:
+    r = _oct(book)
+    assert r.advice is not None and r.advice.breakeven_hours_per_month is not None
+    shown = f"{r.advice.breakeven_hours_per_month.quantize(D('0.1'), rounding=ROUND_HALF_UP)} GPU-hours/month"
+    assert re.search(rf"\nbreak-even use +{re.escape(shown)}\n", render_table(r))
+    assert f"| break-even use | {shown} |" in render_markdown(r)
+    assert f"<td>break-even use</td><td>{shown}</td>" in render_html(r)
+
+
+def test_a_drop_is_shown_sign_first(book: Ledger) -> None:
+    # December: nothing yet (the clock is at 2026-11-15); November had 14.00.
+    r = build_report(book, "2026-12")
+    assert r.change_usd == D("-14.00")
+    for text in (render_table(r), render_markdown(r), render_html(r)):
+        assert "-$14.00 (-100.0%) from $14.00" in text
+        assert "$-" not in text
 
 
 def test_csv_and_json_exact(book: Ledger) -> None:
