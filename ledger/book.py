@@ -62,6 +62,9 @@ class NewSession:
             raise InputError(f"GPU count {self.gpu_count} is below 1", "use --count 1 or more")
         if self.usd_per_hour < 0:
             raise InputError(f"price {self.usd_per_hour} USD/h is negative", "give a price >= 0")
+        if self.on_demand_usd_per_hour is not None and self.on_demand_usd_per_hour < 0:
+            raise InputError(f"on-demand price {self.on_demand_usd_per_hour} USD/h is negative",
+                             "give a price >= 0")
         if self.market not in MARKETS:
             raise InputError(f"market {self.market!r} is unknown", "use spot or on-demand")
         if self.volume_gb < 0:

@@ -1,7 +1,8 @@
 """Reading rental sessions from CSV: the whole file is checked before anything is written.
 
 Columns (header row; `-` and `_` are the same): provider, gpu, start, usd_per_hour (required);
-count, end, instance_type, market, zone, region, volume_gb, end_reason, note (optional).
+count, end, instance_type, market, zone, region, volume_gb, end_reason, note, public_ipv4,
+on_demand_usd_per_hour (optional: what the machine costs on demand, for the spot savings).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ledger.timeutil import parse_time
 REQUIRED = ("provider", "gpu", "start", "usd_per_hour")
 OPTIONAL = (
     "count", "end", "instance_type", "market", "zone", "region", "volume_gb", "end_reason",
-    "note", "public_ipv4",
+    "note", "public_ipv4", "on_demand_usd_per_hour",
 )
 
 
@@ -54,6 +55,7 @@ def session_from_fields(fields: dict[str, str]) -> NewSession:
         if not get.get(name):
             raise InputError(f"{name} is missing", f"fill the {name} column")
     end = parse_time(get["end"], "end") if get.get("end") else None
+    on_demand = get.get("on_demand_usd_per_hour")
     new = NewSession(
         provider=get["provider"],
         gpu_model=get["gpu"],
@@ -70,6 +72,7 @@ def session_from_fields(fields: dict[str, str]) -> NewSession:
         note=get.get("note", ""),
         public_ipv4=_bool(get.get("public_ipv4", ""), "public_ipv4"),
         state="running",
+        on_demand_usd_per_hour=_decimal(on_demand, "on_demand_usd_per_hour") if on_demand else None,
     )
     if get.get("end_reason") and end is None:
         raise InputError("an end_reason was given without an end", "fill the end column")

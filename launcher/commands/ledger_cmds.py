@@ -51,6 +51,10 @@ def add(
         str | None, typer.Option(help="completed, user, spot-interruption or unknown")
     ] = None,
     note: Annotated[str, typer.Option(help="Free text.")] = "",
+    on_demand_usd_per_hour: Annotated[
+        str | None,
+        typer.Option(help="The same machine's on-demand price, USD/h: a spot session's savings."),
+    ] = None,
 ) -> None:
     """Record a session paid elsewhere or by hand.
 
@@ -65,6 +69,7 @@ def add(
         "usd_per_hour": usd_per_hour, "count": str(count), "instance_type": instance_type,
         "market": market, "zone": zone, "volume_gb": str(volume_gb),
         "end_reason": end_reason or "", "note": note, "public_ipv4": str(public_ipv4),
+        "on_demand_usd_per_hour": on_demand_usd_per_hour or "",
     }
     new = session_from_fields(fields)
     session_id = app.ledger.record_session(new, app.settings.billing_rules(new.provider))
@@ -112,6 +117,7 @@ def _session_dict(v: SessionView) -> dict[str, Any]:
         "state": s.state, "start": s.start_at, "end": s.end_at, "end_reason": s.end_reason,
         "running": v.running, "volume_gb": s.volume_gb, "public_ipv4": s.public_ipv4,
         "job": s.job_id, "note": s.note, "usd_per_hour": v.usd_per_hour,
+        "on_demand_usd_per_hour": s.on_demand_usd_per_hour,
         "duration_s": v.cost.duration_s, "billed_s": v.cost.billed_s,
         "compute_usd": v.cost.compute_usd, "storage_usd": v.cost.storage_usd,
         "ipv4_usd": v.cost.ipv4_usd, "total_usd": v.cost.total_usd,

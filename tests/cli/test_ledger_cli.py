@@ -250,3 +250,28 @@ def test_tiny_amounts_are_fixed_point_in_json_and_csv(cli: Cli) -> None:
     csv_row = dict(zip(out[0].split(","), out[1].split(","), strict=True))
     assert csv_row["total_usd"] == "0.00000001" and csv_row["compute_usd"] == "0.00000001"
     assert "E-" not in "\n".join(out)
+
+
+def test_on_demand_price_recorded_by_hand_gives_spot_savings(cli: Cli, tmp_path: Path) -> None:
+    r = cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--market", "spot",
+            "--start", "2026-10-01T08:00Z", "--end", "2026-10-01T18:00Z", "--usd-per-hour", "0.20",
+            "--on-demand-usd-per-hour", "0.526")
+    assert r.exit_code == 0, r.stderr
+    f = tmp_path / "rent.csv"
+    f.write_text("provider,gpu,start,end,usd_per_hour,market,on-demand-usd-per-hour\n"
+                 "runpod,a10g,2026-10-02T08:00Z,2026-10-02T10:00Z,0.30,spot,0.44\n"
+                 "runpod,a10g,2026-10-03T08:00Z,2026-10-03T10:00Z,0.30,spot,\n")
+    assert cli("ledger", "import", str(f)).exit_code == 0
+    rows = json.loads(cli("ledger", "list", "--format", "json").stdout)
+    assert [r["on_demand_usd_per_hour"] for r in rows] == ["0.526", "0.44", None]
+    spot = json.loads(cli("report", "--month", "2026-10", "--format", "json").stdout)["spot"]
+    # 10 h x (0.526 - 0.20) + 2 h x (0.44 - 0.30) = 3.26 + 0.28; the third session is unknown
+    assert Decimal(spot["savings_usd"]) == Decimal("3.54")
+    assert (spot["sessions_known"], spot["sessions_unknown"]) == (2, 1)
+    f.write_text("provider,gpu,start,usd_per_hour,on_demand_usd_per_hour\n"
+                 "runpod,a10g,2026-10-02T08:00Z,0.30,lots\n"
+                 "runpod,a10g,2026-10-02T08:00Z,0.30,-1\n")
+    r = cli("ledger", "import", str(f))
+    assert r.exit_code == 2
+    assert "line 2: on_demand_usd_per_hour 'lots' is not a number" in r.stderr
+    assert "line 3: on-demand price -1 USD/h is negative; give a price >= 0" in r.stderr
