@@ -1,16 +1,19 @@
-# Two IAM documents: the role of the training box (instance profile), and the policy a person
-# needs to run gpuhire (output user_policy_json, optional managed policy). Both list only what
-# is used. tests/terraform/test_tf_policy.py checks the user policy against the launcher's calls
-# (launcher/providers/aws_ops.py): every call allowed, nothing else.
+# Two IAM documents: the role of the boxes (instance profile), and the policy a person needs to
+# run gpuhire (output user_policy_json, optional managed policy). Both list only what is used.
+# tests/terraform/test_tf_policy.py checks them against the calls in launcher/providers/aws_ops.py:
+# the user policy against the launcher's (EC2, staging, the inference fleet), the role against the
+# fleet worker's and the image pull: every call allowed, nothing else.
 
 locals {
   ec2_arn     = "arn:${local.partition}:ec2:*:${local.account_id}"
   job_tag_key = "aws:ResourceTag/${local.tag_job}"
   job_req_key = "aws:RequestTag/${local.tag_job}"
+  # The inference fleet's queues, gpuhire-<job>-work, -dead and -done (launcher/fleet.py).
+  queue_arn = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:gpuhire-"
 }
 
 ################################################################################
-# Instance role: the training box
+# Instance role: the training and inference boxes
 ################################################################################
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -30,7 +33,7 @@ data "aws_iam_policy_document" "assume_ec2" {
 
 resource "aws_iam_role" "this" {
   name                 = "${var.name_prefix}-instance"
-  description          = "gpuhire training box: its job prefixes in the bucket, pulls the trainer image"
+  description          = "gpuhire boxes: the inference worker's queues and job prefixes, pulls the trainer image"
   assume_role_policy   = data.aws_iam_policy_document.assume_ec2.json
   max_session_duration = 3600
   tags                 = local.tags
@@ -42,38 +45,51 @@ resource "aws_iam_instance_profile" "this" {
   tags = local.tags
 }
 
-# Every box shares this role, so a box can read another job's prefix: IAM cannot tie a role
-# session to the gpuhire:job tag of the instance. The bucket holds one user's (or team's) data.
+# The training box needs no AWS access of its own: it fetches its data from presigned URLs and
+# the launcher copies checkpoints to S3. The inference worker (launcher/fleet_worker.py) takes
+# batches of pages from the job's work queue, reads the model and the pages, writes results and
+# reports on the done queue. Every box shares this role, so a box can reach another job's
+# prefix and queues: IAM cannot tie a role session to the instance's gpuhire:job tag.
 data "aws_iam_policy_document" "instance" {
+  # Without s3:ListBucket a missing key answers 403 instead of 404, and the worker asks whether a
+  # page's result is there already (HeadObject on jobs/<job>/results/...).
   statement {
-    sid       = "ListJobAndDataPrefixes"
+    sid       = "ListJobPrefixes"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.this.arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["jobs/*", "data/*"]
+      values   = ["jobs/*"]
     }
   }
 
   statement {
-    sid       = "ReadJobsAndData"
-    actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.this.arn}/jobs/*", "${aws_s3_bucket.this.arn}/data/*"]
+    sid     = "ReadModelPagesAndResults"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
+      "${aws_s3_bucket.this.arn}/jobs/*/results/*",
+    ]
   }
 
   statement {
-    sid       = "WriteJobOutputs"
+    sid       = "WriteResults"
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${aws_s3_bucket.this.arn}/jobs/*"]
+    resources = ["${aws_s3_bucket.this.arn}/jobs/*/results/*"]
   }
 
-  # Checkpoints are uploaded with the tag gpuhire:kind=checkpoint (the lifecycle rule expires
-  # them by it) and older ones are pruned by the trainer.
   statement {
-    sid       = "TagAndPruneCheckpoints"
-    actions   = ["s3:PutObjectTagging", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*"]
+    sid       = "TakeWork"
+    actions   = ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"]
+    resources = ["${local.queue_arn}*-work"]
+  }
+
+  statement {
+    sid       = "ReportDone"
+    actions   = ["sqs:SendMessage"]
+    resources = ["${local.queue_arn}*-done"]
   }
 
   # GetAuthorizationToken has no resource-level permissions; the pulls below are per repository.
@@ -269,7 +285,10 @@ data "aws_iam_policy_document" "user" {
     }
   }
 
-  # Staging: training data (data/<sha256>/) and job files (jobs/<job>/...).
+  # Staging (launcher/staging.py): training data (data/<sha256>/), checkpoints
+  # (jobs/<job>/checkpoints/); the inference fleet (launcher/fleet.py): jobs/<job>/model.pt,
+  # pages/ and results/. Without s3:ListBucket a missing key answers 403 instead of 404, and
+  # staging asks whether data/<sha256>/MANIFEST.json exists (HeadObject) before sending data.
   statement {
     sid       = "ListStagingPrefixes"
     actions   = ["s3:ListBucket"]
@@ -281,9 +300,10 @@ data "aws_iam_policy_document" "user" {
     }
   }
 
+  # GetObject: HeadObject, the presigned URLs the box fetches data with, fleet results.
   statement {
     sid       = "StageObjects"
-    actions   = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    actions   = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.this.arn}/jobs/*", "${aws_s3_bucket.this.arn}/data/*"]
   }
 
@@ -292,6 +312,21 @@ data "aws_iam_policy_document" "user" {
     sid       = "TagCheckpoints"
     actions   = ["s3:PutObjectTagging"]
     resources = ["${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*"]
+  }
+
+  # The inference fleet's queues; CreateQueue with tags also needs sqs:TagQueue.
+  statement {
+    sid = "FleetQueues"
+    actions = [
+      "sqs:CreateQueue",
+      "sqs:DeleteMessage",
+      "sqs:DeleteQueue",
+      "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage",
+      "sqs:SendMessage",
+      "sqs:TagQueue",
+    ]
+    resources = ["${local.queue_arn}*"]
   }
 
   # The [alerts] SNS channel (ledger/alerts/channels.py) publishes to the topic.
@@ -306,7 +341,7 @@ resource "aws_iam_policy" "this" {
   count = var.create_user_policy ? 1 : 0
 
   name        = "${var.name_prefix}-user"
-  description = "What a person needs to run gpuhire: spot GPU instances tagged gpuhire:job, staging in the bucket, alerts"
+  description = "What a person needs to run gpuhire: spot GPU instances tagged gpuhire:job, staging in the bucket, inference queues, alerts"
   policy      = data.aws_iam_policy_document.user.json
   tags        = local.tags
 }

@@ -6,7 +6,7 @@ output "region" {
 }
 
 output "bucket" {
-  description = "S3 bucket for data/<sha256>/ and jobs/<job>/{data,checkpoints,model,logs}/ ([aws] bucket)."
+  description = "S3 bucket for data/<sha256>/ and jobs/<job>/{checkpoints/,model.pt,pages/,results/} ([aws] bucket)."
   value       = aws_s3_bucket.this.id
 }
 
@@ -16,12 +16,12 @@ output "bucket_arn" {
 }
 
 output "instance_profile" {
-  description = "Instance profile name attached to training boxes ([aws] instance_profile)."
+  description = "Instance profile name attached to the training and inference boxes ([aws] instance_profile)."
   value       = aws_iam_instance_profile.this.name
 }
 
 output "instance_role_arn" {
-  description = "ARN of the training box's role (the user policy may pass only this role)."
+  description = "ARN of the boxes' role (the user policy may pass only this role)."
   value       = aws_iam_role.this.arn
 }
 

@@ -1,9 +1,11 @@
 """The IAM documents allow what gpuhire calls and nothing else.
 
-The user policy is compared with launcher/providers/aws_ops.py (the launcher's AWS calls,
-itself checked against the calls the provider makes under moto), plus S3 staging and the
-[alerts] SNS channel. The instance role is compared with a fixed list: the box reads and writes
-its job prefixes and pulls the trainer image.
+Both are compared with launcher/providers/aws_ops.py, whose tables are checked against the code
+(tests/providers/test_aws_ops.py records the EC2 provider under moto, test_aws_calls.py scans
+staging, the fleet and its worker and records staging under moto):
+- the user policy: `iam_actions()` (EC2 provider, S3 staging, the inference fleet) and the
+  [alerts] SNS channel;
+- the instance role: `worker_iam_actions()` (the fleet worker and the image pull).
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from launcher.providers.aws_ops import iam_actions
+from launcher.providers.aws_ops import iam_actions, worker_iam_actions
 from tests.terraform.tfparse import ROOT, policy_statements
 
-# Staging data and job files through the bucket (launcher side); see terraform/iam.tf.
-S3_STAGING = {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-              "s3:AbortMultipartUpload", "s3:PutObjectTagging"}
+BUCKET = "${aws_s3_bucket.this.arn}"
+QUEUES = "${local.queue_arn}"  # arn:<partition>:sqs:<region>:<account>:gpuhire-
 # ledger/alerts/channels.py publishes to the topic (asserted below, so this cannot go stale).
 SNS_ALERTS = {"sns:Publish"}
 # Describe/Get calls with no resource-level permissions: "*" is the only resource they take.
@@ -35,7 +36,7 @@ def test_sns_publish_is_really_called_by_the_alerts_channel() -> None:
 
 
 def test_user_policy_allows_exactly_the_launchers_calls() -> None:
-    expected = set(iam_actions()) | S3_STAGING | SNS_ALERTS
+    expected = set(iam_actions()) | SNS_ALERTS
     allowed = _actions(policy_statements("user"))
     assert expected - allowed == set(), "calls gpuhire makes that the policy would deny"
     assert allowed - expected == set(), "actions the policy allows that gpuhire never calls"
@@ -70,32 +71,63 @@ def test_user_policy_write_calls_are_limited_to_gpuhire_resources() -> None:
     assert 'job_req_key = "aws:RequestTag/${local.tag_job}"' in iam
 
 
+def _list_prefixes(statement: dict) -> list[str]:
+    """The s3:prefix values a ListBucket statement is limited to (it must be limited)."""
+    assert statement["resources"] == [BUCKET], statement["sid"]
+    (condition,) = statement["condition"]
+    assert condition["test"] == "StringLike" and condition["variable"] == "s3:prefix"
+    return list(condition["values"])
+
+
 def test_user_policy_stages_only_under_data_and_jobs() -> None:
     for s in policy_statements("user"):
-        if any(a.startswith("s3:") for a in s["actions"]):
+        if "s3:ListBucket" in s["actions"]:
+            assert s["actions"] == ["s3:ListBucket"]
+            assert sorted(_list_prefixes(s)) == ["data/*", "jobs/*"]  # HeadObject: 404, not 403
+        elif any(a.startswith("s3:") for a in s["actions"]):
             for resource in s["resources"]:
-                assert resource == "${aws_s3_bucket.this.arn}" or re.fullmatch(
-                    r"\$\{aws_s3_bucket\.this\.arn\}/((jobs|data)/\*|jobs/\*/checkpoints/\*)", resource), resource
+                assert re.fullmatch(re.escape(BUCKET) + r"/((jobs|data)/\*|jobs/\*/checkpoints/\*)", resource)
+        if "s3:PutObjectTagging" in s["actions"]:
+            assert s["resources"] == [f"{BUCKET}/jobs/*/checkpoints/*"]
 
 
-def test_instance_role_reads_and_writes_job_prefixes_and_pulls_the_image_only() -> None:
+def test_user_policy_reaches_only_gpuhire_queues() -> None:
+    iam = (ROOT / "terraform" / "iam.tf").read_text()
+    assert 'queue_arn = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:gpuhire-"' in iam
+    fleet = ROOT / "launcher" / "fleet.py"
+    if fleet.exists():  # the queues it creates are named gpuhire-<job>-work/-dead/-done
+        assert 'f"gpuhire-{self.job}"' in fleet.read_text()
+    sqs = [s for s in policy_statements("user") if any(a.startswith("sqs:") for a in s["actions"])]
+    assert sqs and all(s["resources"] == [f"{QUEUES}*"] for s in sqs)
+
+
+def test_instance_role_allows_exactly_the_workers_calls_and_the_image_pull() -> None:
     statements = policy_statements("instance")
-    assert _actions(statements) == {
-        "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
-        "s3:PutObjectTagging", "s3:DeleteObject", "ecr:GetAuthorizationToken",
-        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
-    }
-    for s in statements:
-        for resource in s["resources"]:
-            if resource == "*":
-                assert s["actions"] == ["ecr:GetAuthorizationToken"]  # no resource-level form
-            elif "s3_bucket" in resource:
-                assert resource == "${aws_s3_bucket.this.arn}" or resource.split("}/")[1] in (
-                    "jobs/*", "data/*", "jobs/*/checkpoints/*")
-            else:
-                assert resource == "${aws_ecr_repository.this.arn}"
-        if "s3:PutObject" in s["actions"] or "s3:DeleteObject" in s["actions"]:
-            assert all("/jobs/" in r for r in s["resources"]), "the box never writes data/"
+    expected = set(worker_iam_actions())
+    allowed = _actions(statements)
+    assert expected - allowed == set(), "calls the box makes that the role would deny"
+    assert allowed - expected == set(), "actions the role allows that the box never calls"
+
+
+def test_instance_role_reaches_only_the_fleets_keys_queues_and_the_image() -> None:
+    reads = {f"{BUCKET}/jobs/*/{k}" for k in ("model.pt", "pages/*", "results/*")}
+    for s in policy_statements("instance"):
+        actions, resources = set(s["actions"]), s["resources"]
+        if actions == {"s3:ListBucket"}:
+            assert _list_prefixes(s) == ["jobs/*"]  # the worker's HeadObject on results: 404
+        elif actions == {"s3:GetObject"}:
+            assert set(resources) == reads
+        elif actions & {"s3:PutObject", "s3:AbortMultipartUpload"}:
+            assert resources == [f"{BUCKET}/jobs/*/results/*"], "the box writes results only"
+        elif actions == {"sqs:SendMessage"}:
+            assert resources == [f"{QUEUES}*-done"]
+        elif all(a.startswith("sqs:") for a in actions):
+            assert resources == [f"{QUEUES}*-work"]
+        elif actions == {"ecr:GetAuthorizationToken"}:
+            assert resources == ["*"]  # no resource-level form
+        else:
+            assert all(a.startswith("ecr:") for a in actions) and resources == ["${aws_ecr_repository.this.arn}"]
+        assert "*" not in resources or actions == {"ecr:GetAuthorizationToken"}
 
 
 def test_ssh_is_open_only_to_operator_cidrs() -> None:
