@@ -1,8 +1,8 @@
 """checkov finds no failed check in terraform/; every skip carries its reason.
 
 checkov lives in its own venv (.venv-checkov), made by scripts/checkov on first use (about
-40 s, needs the package index). Where it cannot be installed the test skips, except under
-CI=true, where it fails: CI must really run it.
+40 s, needs the package index), at the version pinned there. Where it cannot be installed the
+test skips, except under CI=true, where it fails: CI must really run it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -52,6 +53,22 @@ def test_checkov_finds_no_failed_checks(report: list[dict[str, Any]]) -> None:
     assert failed == [] and summary["failed"] == 0
     assert summary["parsing_errors"] == 0
     assert summary["passed"] > 50  # it really looked at the resources
+
+
+def test_checkov_is_pinned() -> None:
+    text = SCRIPT.read_text()
+    pin = re.search(r"^CHECKOV_VERSION=(\d+\.\d+\.\d+)$", text, re.MULTILINE)
+    assert pin, "scripts/checkov: pin CHECKOV_VERSION=X.Y.Z"
+    assert '"checkov==$CHECKOV_VERSION"' in text
+
+
+@pytest.mark.slow
+def test_the_pinned_version_ran(report: list[dict[str, Any]]) -> None:
+    version = re.search(r"^CHECKOV_VERSION=(.+)$", SCRIPT.read_text(), re.MULTILINE)
+    venv = Path(os.environ.get("CHECKOV_VENV", ROOT / ".venv-checkov"))
+    proc = subprocess.run([str(venv / "bin" / "checkov"), "--version"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert version and proc.stdout.strip() == version[1]
 
 
 def test_every_skip_gives_its_reason() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,8 @@ def test_every_tf_file_parses(path: Path) -> None:
 
 @pytest.mark.parametrize("path", TF_FILES, ids=lambda p: p.relative_to(TERRAFORM).as_posix())
 def test_fmt_style_by_hand(path: Path) -> None:
-    """What `terraform fmt` would fix: tabs, odd indentation, trailing blanks (the binary is not in CI)."""
+    """What `terraform fmt` would fix: tabs, odd indentation, trailing blanks (also where there
+    is no terraform binary; with one, test_terraform_fmt_check runs the real thing)."""
     for number, line in enumerate(path.read_text().splitlines(), 1):
         where = f"{path.name}:{number}"
         assert "\t" not in line, f"{where}: tab"
@@ -33,6 +37,15 @@ def test_fmt_style_by_hand(path: Path) -> None:
         indent = len(line) - len(line.lstrip(" "))
         assert indent % 2 == 0, f"{where}: indentation of {indent}"
     assert path.read_text().endswith("}\n"), f"{path.name}: must end with one newline"
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None,
+                    reason="no terraform binary on PATH: only the by-hand fmt style check runs")
+def test_terraform_fmt_check() -> None:
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    proc = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", "-no-color", str(TERRAFORM)],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 0, f"run `terraform fmt -recursive terraform/`:\n{proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.parametrize("directory", [TERRAFORM, EXAMPLE], ids=["module", "example"])
