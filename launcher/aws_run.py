@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from launcher.errors import ProviderError
+from launcher.errors import ProviderError, SshError
 from launcher.providers.aws import AwsProvider
 from launcher.providers.base import LaunchRequest, Offer, SshEndpoint
 from launcher.runs import RunState
@@ -25,6 +25,10 @@ from ledger.catalogue import BUILTIN_SPEEDS
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
 PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
+# Ask EC2 (DescribeInstances) whether it took the box at most this often; the box's own
+# two-minute notice file is read at every poll. A 0.5 s poll would otherwise be 7,200 API
+# calls an hour per job, against the account's request rate.
+PROVIDER_CHECK_S = 15.0
 
 
 def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
@@ -49,6 +53,7 @@ class AwsMachine:
     description: str
     stage: S3Stage | None = None  # data and checkpoints through S3 when [aws] bucket is set
     _priced: float = field(default_factory=time.monotonic)
+    _asked: float = -PROVIDER_CHECK_S  # when EC2 was last asked (monotonic)
 
     def ship(self, local: Path, remote: str) -> None:
         """The dataset through S3 (content-hashed: unchanged data is not sent again), fetched
@@ -70,20 +75,30 @@ class AwsMachine:
         if self.stage is not None:
             self.stage.put_checkpoint(self.job, local, name)
 
-    def interrupted(self) -> bool:
+    def interrupted(self, fresh: bool = False) -> bool:
         """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice.
 
-        Also stores a new spot price when it changed (costs are piecewise over price points).
+        EC2 is asked at most every PROVIDER_CHECK_S (`fresh`: now); the notice file is read
+        only over a live link, never waiting for a reconnect (the caller reconnects in short
+        turns and asks again). Also stores a new spot price when it changed (costs are
+        piecewise over price points).
         """
         now = time.monotonic()
-        if self.session_id is not None and now - self._priced > PRICE_REFRESH_S:
-            self._priced = now
-            self.provider.refresh_price(self.session_id)
-        if self.provider.interruption(self.instance_id) is not None:
-            return True
+        try:
+            if self.session_id is not None and now - self._priced > PRICE_REFRESH_S:
+                self._priced = now
+                self.provider.refresh_price(self.session_id)
+            if fresh or now - self._asked >= PROVIDER_CHECK_S:
+                self._asked = now
+                if self.provider.interruption(self.instance_id) is not None:
+                    return True
+        except ProviderError:
+            pass  # AWS unreachable for a moment: the notice file, or the next check, decides
+        if not self.host.ssh.connected:
+            return False
         try:
             return self.host.exists(self.notice_path)
-        except Exception:  # the box may already be gone: the provider's word above decides
+        except SshError:  # the box may be going: EC2's word above decides
             return False
 
     def release(self, reason: str) -> None:

@@ -43,6 +43,10 @@ class Host(Protocol):
         """Tell the box's dead-man switch the launcher is alive (for `lease_s` more seconds:
         a detached job stays up without a launcher, within the box's maximum lifetime)."""
 
+    def reconnect(self, deadline_s: float) -> None:
+        """Make sure the link is up, trying for at most `deadline_s` (SshError if it is not):
+        a caller that must also watch something else (the provider) tries in short turns."""
+
     def close(self) -> None: ...
 
 
@@ -132,6 +136,9 @@ class LocalHost:
 
     def heartbeat(self, lease_s: float = 0.0) -> None:
         """Nothing to keep alive: this machine is not rented."""
+
+    def reconnect(self, deadline_s: float) -> None:
+        """Always reachable."""
 
     def close(self) -> None:
         """Nothing to close."""

@@ -27,7 +27,7 @@ class LocalMachine:
     ledger: Ledger
     description: str = "this machine (local provider)"
 
-    def interrupted(self) -> bool:
+    def interrupted(self, fresh: bool = False) -> bool:
         return False  # nobody takes a local machine away
 
     def ship(self, local: Path, remote: str) -> None:

@@ -67,5 +67,8 @@ class SshHost:
         path = shlex.quote(self.heartbeat_path)
         self.ssh.run(f"mkdir -p $(dirname {path}) && touch -d @{until} {path}", timeout_s=30.0)
 
+    def reconnect(self, deadline_s: float) -> None:
+        self.ssh.connect(deadline_s)  # at once when the link is up
+
     def close(self) -> None:
         self.ssh.close()

@@ -41,7 +41,7 @@ class SshMachine:
     ledger: Ledger
     description: str
 
-    def interrupted(self) -> bool:
+    def interrupted(self, fresh: bool = False) -> bool:
         return False  # your own machine is not taken back
 
     def ship(self, local: Path, remote: str) -> None:

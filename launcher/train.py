@@ -31,6 +31,7 @@ POLL_S = 0.5
 HEARTBEAT_S = 30.0
 DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
 RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
+RECONNECT_TRY_S = 20.0  # one turn of reconnecting; the provider is asked between turns
 
 
 class Machine(Protocol):
@@ -45,8 +46,9 @@ class Machine(Protocol):
     @property
     def description(self) -> str: ...
 
-    def interrupted(self) -> bool:
-        """True once the provider has announced or carried out an interruption."""
+    def interrupted(self, fresh: bool = False) -> bool:
+        """True once the provider has announced or carried out an interruption (`fresh`: ask
+        the provider now rather than trusting a recent answer)."""
 
     def ship(self, local: Path, remote: str) -> None:
         """Send the compiled dataset (or other files) to the job's folder on the host."""
@@ -269,7 +271,9 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     """Stream events until the job ends; return done | interrupted | failed | stopped.
 
     A dropped connection is not the end of the job (it runs detached on the box): polling
-    goes on, reconnecting with back-off, for up to RECONNECT_S before giving up.
+    goes on, reconnecting in turns of RECONNECT_TRY_S for up to RECONNECT_S before giving up.
+    Between turns the provider is asked: a box it took back without a notice (or whose notice
+    never reached us) is an interruption, so the job is relaunched, not failed.
     """
     reader = EventReader()
     beat = [0.0]
@@ -277,14 +281,21 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     try:
         while True:
             try:
+                # A link that dropped between two polls is retried here, briefly, rather
+                # than for the whole SSH deadline inside the next call.
+                machine.host.reconnect(RECONNECT_TRY_S)
                 outcome = _poll(state, run, deps, machine, progress, reader, beat)
                 lost_since = None
             except SshError as exc:
                 now = time.monotonic()
-                lost_since = lost_since or now
+                if lost_since is None:
+                    lost_since = now
+                    deps.say(f"connection lost ({exc.message}); reconnecting")
+                if machine.interrupted(fresh=True):
+                    deps.say("the provider took the machine back while it was unreachable")
+                    return "interrupted"
                 if now - lost_since > RECONNECT_S:
                     raise
-                deps.say(f"connection lost ({exc.message}); reconnecting")
                 time.sleep(min(10.0, 1.0 + (now - lost_since) / 4))
                 continue
             if outcome is not None:
@@ -317,7 +328,9 @@ def _poll(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         return "interrupted"
     if not host.running("train.pid"):
         _drain(host, state, run, deps, machine, progress, reader)
-        return _outcome(progress)
+        outcome = _outcome(progress)
+        # Gone without a word: the provider may have taken the box (ask now, not in 15 s).
+        return "interrupted" if outcome == "failed" and machine.interrupted(fresh=True) else outcome
     _check_budget(state, deps)
     now = time.monotonic()
     if now - beat[0] > HEARTBEAT_S:
@@ -400,10 +413,7 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         result.timings["start to first step seen"] = p.first_step_at - p.started_at
     t = time.monotonic()
     try:
-        if outcome == "done" and host.exists("run"):
-            host.get("run", run.run)
-        if host.exists(f"train-{state.attempt}.log"):
-            host.get(f"train-{state.attempt}.log", run.log)
+        _fetch(host, state, run, deps, outcome)
         result.time("fetch model and logs", t)
     finally:
         if p.done_at:
@@ -430,6 +440,22 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     run.save(state)
     deps.after_job(state.job)
     return result
+
+
+def _fetch(host: Host, state: RunState, run: RunDir, deps: TrainDeps, outcome: str) -> None:
+    """Bring the model (when done) and the log home. Without a model to fetch, a box that
+    cannot be reached (taken back, say) costs a short try and a note, not the SSH deadline."""
+    try:
+        if outcome != "done":
+            host.reconnect(RECONNECT_TRY_S)
+        if outcome == "done" and host.exists("run"):
+            host.get("run", run.run)
+        if host.exists(f"train-{state.attempt}.log"):
+            host.get(f"train-{state.attempt}.log", run.log)
+    except SshError as exc:
+        if outcome == "done":
+            raise
+        deps.say(f"could not fetch the trainer's log ({exc.message})")
 
 
 def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool = False) -> TrainResult:

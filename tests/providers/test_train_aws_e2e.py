@@ -8,7 +8,10 @@ the user-data would set up a real box.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -66,6 +69,15 @@ class InstanceBox:
     def kill(self) -> None:
         if self.server is not None:
             self.server.kill()
+
+    def vanish(self) -> None:
+        """The box is gone: its sshd and every open connection die, new ones are refused."""
+        assert self.server is not None
+        pids = self.server.session_pids()
+        self.server.kill()  # no new connections from here on
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -134,7 +146,67 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
     assert book.get_job(job).status == "done"
     assert box.boots == 2
     assert result.usd == first.cost.total_usd + second.cost.total_usd
+    # EC2 is asked about the box every 15 s, not at every 0.5 s poll (the rest: launch
+    # waiters, release, close_sessions)
+    describes = world.calls.count(("ec2", "DescribeInstances"))
+    assert describes <= result.seconds / 15 + 30, (describes, result.seconds)
     stages = set(result.timings)
     assert {"rent (launch, boot, ssh)", "ship data and checkpoints", "start detached",
             "start to first step seen", "done seen to terminate called"} <= stages
     print("TIMINGS", json.dumps(result.timings))  # read by bench/bench_train_overhead.py
+
+
+def test_box_taken_without_notice_and_unreachable_is_relaunched(
+    make_provider, world: AwsWorld, book: Ledger, tmp_path: Path, instance_box,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EC2 takes the box with no two-minute notice and it vanishes (SSH refused): the launcher
+    asks EC2 between short reconnect turns, relaunches and resumes from the last checkpoint
+    it copied home, instead of failing the job after 10 minutes of reconnecting."""
+    monkeypatch.setattr("launcher.train.RECONNECT_TRY_S", 3.0)
+    job = "train-e2e-vanish"
+    box = instance_box(job)
+    provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())
+    home = tmp_path / "box-home"
+    renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
+                       workdir_root=str(home))
+    synth(tmp_path / "gt", 160, seed=3)
+    run = tmp_path / "runs" / job
+    said: list[str] = []
+    deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: True,
+                     compile_dataset=compile_ground_truth)
+    taken: list[str] = []
+
+    def vanish() -> None:
+        deadline = time.monotonic() + 240
+        while not (_epochs(run) and (run / "run" / "checkpoint.pt").exists()):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (first,) = [i for i in provider.instances(job) if not i.state.gone]
+        box.vanish()  # unreachable first, so the launcher cannot see anything on the box
+        interrupt(first.instance_id)  # then EC2's word, without any notice on the box
+        pid = int((home / job / "train.pid").read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # and the job died with the box, no last checkpoint
+        taken.append(first.instance_id)
+
+    thread = threading.Thread(target=vanish)
+    thread.start()
+    started = time.monotonic()
+    result = train(TrainOptions(data=(tmp_path / "gt",), preset="tiny", epochs=4, yes=True,
+                                out=run, job=job, max_restarts=1), deps)
+    thread.join(10)
+
+    assert result.status == "done", (result.message, said)
+    assert taken and any("took the machine back while it was unreachable" in s for s in said), said
+    assert time.monotonic() - started < 200  # not the 600 s reconnect window
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if x.strip()]
+    starts = [e for e in events if e["event"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_from_step"] > 0
+    assert _epochs(run)[-1] == 4 and (run / "model.pt").exists()
+    first, second = book.sessions(job_id=job)
+    assert first.session.instance_id == taken[0]
+    assert first.session.end_reason == "spot-interruption" and first.cost.compute_usd == 0
+    assert second.session.end_reason == "completed"
+    assert all(i.state.gone for i in provider.instances(job))
+    assert box.boots == 2
