@@ -118,7 +118,8 @@ class Worker:
         body = json.loads(message["Body"])
         handle = message["ReceiptHandle"]
         started = time.monotonic()
-        print(f"fleet worker {self.name}: batch {body['batch']} received ({len(body['pages'])} pages)",
+        print(f"fleet worker {self.name} (pid {os.getpid()}): batch {body['batch']} received "
+              f"({len(body['pages'])} pages)",
               file=sys.stderr, flush=True)
         with self._lease(handle), tempfile.TemporaryDirectory(prefix="gpuhire-batch-") as tmp:
             work = Path(tmp)

@@ -97,7 +97,7 @@ class Plan:
 
 
 def _usd(seconds: float, usd_per_hour: Decimal, instances: int = 1) -> Decimal:
-    raw = Decimal(instances) * Decimal(math.ceil(seconds)) / 3600 * usd_per_hour
+    raw = Decimal(instances) * Decimal(math.ceil(seconds)) * usd_per_hour / 3600  # exact before rounding up
     return raw.quantize(Decimal("0.0001"), ROUND_CEILING)
 
 

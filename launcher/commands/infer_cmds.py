@@ -64,8 +64,8 @@ class RichBar:
             self._progress = None
 
 
-def _gpu_prices(app: AppContext) -> list[GpuPrice]:
-    """The cheapest offer per GPU now: live spot prices with AWS, the bundled table without."""
+def _gpu_prices(app: AppContext, live: bool) -> list[GpuPrice]:
+    """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table."""
     from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, GpuPrice
 
     settings = app.settings
@@ -74,7 +74,7 @@ def _gpu_prices(app: AppContext) -> list[GpuPrice]:
     for gpu in ("t4", "l4"):
         measured = app.ledger.measured_lines_per_s("infer", gpu)
         rate, source = (measured, "measured") if measured else (rates[gpu], "default")
-        if _aws_configured(app):
+        if live:
             from launcher.providers.aws import AwsProvider
 
             offers = AwsProvider(settings, app.ledger).offers(gpu)
@@ -87,7 +87,7 @@ def _gpu_prices(app: AppContext) -> list[GpuPrice]:
 
             table = type_table(settings.aws.on_demand_usd_per_hour)
             usd_per_hour = min(t.on_demand_usd_per_hour for t in table.values() if t.gpu == gpu)
-            where = "on-demand table (no AWS account configured)"
+            where = "on-demand table (no live spot prices)"
         prices.append(GpuPrice(gpu, usd_per_hour, rate, source, settings.infer.boot_s, where))
     return prices
 
@@ -144,7 +144,7 @@ def _deps(app: AppContext, fleet_kind: str, out: Path) -> InferDeps:
     s = settings.infer
     return InferDeps(
         ledger=app.ledger, say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar(),
-        gpu_prices=lambda: _gpu_prices(app),
+        gpu_prices=lambda: _gpu_prices(app, live=fleet_kind == "aws" and _aws_configured(app)),
         cpu_usd_per_hour=settings.local.watts / Decimal(1000) * settings.ownership.usd_per_kwh,
         cpu_rules=settings.billing_rules("local"), make_fleet=maker,
         cpu_lines_per_s=s.lines_per_s.get("cpu"),
