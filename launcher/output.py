@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -69,12 +70,26 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    from rich.text import Text
+
+    # Text, not str: cells are data, never rich markup ("[gpuhire] ..." would vanish).
+    table = Table(title=Text(title) if title else None, title_justify="left")
     for h in headers:
-        table.add_column(h, overflow="fold")
+        table.add_column(Text(h), overflow="fold")
     for row in rows:
-        table.add_row(*(str(c) for c in row))
-    Console().print(table)
+        table.add_row(*(Text(str(c)) for c in row))
+    Console(width=table_width()).print(table)
+
+
+PIPED_WIDTH = 1000  # columns when stdout is not a terminal: a row is one line for grep and awk
+
+
+def table_width() -> int | None:
+    """None (rich measures the terminal, or reads COLUMNS) on a terminal or when COLUMNS is
+    set; otherwise wide, because rich's 80-column default for pipes folds every long row."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return PIPED_WIDTH
 
 
 def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -100,6 +100,10 @@ def test_down_channel_retried_nothing_lost(sqlite_db: str, smtp, write_config, c
     assert len(inbox.wait_for(1)) == 1  # the broken webhook did not stop the mail
     listed = {r["channel"]: r for r in json.loads(run("alerts", "list", "--format", "json").stdout)}
     assert listed["hook"]["status"] == "failed" and listed["hook"]["sent_at"] is None
+    # The table, piped, keeps each alert on one line (rich would fold at 80 columns).
+    table = run("alerts", "list", env={"COLUMNS": ""}).stdout.splitlines()
+    [hook_row] = [line for line in table if " hook " in line]
+    assert "failed" in hook_row and listed["hook"]["subject"] in hook_row
     # A dry run lists the pending retry (and sends nothing, changes nothing).
     dry = run("alerts", "check", "--dry-run")
     assert dry.exit_code == 0, dry.stderr

@@ -275,3 +275,17 @@ def test_on_demand_price_recorded_by_hand_gives_spot_savings(cli: Cli, tmp_path:
     assert r.exit_code == 2
     assert "line 2: on_demand_usd_per_hour 'lots' is not a number" in r.stderr
     assert "line 3: on-demand price -1 USD/h is negative; give a price >= 0" in r.stderr
+
+
+def test_tables_are_not_folded_at_80_columns_when_piped(cli: Cli, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    cli("ledger", "add", "--provider", "aws", "--gpu", "t4", "--market", "spot", "--start",
+        "2026-10-01T08:00Z", "--end", "2026-10-01T18:00Z", "--usd-per-hour", "0.20",
+        "--end-reason", "spot-interruption")
+    out = cli("ledger", "list").stdout.splitlines()
+    [row] = [line for line in out if "2026-10-01T08:00:00Z" in line]
+    assert max(len(line) for line in out) > 80
+    assert "2026-10-01T18:00:00Z" in row and "spot-interruption" in row and "$2.0000" in row
+    # An explicit COLUMNS is honoured (rich folds to it).
+    narrow = cli("ledger", "list", env={"COLUMNS": "60"}).stdout.splitlines()
+    assert max(len(line) for line in narrow) <= 60
