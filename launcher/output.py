@@ -69,7 +69,6 @@ def iso(value: datetime | None) -> str:
 def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
-
     from rich.text import Text
 
     # Text, not str: cells are data, never rich markup ("[gpuhire] ..." would vanish).
