@@ -12,6 +12,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +50,33 @@ class Host(Protocol):
         a caller that must also watch something else (the provider) tries in short turns."""
 
     def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def beating(host: Host, every_s: float) -> Iterator[None]:
+    """Touch the host's heartbeat from a thread every `every_s` while the caller works.
+
+    Shipping data (SFTP, or the box fetching it from S3) can take longer than the box's
+    dead-man switch waits. The heartbeat goes over its own exec channel, so it runs beside a
+    transfer (tests/ssh/test_ssh_transfer.py). A failed beat is not the caller's problem:
+    the transfer in the main thread notices a dead link itself.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                host.heartbeat()
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=beat, name="gpuhire-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)  # a beat stuck on a dead link must not hold us up
 
 
 class LocalHost:

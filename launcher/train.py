@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from launcher.errors import BudgetError, SpecError, SshError
-from launcher.hosts import Host
+from launcher.hosts import Host, beating
 from launcher.output import usd
 from launcher.quote import Quote, quote
 from launcher.runs import RunDir, RunState, new_job_id
@@ -252,15 +252,17 @@ def trainer_args(state: RunState) -> list[str]:
 def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                     result: TrainResult) -> None:
     host = machine.host
-    t = time.monotonic()
-    machine.ship(run.dataset, "dataset")
-    if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
-        host.put(run.run, "run")
-    result.time("ship data and checkpoints", t)
-    t = time.monotonic()
-    argv = [a.replace("{workdir}", host.workdir) for a in deps.renter.trainer_argv(trainer_args(state))]
-    host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
-    result.time("start detached", t)
+    with beating(host, HEARTBEAT_S):  # staging may outlast the box's dead-man switch
+        t = time.monotonic()
+        machine.ship(run.dataset, "dataset")
+        if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
+            host.put(run.run, "run")
+        result.time("ship data and checkpoints", t)
+        t = time.monotonic()
+        argv = [a.replace("{workdir}", host.workdir)
+                for a in deps.renter.trainer_argv(trainer_args(state))]
+        host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
+        result.time("start detached", t)
     result.progress.started_at = time.monotonic()
     result.progress.first_step_at = None
     state.machine["workdir"] = host.workdir
