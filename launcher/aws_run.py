@@ -7,6 +7,7 @@ pinned, ships the job through the `Host` interface, and gives the machine back.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,47 @@ PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
 PROVIDER_CHECK_S = 15.0
 
 
+# ACCOUNT.dkr.ecr.REGION.amazonaws.com (also -fips, and .com.cn in China)
+_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+PULL_TIMEOUT_S = 1800.0  # a trainer image is a few GB; the heartbeat goes on meanwhile
+
+
+def _registry(image: str) -> str | None:
+    """The registry host an image reference names (`host[:port]/...`), or None (Docker Hub)."""
+    first, slash, _ = image.partition("/")
+    return first if slash and ("." in first or ":" in first or first == "localhost") else None
+
+
+def resolve_image(image: str, ecr_repository_url: str | None) -> str:
+    """The image the box runs: `image` as given when it names a registry; otherwise, with
+    `[aws] ecr_repository_url` set, that repository with the image's tag (or digest).
+
+        resolve_image("gpuhire-htr:1.0", "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr")
+        -> "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr:1.0"
+    """
+    if _registry(image) or not ecr_repository_url:
+        return image
+    repo = ecr_repository_url.rstrip("/")
+    if "@" in image:
+        return repo + image[image.index("@"):]
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rpartition(":")[2] if ":" in last else "latest"
+    return f"{repo}:{tag}"
+
+
+def pull_script(image: str) -> str | None:
+    """Shell run on the box before the job (docker runtime): log in to ECR with the instance
+    profile's credentials (the Deep Learning AMI has the aws CLI) and pull the image. None
+    for an image outside ECR (public, or already on the AMI)."""
+    registry = _registry(image)
+    match = _ECR_HOST.fullmatch(registry or "")
+    if registry is None or match is None:
+        return None
+    q = shlex.quote
+    return (f"aws ecr get-login-password --region {q(match.group(1))} | "
+            f"docker login --username AWS --password-stdin {q(registry)} && docker pull {q(image)}")
+
+
 def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
     return SshTarget(host=endpoint.host, port=endpoint.port, user=endpoint.user,
                      key_path=endpoint.key_path, host_key=PinnedHostKey.parse(endpoint.host_key),
@@ -52,6 +94,7 @@ class AwsMachine:
     notice_path: str
     description: str
     stage: S3Stage | None = None  # data and checkpoints through S3 when [aws] bucket is set
+    setup: str | None = None  # shell run on the box before the job starts (ECR login + pull)
     _priced: float = field(default_factory=time.monotonic)
     _asked: float = -PROVIDER_CHECK_S  # when EC2 was last asked (monotonic)
 
@@ -68,6 +111,19 @@ class AwsMachine:
             raise ProviderError(
                 f"the box could not fetch the data from S3: {done.stderr.decode(errors='replace')[-300:]}",
                 "check the box can reach S3 (its subnet's route or endpoint)",
+            )
+
+    def prepare(self) -> None:
+        """Get the runtime ready: log in to ECR and pull the trainer image (docker runtime)."""
+        if not self.setup:
+            return
+        done = self.host.ssh.run(self.setup, timeout_s=PULL_TIMEOUT_S)
+        if done.exit_status != 0:
+            why = (done.stderr or done.stdout).decode(errors="replace").strip()[-300:]
+            raise ProviderError(
+                f"the box could not pull the trainer image: {why}",
+                "check [train] image was pushed to ECR and the instance profile may pull it "
+                "(terraform's ecr:GetAuthorizationToken and BatchGetImage)",
             )
 
     def keep(self, local: Path, name: str) -> None:
@@ -116,11 +172,13 @@ class AwsRenter:
     def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
                  runtime: str = "docker", image: str = "gpuhire-htr:latest",
                  python: str = "python3", ssh_deadline_s: float = 600.0,
-                 workdir_root: str = "gpuhire", stage: S3Stage | None = None) -> None:
+                 workdir_root: str = "gpuhire", stage: S3Stage | None = None,
+                 ecr_repository_url: str | None = None) -> None:
         self.aws = aws
         self.spot = spot
         self.runtime = runtime
-        self.image = image
+        self.image = resolve_image(image, ecr_repository_url)
+        self.setup = pull_script(self.image) if runtime == "docker" else None
         self.python = python
         self.ssh_deadline_s = ssh_deadline_s
         self.workdir_root = workdir_root  # jobs live in ROOT/<job> on the box (relative: home)
@@ -166,7 +224,7 @@ class AwsRenter:
         host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path,
                        pid_mirror=endpoint.pid_file)
         return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
-                          f"{instance_id} ({endpoint.host}, aws)", self.stage)
+                          f"{instance_id} ({endpoint.host}, aws)", self.stage, self.setup)
 
     def rent(self, job: str, attempt: int) -> AwsMachine:
         offers = list(self.offers(self.gpu))

@@ -33,6 +33,9 @@ class LocalMachine:
     def ship(self, local: Path, remote: str) -> None:
         self.host.put(local, remote)
 
+    def prepare(self) -> None:
+        """The trainer runs directly (`process` runtime): nothing to get ready."""
+
     def keep(self, local: Path, name: str) -> None:
         """Checkpoints stay in the run directory; nothing else to keep them in."""
 

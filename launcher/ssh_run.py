@@ -47,6 +47,9 @@ class SshMachine:
     def ship(self, local: Path, remote: str) -> None:
         self.host.put(local, remote)
 
+    def prepare(self) -> None:
+        """The trainer runs directly (`process` runtime): nothing to get ready."""
+
     def keep(self, local: Path, name: str) -> None:
         """Checkpoints stay in the run directory; nothing else to keep them in."""
 

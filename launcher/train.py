@@ -53,6 +53,9 @@ class Machine(Protocol):
     def ship(self, local: Path, remote: str) -> None:
         """Send the compiled dataset (or other files) to the job's folder on the host."""
 
+    def prepare(self) -> None:
+        """Get the runtime ready on the box (docker on AWS: log in to ECR, pull the image)."""
+
     def keep(self, local: Path, name: str) -> None:
         """Keep a checkpoint just copied home somewhere durable too (S3 on AWS)."""
 
@@ -258,6 +261,9 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
         if run.run.exists():  # checkpoints of an earlier attempt: the trainer resumes from them
             host.put(run.run, "run")
         result.time("ship data and checkpoints", t)
+        t = time.monotonic()
+        machine.prepare()
+        result.time("prepare runtime (image pull)", t)
         t = time.monotonic()
         argv = [a.replace("{workdir}", host.workdir)
                 for a in deps.renter.trainer_argv(trainer_args(state))]

@@ -71,7 +71,7 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
             stage = S3Stage(aws.client("s3"), settings.aws.bucket)
         return AwsRenter(aws, gpu, spot=spot, runtime=settings.train.runtime,
                          image=settings.train.image, python=settings.train.remote_python,
-                         stage=stage)
+                         stage=stage, ecr_repository_url=settings.aws.ecr_repository_url)
     if choice == "local":
         from launcher.local_run import LocalRenter
 
