@@ -1,0 +1,134 @@
+"""The queue protocol piece by piece: the launcher's and the worker's real AWS calls are the
+ones terraform's policies allow (launcher/providers/aws_ops.py), a redelivered batch is not
+recognised twice, and SIGTERM (the spot notice) gives a batch back at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from conftest import BUCKET, REGION
+
+from launcher.fleet import Collected, Fleet, FleetSettings
+from launcher.fleet_worker import Worker
+from launcher.providers.aws_ops import FLEET_OPERATIONS, WORKER_OPERATIONS
+
+
+def _recorded(service: str, calls: set[tuple[str, str]]) -> Any:
+    client = boto3.client(service, region_name=REGION)
+    client.meta.events.register(
+        "before-call.*.*", lambda model, **_: calls.add((model.service_model.service_name, model.name)))
+    return client
+
+
+def _worker_args(fleet: Fleet, cache: Path) -> argparse.Namespace:
+    assert fleet.queues is not None
+    return argparse.Namespace(bucket=BUCKET, job=fleet.job, work_url=fleet.queues.work,
+                              done_url=fleet.queues.done, visibility=30, retry_delay=0, idle_exit=1,
+                              device="cpu", int8=False, cache=str(cache), pid_file="", name="test-worker")
+
+
+@pytest.mark.slow
+def test_calls_are_the_ones_the_policies_allow(moto_server: str, pages: Path, model: Path,
+                                               tmp_path: Path) -> None:
+    from jobs.htr.pages import list_pages
+
+    launcher_calls: set[tuple[str, str]] = set()
+    worker_calls: set[tuple[str, str]] = set()
+    page_list = list_pages([pages])[:4]
+    fleet = Fleet(_recorded("s3", launcher_calls), _recorded("sqs", launcher_calls), BUCKET, "infer-proto",
+                  FleetSettings(batch_pages=2, visibility_s=30))
+    fleet.create_queues()
+    fleet.upload_model(model)
+    fleet.upload_pages(page_list)
+    assert fleet.enqueue(page_list) == 2
+    (tmp_path / "cache").mkdir()
+    worker = Worker(_recorded("s3", worker_calls), _recorded("sqs", worker_calls),
+                    _worker_args(fleet, tmp_path / "cache"))
+    assert worker.run() == 0  # both batches, then idle for a second: exits
+    seen = Collected()
+    out = tmp_path / "out"
+    by_key = {p.key: p for p in page_list}
+    deadline = time.monotonic() + 30
+    while len(seen.done) < len(by_key):
+        assert time.monotonic() < deadline, f"results never arrived: {seen}"
+        fleet.collect(by_key, out, seen, wait_s=0)
+    assert fleet.backlog() == 0
+    fleet.delete_queues()
+    for page in page_list:
+        assert all((out / rel).exists() for rel in page.outputs)
+
+    def table(calls: set[tuple[str, str]]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for service, op in calls:
+            out.setdefault(service, set()).add(op)
+        return out
+
+    for service, ops in table(launcher_calls).items():
+        assert ops <= FLEET_OPERATIONS[service], f"launcher {service} calls not in FLEET_OPERATIONS"
+    for service, ops in table(worker_calls).items():
+        assert ops <= WORKER_OPERATIONS[service], f"worker {service} calls not in WORKER_OPERATIONS"
+    assert ("sqs", "ChangeMessageVisibility") not in launcher_calls
+
+
+@pytest.mark.slow
+def test_a_redelivered_batch_only_reports_what_is_already_done(moto_server: str, pages: Path, model: Path,
+                                                               tmp_path: Path) -> None:
+    from jobs.htr.pages import list_pages
+
+    s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    page_list = list_pages([pages])[:2]
+    fleet = Fleet(s3, sqs, BUCKET, "infer-again", FleetSettings(batch_pages=2, visibility_s=30))
+    fleet.create_queues()
+    fleet.upload_model(model)
+    fleet.upload_pages(page_list)
+    fleet.enqueue(page_list)
+    fleet.enqueue(page_list, first_batch=1)  # the same pages again, as a redelivery would bring them
+    (tmp_path / "cache").mkdir()
+    Worker(s3, sqs, _worker_args(fleet, tmp_path / "cache")).run()
+    assert fleet.queues is not None
+    reports = [json.loads(m["Body"]) for m in sqs.receive_message(
+        QueueUrl=fleet.queues.done, MaxNumberOfMessages=10).get("Messages", [])]
+    by_batch = {r["batch"]: r for r in reports}
+    assert sorted(by_batch) == [0, 1]
+    assert all(item["lines"] > 0 for item in by_batch[0]["done"])  # recognised
+    assert [item["lines"] for item in by_batch[1]["done"]] == [0, 0]  # found done: not recognised again
+
+
+@pytest.mark.slow
+def test_sigterm_gives_the_batch_back_at_once(moto_server: str, pages: Path, model: Path,
+                                              tmp_path: Path) -> None:
+    from jobs.htr.pages import list_pages
+
+    s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    page_list = list_pages([pages])[:3]
+    fleet = Fleet(s3, sqs, BUCKET, "infer-term", FleetSettings(batch_pages=3, visibility_s=600))
+    queues = fleet.create_queues()
+    fleet.upload_model(model)
+    fleet.upload_pages(page_list)
+    fleet.enqueue(page_list)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.fleet_worker", "--bucket", BUCKET,
+                                 "--job", "infer-term", "--work-url", queues.work, "--done-url", queues.done,
+                                 "--visibility", "600", "--idle-exit", "60", "--device", "cpu",
+                                 "--pid-file", str(tmp_path / "pid")], stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "received" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert int((tmp_path / "pid").read_text()) == proc.pid
+    os.kill(proc.pid, signal.SIGTERM)  # what the spot watcher does on the two-minute notice
+    assert proc.wait(timeout=60) == 143
+    assert "batch given back" in log.read_text()
+    # visible again now, not after the 600 s lease
+    again = sqs.receive_message(QueueUrl=queues.work, WaitTimeSeconds=2).get("Messages", [])
+    assert len(again) == 1 and json.loads(again[0]["Body"])["batch"] == 0
