@@ -2,7 +2,8 @@
 
 Commands live in launcher/commands/<topic>.py, each with `register(app)`. Errors of the
 GpuhireError hierarchy become one line on stderr with the fix and a non-zero exit; set
-GPUHIRE_DEBUG=1 for the traceback. Nothing heavy (boto3, torch, matplotlib) is imported here.
+GPUHIRE_DEBUG=1 for the traceback. Usage errors (a missing option, a bad choice, an unknown
+command) are one line too, pointing at the command's --help, with exit status 2. Nothing heavy (boto3, torch, matplotlib) is imported here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+# typer (>= 0.29, as pinned) vendors click: its usage errors are these classes, not click's.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from launcher import __version__
@@ -24,12 +28,33 @@ def _debug() -> bool:
     return os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
 
 
+def _usage_error(exc: UsageError) -> typer.Exit:
+    """A usage error (missing option, bad choice, unknown command) as one line, exit 2."""
+    path = exc.ctx.command_path if exc.ctx is not None else "gpuhire"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    sep = " " if message.endswith("?") else "; "  # "Did you mean 'ledger'?"
+    typer.echo(f"error: {message}{sep}see `{path} --help`", err=True)
+    return typer.Exit(2)
+
+
 class GpuhireGroup(TyperGroup):
     """The root group: the one place that turns errors into a line on stderr and an exit code."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        try:  # the root's own options (--db, --config, an unknown one)
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:  # `gpuhire` alone prints the help
+            raise
+        except UsageError as exc:
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:  # `gpuhire ledger` alone prints its help
+            raise
+        except UsageError as exc:
+            raise _usage_error(exc) from None
         except GpuhireError as exc:
             if _debug():
                 raise

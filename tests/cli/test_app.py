@@ -87,6 +87,28 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> No
     assert r.returncode != 0 and "Traceback" in r.stderr and "NotFoundError" in r.stderr
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["ledger", "add", "--provider", "aws"],
+     "error: Missing option '--gpu'; see `gpuhire ledger add --help`"),
+    (["ledger", "list", "--format", "xml"],
+     "error: Invalid value for '--format': Value error, 'xml' is not one of 'table', 'json', "
+     "'csv'; see `gpuhire ledger list --help`"),
+    (["legder", "list"], "error: No such command 'legder'. Did you mean 'ledger'? see `gpuhire --help`"),
+    (["--bogus"], "error: No such option: --bogus; see `gpuhire --help`"),
+])
+def test_usage_errors_are_one_line_exit_2(args: list[str], line: str) -> None:
+    r = _run(*args)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "\n")
+
+
+def test_help_still_works_and_bare_groups_show_help() -> None:
+    r = _run("ledger", "add", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("Usage: gpuhire ledger add [OPTIONS]")
+    assert "--on-demand-usd-per-hour" in r.stdout
+    r = _run("ledger")
+    assert r.returncode == 2 and "Commands:" in r.stdout + r.stderr and "error:" not in r.stderr
+
+
 def test_unwritable_database_location_names_the_fix(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
