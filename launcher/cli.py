@@ -3,7 +3,8 @@
 Commands live in launcher/commands/<topic>.py, each with `register(app)`. Errors of the
 GpuhireError hierarchy become one line on stderr with the fix and a non-zero exit; set
 GPUHIRE_DEBUG=1 for the traceback. Usage errors (a missing option, a bad choice, an unknown
-command) are one line too, pointing at the command's --help, with exit status 2. Nothing heavy (boto3, torch, matplotlib) is imported here.
+command) are one line too, pointing at the command's --help, with exit status 2. Nothing
+heavy (boto3, torch, matplotlib) is imported here.
 """
 
 from __future__ import annotations

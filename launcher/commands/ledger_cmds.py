@@ -248,7 +248,8 @@ def advise(
     lifetime_months: Annotated[int | None, typer.Option(help="Months the card is used.")] = None,
     speed: Annotated[
         list[str] | None,
-        typer.Option(help="Rented GPU's speed vs a T4, GPU=FACTOR (repeatable), e.g. a100=4.5."),
+        typer.Option(metavar="GPU=FACTOR",
+                     help="A rented GPU's speed vs a T4 (repeatable), e.g. --speed a100=4.5."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
