@@ -182,7 +182,7 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
         cpu_rate, cpu_source = deps.cpu_lines_per_s, "config"
     elif (measured := measured_cpu_lines_per_s(deps.ledger)) is not None:
         cpu_rate, cpu_source = measured, "measured"
-    elif opts.calibrate:
+    elif opts.calibrate and opts.gpu != "none":  # with --gpu none there is nothing to decide
         deps.say("calibrating: recognising a few lines on this CPU to measure its speed")
         cpu_rate, cpu_source = calibrate(opts.model, pending, deps.ledger, opts.int8), "calibrated"
     else:
@@ -194,13 +194,20 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
                       instances=opts.instances, deadline_s=opts.deadline_s, **settings)  # type: ignore[arg-type]
 
 
+def duration(seconds: float) -> str:
+    """Seconds for people: `42 s`, `17.9 min`, `3.9 h`."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3 * 3600 else f"{seconds / 3600:.1f} h"
+
+
 def describe(p: Plan) -> list[str]:
     out = [f"{p.pages:,} pages, about {p.lines:,} lines"]
     for o in p.options:
         mark = "->" if o.name == p.choice else "  "
         who = "this CPU" if o.name == "cpu" else f"{o.instances} x {o.name.upper()}"
-        out.append(f"{mark} {who:<12} {o.seconds / 60:8.1f} min  ${o.usd}  "
-                   f"({o.lines_per_s:g} lines/s, {o.throughput_source})")
+        out.append(f"{mark} {who:<12} {duration(o.seconds):>9}  ${o.usd}  "
+                   f"({o.lines_per_s:,.1f} lines/s, {o.throughput_source})")
     out.append(f"choice: {p.choice} ({p.reason})")
     return out
 

@@ -126,6 +126,10 @@ def fleet_size(lines: int, gpu: GpuPrice, p: PlanInputs) -> int:
     return min(n, p.max_instances)
 
 
+def _minutes(seconds: int) -> str:
+    return f"{seconds} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order)
     """The choice and every option's time and cost; see the module docstring."""
     cpu = cpu_option(p.lines, p.cpu_lines_per_s, p.cpu_source, p.cpu_usd_per_hour)
@@ -143,7 +147,7 @@ def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order
             return made("cpu", f"no {p.gpu.upper()} offer")
         return made(p.gpu, f"--gpu {p.gpu}")
     if cpu.seconds <= p.coffee_break_s and (p.deadline_s is None or cpu.seconds <= p.deadline_s):
-        return made("cpu", f"the CPU finishes in {cpu.seconds / 60:.1f} min, within the "
+        return made("cpu", f"the CPU finishes in {_minutes(cpu.seconds)}, within the "
                     f"{minutes:g}-minute coffee break")
     if not gpus:
         return made("cpu", "no GPU offer to rent")

@@ -154,11 +154,9 @@ def _deps(app: AppContext, fleet_kind: str, out: Path) -> InferDeps:
     )
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def summary(result: InferResult) -> str:
+    from launcher.infer import duration
+
     cpu_s = result.plan.option("cpu").seconds if result.plan else None
     per_k = result.usd_per_1000_pages
     lines = [
@@ -166,11 +164,11 @@ def summary(result: InferResult) -> str:
         f"  pages         {result.done:,} recognised"
         + (f", {result.skipped:,} done before" if result.skipped else "")
         + (f", {len(result.dead):,} failed (see {result.out / 'dead-letter.json'})" if result.dead else ""),
-        f"  time          {_duration(result.seconds)} on {result.workers} worker(s)",
+        f"  time          {duration(result.seconds)} on {result.workers} worker(s)",
         f"  cost          {usd(result.usd, 4)}" + (f"  ({usd(per_k, 4)} per 1,000 pages)" if per_k else ""),
     ]
     if cpu_s is not None and result.plan and result.plan.choice != "cpu":
-        lines.append(f"  on this CPU   about {cpu_s / 60:.0f} min")
+        lines.append(f"  on this CPU   about {duration(cpu_s)}")
     for key, reason in sorted(result.dead.items())[:10]:
         lines.append(f"  failed        {key}: {reason}")
     lines.append(f"  output        {result.out}")
