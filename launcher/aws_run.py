@@ -15,8 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from launcher.errors import ProviderError, SshError
+from launcher.output import usd
 from launcher.providers.aws import AwsProvider
-from launcher.providers.base import LaunchRequest, Offer, SshEndpoint
+from launcher.providers.base import LaunchRequest, Market, Offer, SshEndpoint
 from launcher.runs import RunState
 from launcher.ssh import Ssh, SshTarget
 from launcher.ssh_host import SshHost
@@ -186,14 +187,37 @@ class AwsRenter:
         self._offers: dict[str, list[Offer]] = {}
         self.gpu = self._choose(gpu)
 
+    @property
+    def market(self) -> str:
+        return "spot" if self.spot else "on-demand"
+
     def offers(self, gpu: str) -> list[Offer]:
+        """Offers for `gpu`, best first: spot (or on-demand with --on-demand); with no spot
+        price anywhere, on-demand when the policy ([aws] fallback_on_demand) allows."""
         if gpu not in self._offers:
             found = self.aws.offers(gpu) if self.spot else self.aws.on_demand_offers(gpu)
+            if not found and self.spot and self.aws.aws.fallback_on_demand:
+                found = self.aws.on_demand_offers(gpu)
             if not found:
-                raise ProviderError(f"no {gpu.upper()} offers in {self.aws.aws.region}",
-                                    "try another --gpu or [aws] region")
+                fix = ("try another --gpu or [aws] region, or --on-demand / [aws] fallback_on_demand"
+                       if self.spot else "try another --gpu or [aws] region")
+                raise ProviderError(f"no {gpu.upper()} {self.market} offers in {self.aws.aws.region}", fix)
             self._offers[gpu] = found
         return self._offers[gpu]
+
+    def plan(self) -> str:
+        """The offer a launch tries first, e.g. `spot g4dn.xlarge (4 vCPUs) in us-east-1b at
+        $0.1800/h (on-demand $0.526/h); 3 more offers to fall back on`."""
+        offers = self.offers(self.gpu)
+        o = offers[0]
+        text = f"{o.market} {o.instance_type} ({o.vcpus} vCPUs) in {o.zone} at {usd(o.usd_per_hour, 4)}/h"
+        if o.market == Market.spot:
+            text += f" (on-demand {usd(o.on_demand_usd_per_hour, 3)}/h)"
+        if len(offers) > 1:
+            text += f"; {len(offers) - 1} more offer(s) to fall back on"
+        if o.market == Market.spot and self.aws.aws.fallback_on_demand:
+            text += ", then on-demand"
+        return text + f"; {self.runtime} runtime" + (f" ({self.image})" if self.runtime == "docker" else "")
 
     def _choose(self, gpu: str) -> str:
         """`auto`: the GPU with the lowest price per unit of training speed right now."""

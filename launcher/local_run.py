@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from launcher.hosts import LocalHost
+from launcher.output import usd
 from launcher.runs import RunState
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
@@ -49,6 +50,7 @@ class LocalRenter:
     """Runs the trainer as a detached process on this machine (the `process` runtime)."""
 
     provider = "local"
+    market = "owned"
 
     def __init__(self, ledger: Ledger, run_root: Path, gpu: str, watts: Decimal,
                  usd_per_kwh: Decimal, rules: BillingRules) -> None:
@@ -61,6 +63,10 @@ class LocalRenter:
 
     def usd_per_hour(self) -> Decimal:
         return self.watts / Decimal(1000) * self.usd_per_kwh
+
+    def plan(self) -> str:
+        return (f"this machine ({self.gpu}), the trainer as a local process, at "
+                f"{usd(self.usd_per_hour(), 4)}/h running cost ({self.watts} W)")
 
     def overhead_s(self) -> int:
         return 10  # starting python and torch

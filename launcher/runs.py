@@ -39,6 +39,7 @@ class RunState:
     epochs: int | None
     max_restarts: int
     max_usd: str | None = None
+    market: str = "spot"  # spot | on-demand | owned: `resume` rents the same way again
     attempt: int = 0
     status: str = "created"  # created | running | interrupted | done | failed | stopped
     session_id: int | None = None

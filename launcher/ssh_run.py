@@ -14,6 +14,7 @@ from pathlib import Path
 
 from launcher.config import HostSettings
 from launcher.errors import ConfigError
+from launcher.output import usd
 from launcher.runs import RunState
 from launcher.ssh import Ssh, SshTarget
 from launcher.ssh_host import SshHost
@@ -67,6 +68,7 @@ class SshRenter:
     """Runs jobs on one configured host."""
 
     provider = "ssh"
+    market = "owned"
 
     def __init__(self, ledger: Ledger, name: str, settings: HostSettings, usd_per_kwh: Decimal,
                  rules: BillingRules) -> None:
@@ -77,6 +79,10 @@ class SshRenter:
 
     def usd_per_hour(self) -> Decimal:
         return self.rate
+
+    def plan(self) -> str:
+        return (f"{self.name} ({self.settings.user}@{self.settings.host}, {self.gpu}) over SSH, "
+                f"at {usd(self.rate, 4)}/h running cost ({self.settings.watts} W)")
 
     def overhead_s(self) -> int:
         return 30

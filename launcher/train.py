@@ -68,6 +68,12 @@ class Renter(Protocol):
 
     provider: str
     gpu: str  # the GPU model the job will get (t4, l4, cpu, rtx3060, ...)
+    @property
+    def market(self) -> str:
+        """spot | on-demand (aws) | owned (local, ssh): kept in the run state for `resume`."""
+
+    def plan(self) -> str:
+        """What would be rented, in one line (`--dry-run` shows it before renting)."""
 
     def usd_per_hour(self) -> Decimal:
         """The price a quote should use: the best current offer, or the running cost."""
@@ -158,6 +164,7 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
               measured_lines_per_s=deps.ledger.measured_lines_per_s("train", renter.gpu),
               overhead_s=renter.overhead_s(), default_lines_per_s=deps.default_lines_per_s)
     deps.say(f"job {job}: {lines:,} usable lines, {renter.provider} / {renter.gpu}")
+    deps.say(f"plan: {renter.plan()}")
     deps.say(f"quote: {q.describe()}")
     if opts.max_usd is not None and q.usd > opts.max_usd:
         raise BudgetError(
@@ -179,7 +186,7 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
     ))
     state = RunState(job=job, provider=renter.provider, gpu=renter.gpu,
                      data=[str(p) for p in opts.data], preset=opts.preset, epochs=epochs,
-                     max_restarts=opts.max_restarts,
+                     max_restarts=opts.max_restarts, market=renter.market,
                      max_usd=None if opts.max_usd is None else str(opts.max_usd))
     if getattr(renter, "name", None):  # which configured host, for `resume`
         state.machine["host"] = renter.name  # type: ignore[attr-defined]

@@ -220,7 +220,8 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool)
     app = app_context(ctx)
     run = RunDir.find(job, runs, _known_run_dir(app, job))
     state = run.load()
-    renter = make_renter(app, state.provider, state.gpu, run.path, state.machine.get("host"))
+    renter = make_renter(app, state.provider, state.gpu, run.path, state.machine.get("host"),
+                         spot=state.market != "on-demand")  # --on-demand stays on demand
     result = run_resume(state, run, _deps(app, renter), attach_only=attach_only)
     typer.echo(summary(result))
     if result.status == "failed":
