@@ -215,18 +215,7 @@ def describe(p: Plan) -> list[str]:
 # -- the flow ---------------------------------------------------------------------------------
 def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     """See the module docstring."""
-    from jobs.htr.errors import GroundTruthError
-    from jobs.htr.pages import list_pages
-
-    if not opts.model.is_file():
-        raise SpecError(f"model {opts.model} does not exist", "give --model RUN/model.pt of a trained job")
-    try:
-        pages = list_pages(list(opts.inputs))
-    except GroundTruthError as exc:
-        raise SpecError(str(exc), "check the paths you gave") from None
-    if not pages:
-        raise SpecError("no pages found in " + ", ".join(map(str, opts.inputs)),
-                        "give PAGE/ALTO *.xml files with their images, or line images, or folders of them")
+    pages = _pages(opts)
     manifest = Manifest(opts.out)
     pending = [p for p in pages if not manifest.is_done(p)]
     job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{len(pending)}"
@@ -243,6 +232,10 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     if opts.plan_only:
         result.status = "plan"
         return result
+    if p.choice != "cpu" and deps.make_fleet is None:
+        raise ProviderError(f"the plan chose {p.chosen.instances} x {p.choice.upper()}, but a fleet needs "
+                            "[aws] bucket (and instance_profile) in the config",
+                            "run `gpuhire init --from-terraform DIR`, or pass --gpu none to use this CPU")
     if p.choice != "cpu" and not opts.yes and not deps.confirm(
             f"Rent {p.chosen.instances} x {p.choice.upper()} for about ${p.chosen.usd}?"):
         result.status = "stopped"
@@ -270,6 +263,23 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
                                     "seconds": round(result.seconds, 3), "workers": result.workers})
     deps.after_job(job)
     return result
+
+
+def _pages(opts: InferOptions) -> list[Page]:
+    """The pages under the inputs; a missing model or input is refused here, before anything."""
+    from jobs.htr.errors import GroundTruthError
+    from jobs.htr.pages import list_pages
+
+    if not opts.model.is_file():
+        raise SpecError(f"model {opts.model} does not exist", "give --model RUN/model.pt of a trained job")
+    try:
+        pages = list_pages(list(opts.inputs))
+    except GroundTruthError as exc:
+        raise SpecError(str(exc), "check the paths you gave") from None
+    if not pages:
+        raise SpecError("no pages found in " + ", ".join(map(str, opts.inputs)),
+                        "give PAGE/ALTO *.xml files with their images, or line images, or folders of them")
+    return pages
 
 
 def _write_dead_letters(out: Path, dead: dict[str, str]) -> None:
@@ -321,11 +331,8 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
                result: InferResult) -> None:
     from launcher.fleet_backends import WorkerSpec
 
-    if deps.make_fleet is None:
-        raise ProviderError(f"the plan chose {result.plan.choice if result.plan else 'a GPU'} but no AWS "
-                            "account is configured", "run `gpuhire init`, or pass --gpu none for this CPU")
     p = result.plan
-    assert p is not None
+    assert p is not None and deps.make_fleet is not None
     fleet, make_backend = deps.make_fleet(result.job, p)
     queues = fleet.create_queues()
     backend = make_backend(WorkerSpec(result.job, fleet.bucket, queues, fleet.settings, int8=opts.int8))

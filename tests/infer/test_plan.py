@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from launcher.cli import app
 from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, DEFAULT_LINES_PER_PAGE, GpuPrice, PlanInputs, plan
+from ledger.book import Ledger
+from ledger.db import open_engine
 
 
 def _inputs(pages: int, **kw: object) -> PlanInputs:
@@ -121,3 +123,13 @@ def test_missing_model_and_pages_are_one_line(tmp_path: Path, sqlite_db: str, mo
     no_pages = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(tmp_path / "none"), "--model", str(model)])
     assert no_pages.exit_code == 1 and "does not exist" in no_pages.stderr
     assert no_pages.stderr.strip().count("\n") == 0
+
+
+def test_a_gpu_without_a_bucket_is_refused_before_anything_is_recorded(tmp_path: Path, sqlite_db: str,
+                                                                      model: Path) -> None:
+    folder = _pages(tmp_path / "scans", 2)
+    result = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
+                                      "--gpu", "t4", "--yes", "--no-calibrate"])
+    assert result.exit_code == 1
+    assert "a fleet needs [aws] bucket" in result.stderr and "gpuhire init" in result.stderr
+    assert not Ledger(open_engine(sqlite_db)).jobs("infer")
