@@ -142,21 +142,20 @@ class LocalFleet:
 
 
 def worker_user_data(spec: WorkerSpec, image: str, region: str) -> str:
-    """The job part of an instance's user-data: run the worker in the trainer image, keep the
-    box's heartbeat fresh while it runs, and power off when it exits (the queue drained)."""
+    """The job part of an instance's user-data: pull the trainer image (logging in to ECR as the
+    train flow does), run the worker in it, keep the box's heartbeat fresh while it runs, and
+    power off when it exits (the queue drained)."""
+    from launcher.aws_run import pull_script
     from launcher.providers.aws_userdata import HEARTBEAT_PATH, PID_FILE
 
-    registry = image.split("/", 1)[0] if ".dkr.ecr." in image else ""
-    login = (f"aws ecr get-login-password --region {shlex.quote(region)} | docker login --username AWS "
-             f"--password-stdin {shlex.quote(registry)}\n") if registry else ""
+    pull = pull_script(image) or f"docker pull {shlex.quote(image)}"
     worker = " ".join(shlex.quote(a) for a in ["docker", "run", "--rm", "--gpus", "all",
                                                "-e", f"AWS_DEFAULT_REGION={region}",
                                                "--entrypoint", "python", image,
                                                "-m", "launcher.fleet_worker", *spec.argv()])
     return (
         "# gpuhire fleet worker: heartbeat while it runs, power off when it is done\n"
-        f"{login}"
-        f"docker pull {shlex.quote(image)}\n"
+        f"{pull}\n"
         f"( while sleep 60; do touch {HEARTBEAT_PATH}; done ) &\n"
         "beat=$!\n"
         f"touch {HEARTBEAT_PATH}\n"

@@ -121,7 +121,9 @@ def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
                 return LocalFleet(spec, app.ledger, out_state, settings.local.watts / Decimal(1000)
                                   * settings.ownership.usd_per_kwh, settings.billing_rules("local"),
                                   device="cpu")
-            image = settings.train.image
+            from launcher.aws_run import resolve_image
+
+            image = resolve_image(settings.train.image, settings.aws.ecr_repository_url)
             return AwsFleet(spec, aws, plan.choice, image)
 
         return fleet, backend
