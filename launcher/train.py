@@ -21,6 +21,7 @@ from launcher.errors import BudgetError, SpecError, SshError
 from launcher.hosts import Host, beating
 from launcher.output import usd
 from launcher.quote import Quote, quote
+from launcher.running import stopped_elsewhere
 from launcher.runs import RunDir, RunState, new_job_id
 from launcher.watch import EventReader, JobProgress, status_line
 from ledger.book import Ledger
@@ -216,6 +217,8 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             if detach:
                 return _detach(state, deps, machine, result)
             outcome = follow(state, run, deps, machine, progress)
+            if outcome == "interrupted" and stopped_elsewhere(deps.ledger, state.job):
+                outcome = "stopped"  # `gpuhire stop` signalled it: do not relaunch
             if outcome == "interrupted" and state.attempt < state.max_restarts:
                 deps.say("interrupted by the provider: resuming from the last checkpoint")
                 machine.release("spot-interruption")
@@ -309,6 +312,8 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                 if machine.interrupted(fresh=True):
                     deps.say("the provider took the machine back while it was unreachable")
                     return "interrupted"
+                if stopped_elsewhere(deps.ledger, state.job):
+                    return "stopped"  # `gpuhire stop` took the machine away
                 if now - lost_since > RECONNECT_S:
                     raise
                 time.sleep(min(10.0, 1.0 + (now - lost_since) / 4))

@@ -1,8 +1,9 @@
-"""`gpuhire offers`, `status`, `stop`, `gc`: the AWS side seen from the command line."""
+"""`gpuhire offers`, `status`, `stop`, `gc`: what runs (every provider) and the AWS side."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -79,24 +80,26 @@ def offers(
     )
 
 
-def _status_rows(provider: AwsProvider) -> list[dict[str, Any]]:
-    sessions = {
-        v.session.instance_id: v for v in provider.ledger.sessions(open_only=True)
-        if v.session.provider == "aws" and v.session.instance_id
-    }
-    rows = []
-    for i in provider.instances():
-        if i.state.gone:
-            continue
-        view = sessions.get(i.instance_id)
-        rows.append({
-            "job": i.job_id, "instance_id": i.instance_id, "instance_type": i.instance_type,
-            "zone": i.zone, "market": i.market, "state": i.state, "launched_at": i.launched_at,
-            "public_ip": i.public_ip, "session_id": view.session.id if view else None,
-            "usd_per_hour": view.usd_per_hour if view else None,
-            "usd_so_far": view.cost.total_usd if view else None,
-        })
-    return rows
+def _aws_if_any(app: AppContext, region: str | None) -> tuple[AwsProvider | None, str | None]:
+    """The AWS provider when [aws] is configured or AWS credentials exist, else None; with a
+    one-line note when AWS was expected (configured, or the ledger has AWS jobs) but cannot
+    be asked."""
+    from launcher.errors import GpuhireError
+    from launcher.providers.aws_client import make_session
+
+    aws = app.settings.aws
+    expected = bool(region or aws.profile or aws.bucket or aws.instance_profile) or any(
+        v.session.provider == "aws" for v in app.ledger.sessions(open_only=True))
+    try:
+        found = make_session(aws).get_credentials() is not None
+        why = "no AWS credentials found (aws configure, or aws sso login)"
+    except GpuhireError as exc:
+        found, why = False, exc.message
+    except Exception as exc:  # a broken AWS config file: say it, list the rest
+        found, why = False, f"AWS credentials unreadable ({exc})"
+    if found:
+        return make_provider(app, region), None
+    return None, (f"note: AWS not asked: {why}" if expected else None)
 
 
 def status(
@@ -104,24 +107,33 @@ def status(
     region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
 ) -> None:
-    """List gpuhire's running AWS instances (found by tag) with what each has cost so far.
+    """List running jobs of every provider (local, ssh, AWS by tag) with their cost so far.
+
+    AWS is asked only when it is configured or credentials exist; when it cannot be reached,
+    one line says so and its jobs are listed from the ledger.
 
     Example:  gpuhire status --format json
     """
-    provider = make_provider(app_context(ctx), region)
-    rows = _status_rows(provider)
+    from launcher.running import running_jobs
+
+    app = app_context(ctx)
+    aws, note = _aws_if_any(app, region)
+    rows, unreachable = running_jobs(app.ledger, aws)
+    for line in (note, unreachable and f"note: {unreachable}"):
+        if line:
+            typer.echo(line, err=True)
     if fmt == ListFormat.json:
-        print_json(rows)
+        print_json([asdict(r) for r in rows])
         return
     if not rows:
-        typer.echo("no gpuhire instances running")
+        typer.echo("nothing running")
         return
     print_table(
-        f"gpuhire instances in {provider.aws.region}",
-        ["job", "instance", "type", "zone", "market", "state", "since", "$/h", "so far"],
-        [[r["job"] or "?", r["instance_id"], r["instance_type"], r["zone"], r["market"], r["state"],
-          iso(r["launched_at"]), usd(r["usd_per_hour"], 4),
-          usd(r["usd_so_far"], 4) if r["usd_so_far"] is not None else "not in ledger: gpuhire gc"]
+        "gpuhire jobs running",
+        ["job", "provider", "machine", "type", "zone/host", "market", "state", "since", "$/h", "so far"],
+        [[r.job or "?", r.provider, r.instance_id or "-", r.instance_type or r.gpu, r.zone or "-",
+          r.market, r.state, iso(r.launched_at), usd(r.usd_per_hour, 4),
+          usd(r.usd_so_far, 4) if r.usd_so_far is not None else "not in ledger: gpuhire gc"]
          for r in rows],
     )
 
@@ -129,30 +141,40 @@ def status(
 def stop(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Argument(help="the job to stop")] = None,
-    all_jobs: Annotated[bool, typer.Option("--all", help="stop every gpuhire instance")] = False,
+    all_jobs: Annotated[bool, typer.Option("--all", help="stop every running gpuhire job")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask (with --all)")] = False,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
 ) -> None:
-    """Terminate a job's AWS instances now and close their ledger sessions (reason: user).
+    """Stop a job now: terminate its AWS instances, or signal its local/ssh process; close its
+    ledger sessions (reason: user). Local and ssh jobs need no AWS.
 
     Example:  gpuhire stop train-20261122-1402-a3f9
     """
+    from launcher.running import job_provider, running_jobs
+
     if (job is None) == (not all_jobs):
         raise InputError("give a JOB or --all (not both)", "e.g. gpuhire stop JOB, or gpuhire stop --all")
     app = app_context(ctx)
-    provider = make_provider(app, region)
     if all_jobs:
-        jobs = sorted({i.job_id for i in provider.instances() if i.job_id and not i.state.gone})
-        jobs = sorted(set(jobs) | {v.session.job_id for v in app.ledger.sessions(open_only=True)
-                                   if v.session.provider == "aws" and v.session.job_id})
+        aws, note = _aws_if_any(app, region)
+        if note:
+            typer.echo(note, err=True)
+        rows, _ = running_jobs(app.ledger, aws)
+        jobs = sorted({r.job for r in rows if r.job})
         if not jobs:
             typer.echo("nothing to stop")
             return
-        if not _confirm(f"terminate the instances of {len(jobs)} job(s): {', '.join(jobs)}?", yes):
+        if not _confirm(f"stop {len(jobs)} job(s): {', '.join(jobs)}?", yes):
             raise typer.Exit(1)
     else:
         jobs = [str(job)]
-    for name in jobs:
+    on_aws = [j for j in jobs if (job_provider(app.ledger, j) or "aws") == "aws"]
+    for name in jobs:  # no AWS needed for these
+        if name not in on_aws:
+            _stop_owned(app, name)
+    provider = make_provider(app, region) if on_aws else None
+    for name in on_aws:
+        assert provider is not None
         gone = provider.release(name, "user")
         _mark_stopped(app, name)
         typer.echo(f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running")
@@ -161,16 +183,16 @@ def stop(
                        "(still in use while the instance shuts down: run `gpuhire gc` in a minute)", err=True)
 
 
-def _mark_stopped(app: AppContext, job: str) -> None:
-    from launcher.errors import NotFoundError
-    from ledger.timeutil import utcnow
+def _stop_owned(app: AppContext, job: str) -> None:
+    from launcher.running import stop_owned_job
 
-    try:
-        current = app.ledger.get_job(job)
-    except NotFoundError:
-        return
-    if current.status not in ("done", "failed", "stopped"):
-        app.ledger.update_job(job, status="stopped", ended_at=utcnow())
+    typer.echo(stop_owned_job(app.ledger, app.settings, job))
+
+
+def _mark_stopped(app: AppContext, job: str) -> None:
+    from launcher.running import mark_stopped, run_dir_of
+
+    mark_stopped(app.ledger, job, run_dir_of(app.ledger, job))
 
 
 def gc(

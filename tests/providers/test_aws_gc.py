@@ -147,7 +147,7 @@ def test_gc_leaves_a_live_job_alone(endpoint: str, world: AwsWorld, cli, tmp_pat
     assert stopped.exit_code == 0 and stopped.stdout.strip() == "job-live: 1 instance(s) terminated"
     assert book.get_job("job-live").status == "stopped"
     assert book.sessions(open_only=True) == []
-    assert cli("status").stdout.strip() == "no gpuhire instances running"
+    assert cli("status").stdout.strip() == "nothing running"
 
 
 def test_stop_usage_errors(cli) -> None:
