@@ -78,12 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from jobs.htr.config import load_config
     from jobs.htr.events import EventWriter
-    from jobs.htr.train import EXIT_INTERRUPTED, train
+    from jobs.htr.interrupt import EXIT_INTERRUPTED
+    from jobs.htr.train import train
 
-    cfg = load_config(args.preset, epochs=args.epochs, checkpoint_minutes=args.checkpoint_minutes)
     job = args.job or os.environ.get("GPUHIRE_JOB") or args.out.resolve().name
     events = EventWriter(job, args.events, enabled=int(os.environ.get("RANK", "0")) == 0)
-    try:
+    try:  # from here every failure, a bad preset or flag included, is also an `error` event
+        cfg = load_config(args.preset, epochs=args.epochs, checkpoint_minutes=args.checkpoint_minutes)
         result = train(args.data, args.out, cfg, events=events, init=args.init, device=args.device)
     except Exception as exc:
         events.emit("error", message=str(exc) or type(exc).__name__)

@@ -33,6 +33,7 @@ import numpy as np
 from jobs.htr.errors import GroundTruthError
 from jobs.htr.files import discover
 from jobs.htr.gt import GtReport, LineSample, normalize_text, read_file
+from jobs.htr.interrupt import default_in_worker
 from jobs.htr.lineimage import fit_height
 from jobs.htr.split import SplitAssigner, seeded_split
 
@@ -172,7 +173,7 @@ def _iter_fitted(inputs: Sequence[Path], height: int, normalization: str, report
     if workers <= 1:
         yield from _merge(map(work, jobs), report)
         return
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=default_in_worker) as pool:
         yield from _merge(pool.imap(work, jobs, chunksize=1), report)
 
 

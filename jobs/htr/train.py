@@ -5,8 +5,12 @@ One run directory holds everything: RUN/dataset (when DATA is ground truth), RUN
 best model so far, what inference loads) and RUN/metrics.json. Start the same command again and
 it resumes from RUN/checkpoint.pt at the step it stopped (the `start` event says from which).
 
+SIGTERM (the spot notice) is caught from the very start, compile and batch-size probe included
+(jobs/htr/interrupt.py): the run stops with a checkpoint when there is a model to save, exit 143.
+
 Under torchrun each process trains on its share of the batches (DDP; gloo on CPU, NCCL on GPUs);
-rank 0 writes the events, checkpoints and the model.
+rank 0 writes the events, checkpoints and the model; the run ends the process group it started
+(jobs/htr/ddp.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import json
 import math
 import os
 import random
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -25,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from jobs.htr import ddp
 from jobs.htr.checkpoint import (
     atomic_save,
     export_model,
@@ -43,12 +46,11 @@ from jobs.htr.dataset import CompiledDataset
 from jobs.htr.errors import HtrError
 from jobs.htr.events import EventWriter
 from jobs.htr.hardware import autocast_dtype, gpu_stats, pick_device, pick_precision, set_cpu_threads
+from jobs.htr.interrupt import Interrupted, Signals, catching
 from jobs.htr.model import CRNN, count_parameters, extend_codec
 from jobs.htr.probe import fit_batch_pixels
 from jobs.htr.sampler import BucketBatchSampler
 from jobs.htr.validate import validate
-
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by the spot notice
 
 
 @dataclass
@@ -74,7 +76,6 @@ class State:
     best_cer: float | None = None
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    stop_signal: str | None = None  # set by the SIGTERM/SIGINT handler
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Ctx:
     events: EventWriter
     rank: int = 0
     world: int = 1
+    signals: Signals = field(default_factory=Signals)  # what the SIGTERM/SIGINT handler saw
     last_checkpoint: float = field(default_factory=time.monotonic)
 
 
@@ -108,14 +110,6 @@ def lr_lambda(cfg: TrainConfig, total_steps: int) -> Any:
         done = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
         return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * done))
     return f
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; starts the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _model_and_codec(cfg: TrainConfig, data: CompiledDataset, init: Path | None,
@@ -147,18 +141,21 @@ def _batch_pixels(cfg: TrainConfig, model: CRNN, data: CompiledDataset, device: 
     widest = int(data.widths[data.train_ids].max()) if len(data.train_ids) else 1
     budget = fit_batch_pixels(model, device, precision, data.height, widest, cfg.batch_pixels,
                               cfg.max_batch, memory_pixels=memory_pixels)
-    if world > 1:  # every rank takes the smallest budget that fit
-        t = torch.tensor([budget], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        budget = int(t.item())
+    budget = ddp.smallest(budget, device, world)  # every rank takes the smallest budget that fit
+    if device.type == "cuda":  # the epochs' gpu_mem_gb is training's peak, not the probe's
+        torch.cuda.reset_peak_memory_stats(device)
     return budget
 
 
 def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, init: Path | None,
-          device_name: str, memory_pixels: int | None) -> tuple[Ctx, State]:
-    """Everything before the first step: data, model, optimizer, loader, and a resume if there is one."""
-    rank, world, local_rank = _distributed()
-    device = pick_device(device_name, local_rank)
+          device_name: str, memory_pixels: int | None, signals: Signals,
+          group: ddp.Group) -> tuple[Ctx, State]:
+    """Everything before the first step: data, model, optimizer, loader, and a resume if there is one.
+
+    A signal raises Interrupted until the model is built; from then on it is recorded in `signals`.
+    """
+    rank, world = group.rank, group.world
+    device = pick_device(device_name, group.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
@@ -166,12 +163,13 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    barrier = dist.barrier if world > 1 else None
+    barrier = torch.distributed.barrier if world > 1 else None
     data = prepare_dataset(data_path, run, cfg, rank=rank, barrier=barrier)
     ckpt_path = run / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     cfg, model, codec = _model_and_codec(cfg, data, init, ckpt)
     model.to(device)
+    signals.raise_now = False  # from here a checkpoint can be written: a signal only stops the run
     precision = pick_precision(device)
     batch_pixels = (ckpt["batch_pixels"] if ckpt
                     else _batch_pixels(cfg, model, data, device, precision, world, memory_pixels))
@@ -190,7 +188,7 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     loader = make_loader(data, codec, sampler, worker_count(cfg, world), pin=device.type == "cuda")
     ctx = Ctx(cfg, run, data, codec, model, net, opt, sched, scaler, sampler, loader, device, precision,
-              events, rank, world)
+              events, rank, world, signals)
     state = State()
     if ckpt:
         opt.load_state_dict(ckpt["optimizer"])
@@ -211,22 +209,13 @@ def save_checkpoint(ctx: Ctx, state: State, reason: str) -> Path:
     ctx.last_checkpoint = time.monotonic()
     if ctx.rank != 0:
         return path
-    saved = {k: v for k, v in state.__dict__.items() if k != "stop_signal"}
+    saved = dict(state.__dict__)
     atomic_save({"model": ctx.model.state_dict(), "optimizer": ctx.opt.state_dict(),
                  "scheduler": ctx.sched.state_dict(), "scaler": ctx.scaler.state_dict(),
                  "rng": rng_state(), "state": saved, "codec": ctx.codec, "config": ctx.cfg.to_dict(),
                  "batch_pixels": ctx.sampler.batch_pixels}, path)
     ctx.events.emit("checkpoint", path=str(path), epoch=state.epoch, step=state.step, reason=reason)
     return path
-
-
-def _agree(ctx: Ctx, *flags: bool) -> list[bool]:
-    """Each flag true on any rank is true on all (so that all ranks stop or save together)."""
-    if ctx.world == 1:
-        return list(flags)
-    t = torch.tensor([float(f) for f in flags], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
 
 
 def train_step(ctx: Ctx, batch: Any, last_micro: bool) -> torch.Tensor:
@@ -277,7 +266,7 @@ def train_epoch(ctx: Ctx, state: State) -> dict[str, float] | None:
         if not last_micro:
             continue
         timer_due = now - ctx.last_checkpoint >= ctx.cfg.checkpoint_minutes * 60
-        stop, timer_due = _agree(ctx, state.stop_signal is not None, timer_due)
+        stop, timer_due = ddp.agree(ctx.device, ctx.world, ctx.signals.received is not None, timer_due)
         if stop:
             return None
         if timer_due:
@@ -345,42 +334,72 @@ def write_metrics(ctx: Ctx, state: State, stopped: str) -> Path:
     return path
 
 
-def _on_signal(state: State) -> Any:
-    def handler(signum: int, _frame: Any) -> None:
-        state.stop_signal = signal.Signals(signum).name  # acted on after the current step
-    return handler
+def _interrupt(ctx: Ctx, state: State) -> None:
+    """A signal stopped the run: checkpoint where it is, then `interrupted` (rank 0)."""
+    path = save_checkpoint(ctx, state, "signal")
+    if ctx.rank == 0:
+        ctx.events.emit("interrupted", signal=ctx.signals.received or "SIGTERM", checkpoint=str(path),
+                        step=state.step)
+
+
+def _interrupted_in_setup(run: Path, events: EventWriter, signals: Signals) -> TrainResult:
+    """A signal before the model existed: nothing new to save; an earlier checkpoint still stands."""
+    path = run / "checkpoint.pt"
+    step = int(load_checkpoint(path)["state"]["step"]) if path.exists() else 0
+    events.emit("interrupted", signal=signals.received or "SIGTERM",
+                checkpoint=str(path) if path.exists() else None, step=step)
+    return TrainResult(run, run / "model.pt", None, 0, step, "interrupted")
+
+
+def run_epochs(ctx: Ctx, state: State) -> str:
+    """Train until the epochs are done, early stopping or a signal; returns how it stopped."""
+    if ddp.agree(ctx.device, ctx.world, ctx.signals.received is not None)[0]:  # during the probe, say
+        _interrupt(ctx, state)
+        return "interrupted"
+    while state.epoch <= ctx.cfg.epochs:
+        stats = train_epoch(ctx, state)
+        if stats is None:
+            _interrupt(ctx, state)
+            return "interrupted"
+        if end_epoch(ctx, state, stats):
+            return "early-stopping"
+    return "epochs"
 
 
 def train(data: Path, run: Path, cfg: TrainConfig, *, events: EventWriter | None = None,
           init: Path | None = None, device: str = "auto", memory_pixels: int | None = None) -> TrainResult:
     """Train (or resume) into `run`; see the module doc. `memory_pixels` simulates a device that
-    runs out of memory above that many pixels per batch (tests of the batch-size probe)."""
+    runs out of memory above that many pixels per batch (tests of the batch-size probe).
+
+    SIGTERM/SIGINT are caught from the start, compile and probe included (jobs/htr/interrupt.py):
+    the result is then `stopped="interrupted"`, after a checkpoint whenever one could be written.
+    """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     events = events or EventWriter(run.name)
-    ctx, state = setup(Path(data), run, cfg, events, init, device, memory_pixels)
-    handlers = {s: signal.signal(s, _on_signal(state)) for s in (signal.SIGTERM, signal.SIGINT)}
-    stopped = "epochs"
+    signals = Signals()
+    group: ddp.Group | None = None
+    clean = False
     try:
-        while state.epoch <= cfg.epochs:
-            stats = train_epoch(ctx, state)
-            if stats is None:
-                path = save_checkpoint(ctx, state, "signal")
-                if ctx.rank == 0:
-                    events.emit("interrupted", signal=state.stop_signal or "SIGTERM", checkpoint=str(path),
-                                step=state.step)
-                stopped = "interrupted"
-                break
-            if end_epoch(ctx, state, stats):
-                stopped = "early-stopping"
-                break
+        with catching(signals):
+            group = ddp.start(device)
+            ctx, state = setup(Path(data), run, cfg, events, init, device, memory_pixels, signals, group)
+            stopped = run_epochs(ctx, state)
+        result = _finish(ctx, state, stopped)
+        clean = True
+        return result
+    except Interrupted:
+        return _interrupted_in_setup(run, events, signals)
     finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
+        ddp.leave(group, clean)
+
+
+def _finish(ctx: Ctx, state: State, stopped: str) -> TrainResult:
+    """metrics.json and the `done` event, unless interrupted; how the run ended."""
     if stopped != "interrupted":
         metrics = write_metrics(ctx, state, stopped)
         if ctx.rank == 0:
-            events.emit("done", best_val_cer=state.best_cer, model=str(run / "model.pt"),
-                        metrics=str(metrics), epochs=len(state.history), step=state.step, stopped=stopped)
-    return TrainResult(run, run / "model.pt", state.best_cer, len(state.history), state.step, stopped,
+            ctx.events.emit("done", best_val_cer=state.best_cer, model=str(ctx.run / "model.pt"),
+                            metrics=str(metrics), epochs=len(state.history), step=state.step, stopped=stopped)
+    return TrainResult(ctx.run, ctx.run / "model.pt", state.best_cer, len(state.history), state.step, stopped,
                        _weights_sha256(ctx.model))
