@@ -41,7 +41,9 @@ class RunState:
     max_usd: str | None = None
     market: str = "spot"  # spot | on-demand | owned: `resume` rents the same way again
     attempt: int = 0
-    status: str = "created"  # created | running | interrupted | done | failed | stopped
+    # created | running | interrupted | over-budget | done | failed | stopped; `resume` goes on
+    # from any but the last three (interrupted: out of restarts; over-budget: past --max-usd)
+    status: str = "created"
     session_id: int | None = None
     machine: dict[str, Any] = field(default_factory=dict)  # provider-specific: instance id, ssh
     workdir: str = ""  # on the host

@@ -231,11 +231,12 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
     except Detached:
         assert machine is not None
         return _detach(state, deps, machine, result)
-    except BaseException:
+    except BaseException as exc:
         if machine is not None:  # never leave a machine running by accident
             machine.release("user")
-            deps.ledger.update_job(state.job, status="failed", ended_at=utcnow())
-            state.status = "failed"
+            over = isinstance(exc, BudgetError)  # stopped at the cap: `resume --max-usd` goes on
+            deps.ledger.update_job(state.job, status="stopped" if over else "failed", ended_at=utcnow())
+            state.status = "over-budget" if over else "failed"
             run.save(state)
         raise
 
@@ -324,7 +325,8 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     except KeyboardInterrupt:
         if deps.confirm("Detach and leave the job running? (no = stop it now)"):
             raise Detached from None
-        machine.host.signal("train.pid", signal.SIGTERM)
+        machine.host.signal("train.pid", signal.SIGTERM)  # it checkpoints: bring that home
+        _drain(machine.host, state, run, deps, machine, progress, reader)
         return "stopped"
 
 
@@ -420,8 +422,8 @@ def _check_budget(state: RunState, deps: TrainDeps) -> None:
         raise BudgetError(
             f"job {state.job} has spent {usd(spent, 4)}, above --max-usd {state.max_usd}; "
             "it was stopped and the machine released",
-            f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job}` "
-            "continues with a higher cap",
+            f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job} "
+            "--max-usd X` continues with a higher cap",
         )
 
 
@@ -448,7 +450,11 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     result.status, result.attempts = status, state.attempt + 1
     result.seconds = time.monotonic() - started
     result.usd = job_usd(deps.ledger, state.job)
-    if status == "failed":
+    if outcome == "interrupted":  # out of restarts: the checkpoints are home, resume goes on
+        result.message = (f"interrupted {state.attempt + 1} time(s), more than --max-restarts "
+                          f"{state.max_restarts} allows; `gpuhire resume {state.job}` continues "
+                          "from the last checkpoint")
+    elif status == "failed":
         result.message = p.error or f"the trainer stopped without finishing; see {run.log}"
     deps.ledger.update_job(
         state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer,
@@ -456,7 +462,7 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         gpu_util=p.mean(p.gpu_utils),
         metrics={"epochs": p.epoch, "attempts": result.attempts, "usd": str(result.usd)},
     )
-    state.status = status
+    state.status = "interrupted" if outcome == "interrupted" else status
     run.save(state)
     deps.after_job(state.job)
     return result
@@ -488,6 +494,7 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
     if state.status in ("done", "failed", "stopped"):
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")
+    _check_budget(state, deps)  # over the cap already: say so before renting anything
     machine = deps.renter.reattach(state)
     _replay(state, run, result.progress)
     if machine is not None:

@@ -15,6 +15,7 @@ from launcher.errors import ConfigError, InputError, SpecError
 from launcher.output import usd
 
 if TYPE_CHECKING:
+    from launcher.runs import RunDir
     from launcher.train import Renter, TrainDeps, TrainResult
 
 
@@ -175,7 +176,8 @@ def train(
 def logs(
     ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the log grows.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing as the log grows, until the job ends.")] = False,
     runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
 ) -> None:
     """Print a job's trainer log (from its run directory).
@@ -185,21 +187,42 @@ def logs(
     from launcher.runs import RunDir
 
     run = RunDir.find(job, runs, _known_run_dir(app_context(ctx), job))
-    candidates = [run.log, *sorted((run.path / "box").glob("train-*.log"), reverse=True)]
-    path = next((p for p in candidates if p.exists()), None)
+    path = _log_path(run)
     if path is None:
         raise InputError(f"job {job} has no log yet", "wait for it to start, then try again")
     offset = 0
     while True:
+        ended = follow and _job_ended(run)  # judged before the last read: nothing is missed
         with path.open("rb") as fh:
             fh.seek(offset)
             chunk = fh.read()
         offset += len(chunk)
         sys.stdout.write(chunk.decode("utf-8", "replace"))
         sys.stdout.flush()
-        if not follow:
+        if not follow or ended:
             return
+        newer = _log_path(run)
+        if newer is not None and newer != path and newer.name != "train.log":
+            path, offset = newer, 0  # a relaunch writes its own log
         time.sleep(1)
+
+
+def _log_path(run: RunDir) -> Path | None:
+    """The log to print: the settled copy, else the newest attempt's log on this machine."""
+    candidates = [run.log, *sorted((run.path / "box").glob("train-*.log"), reverse=True)]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _job_ended(run: RunDir) -> bool:
+    """Settled by its launcher, or (local) its process gone with no launcher to settle it."""
+    from launcher.hosts import LocalHost
+
+    state = run.load()
+    if state.status in ("done", "failed", "stopped"):
+        return True
+    box = run.path / "box"
+    return state.provider == "local" and state.status == "running" and box.is_dir() \
+        and not LocalHost(box).running("train.pid")
 
 
 def _known_run_dir(app: AppContext, job: str) -> Path | None:
@@ -213,13 +236,18 @@ def _known_run_dir(app: AppContext, job: str) -> Path | None:
     return Path(spec["run_dir"]) if spec.get("run_dir") else None
 
 
-def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool) -> None:
+def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
+             max_usd: Decimal | None = None) -> None:
     from launcher.runs import RunDir
     from launcher.train import resume as run_resume
 
     app = app_context(ctx)
     run = RunDir.find(job, runs, _known_run_dir(app, job))
     state = run.load()
+    if max_usd is not None:  # a new cap for the whole job (every attempt so far counts)
+        state.max_usd = str(max_usd)
+        run.save(state)
+        app.ledger.update_job(job, max_usd=max_usd)
     renter = make_renter(app, state.provider, state.gpu, run.path, state.machine.get("host"),
                          spot=state.market != "on-demand")  # --on-demand stays on demand
     result = run_resume(state, run, _deps(app, renter), attach_only=attach_only)
@@ -244,12 +272,17 @@ def resume(
     ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="Job id.")],
     runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+    max_usd: Annotated[str | None, typer.Option(
+        help="A new cap in USD for the whole job (after it stopped at --max-usd).")] = None,
 ) -> None:
     """Pick up a job whose launcher died: reattach if it runs, else resume from its checkpoint.
 
+    Also continues a job that ran out of --max-restarts, or stopped at its --max-usd cap
+    (give a higher --max-usd).
+
     Example:  gpuhire resume train-20261122-1402-a3f9
     """
-    _pick_up(ctx, job, runs, attach_only=False)
+    _pick_up(ctx, job, runs, attach_only=False, max_usd=_decimal(max_usd, "--max-usd"))
 
 
 def register(app: typer.Typer) -> None:
