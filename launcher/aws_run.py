@@ -96,6 +96,7 @@ class AwsMachine:
     description: str
     stage: S3Stage | None = None  # data and checkpoints through S3 when [aws] bucket is set
     setup: str | None = None  # shell run on the box before the job starts (ECR login + pull)
+    rent_timings: dict[str, float] = field(default_factory=dict)  # launch until running, SSH
     _priced: float = field(default_factory=time.monotonic)
     _asked: float = -PROVIDER_CHECK_S  # when EC2 was last asked (monotonic)
 
@@ -253,13 +254,17 @@ class AwsRenter:
     def rent(self, job: str, attempt: int) -> AwsMachine:
         offers = list(self.offers(self.gpu))
         self._offers.pop(self.gpu, None)  # fresh prices for the next attempt
+        t = time.monotonic()
         launched = self.aws.launch(LaunchRequest(job, self.gpu, tuple(offers)))
+        running = time.monotonic()  # EC2 says running: the launcher's overhead starts here
         try:
             machine = self._machine(job, launched.instance.instance_id, launched.session_id,
                                     launched.ssh)
         except BaseException:
             self.aws.release(job, "user")  # never leave an unreachable machine running
             raise
+        machine.rent_timings = {"launch until running": running - t,
+                                "ssh connect": time.monotonic() - running}
         return machine
 
     def reattach(self, state: RunState) -> AwsMachine | None:

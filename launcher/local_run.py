@@ -7,7 +7,7 @@ watts / 1000 x USD per kWh, from `[local]` and `[ownership]` in the config.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class LocalMachine:
     session_id: int | None
     ledger: Ledger
     description: str = "this machine (local provider)"
+    rent_timings: dict[str, float] = field(default_factory=dict)  # nothing to launch
 
     def interrupted(self, fresh: bool = False) -> bool:
         return False  # nobody takes a local machine away

@@ -8,7 +8,8 @@ with the host's Python, in WORKDIR/<job>.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class SshMachine:
     session_id: int | None
     ledger: Ledger
     description: str
+    rent_timings: dict[str, float] = field(default_factory=dict)  # SSH connect
 
     def interrupted(self, fresh: bool = False) -> bool:
         return False  # your own machine is not taken back
@@ -95,13 +97,16 @@ class SshRenter:
         return SshHost(ssh, f"{self.settings.workdir}/{job}")
 
     def rent(self, job: str, attempt: int) -> SshMachine:
+        t = time.monotonic()
         host = self._host(job)
+        connect_s = time.monotonic() - t
         session_id = self.ledger.record_session(
             NewSession(provider="ssh", gpu_model=self.gpu, start_at=utcnow(), usd_per_hour=self.rate,
                        job_id=job, state="running", zone=self.name, note=f"attempt {attempt}"),
             self.rules,
         )
-        return SshMachine(host, session_id, self.ledger, f"{self.name} ({self.settings.host}, ssh)")
+        return SshMachine(host, session_id, self.ledger, f"{self.name} ({self.settings.host}, ssh)",
+                          {"ssh connect": connect_s})
 
     def reattach(self, state: RunState) -> SshMachine | None:
         host = self._host(state.job)

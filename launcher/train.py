@@ -47,6 +47,10 @@ class Machine(Protocol):
     @property
     def description(self) -> str: ...
 
+    @property
+    def rent_timings(self) -> dict[str, float]:
+        """Seconds renting took, by stage (launch until running, SSH connect); {} if one."""
+
     def interrupted(self, fresh: bool = False) -> bool:
         """True once the provider has announced or carried out an interruption (`fresh`: ask
         the provider now rather than trusting a recent answer)."""
@@ -116,11 +120,17 @@ class TrainResult:
     usd: Decimal = Decimal(0)
     attempts: int = 0
     message: str = ""
-    timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds
+    timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds, summed
+    attempt_timings: list[dict[str, float]] = field(default_factory=list)  # the same, per attempt
 
     def time(self, stage: str, since: float) -> None:
         """Add the seconds since `since` (monotonic) to `stage`."""
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - since
+        self.add(stage, time.monotonic() - since)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Add `seconds` to `stage`, in the sums and in the current attempt's figures."""
+        for bucket in (self.timings, *self.attempt_timings[-1:]):
+            bucket[stage] = bucket.get(stage, 0.0) + seconds
 
     @property
     def usd_per_epoch(self) -> Decimal | None:
@@ -203,9 +213,13 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
     try:
         while True:
             if machine is None:
+                result.attempt_timings.append({})
                 t = time.monotonic()
                 machine = deps.renter.rent(state.job, state.attempt)
-                result.time("rent (launch, boot, ssh)", t)
+                for stage, seconds in machine.rent_timings.items():  # launch, SSH connect
+                    result.add(stage, seconds)
+                if not machine.rent_timings:
+                    result.time("rent", t)
                 state.session_id = machine.session_id
                 state.event_offset = 0
                 state.log_offset = 0
@@ -217,6 +231,9 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             if detach:
                 return _detach(state, deps, machine, result)
             outcome = follow(state, run, deps, machine, progress)
+            if progress.started_at and progress.first_step_at:  # this attempt's, once
+                result.add("start to first step seen", progress.first_step_at - progress.started_at)
+                progress.started_at = None
             if outcome == "interrupted" and stopped_elsewhere(deps.ledger, state.job):
                 outcome = "stopped"  # `gpuhire stop` signalled it: do not relaunch
             if outcome == "interrupted" and state.attempt < state.max_restarts:
@@ -431,15 +448,15 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
             result: TrainResult, outcome: str, started: float) -> TrainResult:
     host = machine.host
     p = result.progress
-    if p.started_at and p.first_step_at:
-        result.timings["start to first step seen"] = p.first_step_at - p.started_at
     t = time.monotonic()
+    if p.done_at:
+        result.add("done seen to settle", t - p.done_at)
     try:
         _fetch(host, state, run, deps, outcome)
         result.time("fetch model and logs", t)
     finally:
         if p.done_at:
-            result.timings["done seen to terminate called"] = time.monotonic() - p.done_at
+            result.add("done seen to terminate called", time.monotonic() - p.done_at)
         t = time.monotonic()
         machine.release("completed" if outcome == "done" else "user")
         result.time("terminate and close session", t)
