@@ -136,6 +136,7 @@ class InferSettings(_Section):
     max_receives: int = Field(3, ge=1, le=1000)  # tries before a batch goes to the dead-letter queue
     retry_delay_s: int = Field(30, ge=0, le=43200)  # a batch with failed pages comes back after this
     idle_exit_s: int = Field(120, ge=1)  # a worker with nothing to do this long exits (its box stops)
+    batch_timeout_s: int = Field(3600, ge=10)  # a batch taking longer is hung: its worker exits
 
     @field_validator("lines_per_s")
     @classmethod

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.errors import ProviderError
 from launcher.providers.aws_client import aws_errors
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
 
 SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
+TRANSFERS = 16  # S3 uploads and downloads in flight at once
+MAX_MESSAGE_BYTES = 256 * 1024 - 1024  # SQS's limit per message and per batch call, with a margin
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class FleetSettings:
     max_receives: int = 3  # deliveries before a batch goes to the dead-letter queue
     retry_delay_s: int = 30  # a batch with failed pages comes back after this
     idle_exit_s: int = 120  # a worker that finds no batch this long exits (and its box stops)
+    batch_timeout_s: int = 3600  # a worker whose batch takes longer is hung: it exits
     retention_s: int = 4 * 24 * 3600  # SQS keeps unread messages this long
 
 
@@ -58,6 +63,23 @@ class Collected:
     dead: dict[str, str] = field(default_factory=dict)  # key -> reason
     failures: dict[str, str] = field(default_factory=dict)  # key -> last failure reason
     busy_s: float = 0.0  # seconds workers spent on the batches reported so far
+
+
+def _packed(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    """Groups of at most SEND_BATCH entries and MAX_MESSAGE_BYTES in all."""
+    groups: list[list[dict[str, str]]] = []
+    group: list[dict[str, str]] = []
+    used = 0
+    for entry in entries:
+        n = len(entry["MessageBody"].encode())
+        if group and (len(group) == SEND_BATCH or used + n > MAX_MESSAGE_BYTES):
+            groups.append(group)
+            group, used = [], 0
+        group.append(entry)
+        used += n
+    if group:
+        groups.append(group)
+    return groups
 
 
 def job_prefix(job: str) -> str:
@@ -121,29 +143,41 @@ class Fleet:
         return key
 
     def upload_pages(self, pages: Sequence[Page], progress: Callable[[int], None] = lambda n: None) -> None:
-        """Each page's files under pages/<key> (the image beside its XML)."""
-        with aws_errors(f"upload the pages to s3://{self.bucket}/{self.prefix}pages/"):
-            for page in pages:
-                for local, rel in page.files():
-                    self.s3.upload_file(str(local), self.bucket, f"{self.prefix}pages/{rel}")
+        """Each page's files under pages/<key> (the image beside its XML), TRANSFERS at a time
+        (boto3 clients are thread-safe; one file at a time would take hours for an archive)."""
+
+        def one(page: Page) -> None:
+            for local, rel in page.files():
+                self.s3.upload_file(str(local), self.bucket, f"{self.prefix}pages/{rel}")
+
+        with aws_errors(f"upload the pages to s3://{self.bucket}/{self.prefix}pages/"), \
+                ThreadPoolExecutor(TRANSFERS) as pool:
+            for _ in pool.map(one, pages):
                 progress(1)
 
     def enqueue(self, pages: Sequence[Page], first_batch: int = 0) -> int:
-        """Batches of `batch_pages` pages on the work queue; returns the number of batches."""
+        """Batches of `batch_pages` pages on the work queue; returns the number of batches.
+
+        SendMessageBatch takes at most 10 messages and 256 KiB in all: entries are packed by size.
+        """
         assert self.queues is not None, "create_queues first"
         size = self.settings.batch_pages
         entries = []
         for n, start in enumerate(range(0, len(pages), size), start=first_batch):
             chunk = pages[start:start + size]
             self.batches[n] = [p.key for p in chunk]
-            entries.append({"Id": str(n), "MessageBody": page_message(self.job, n, chunk, self.model_key())})
+            body = page_message(self.job, n, chunk, self.model_key())
+            if len(body.encode()) > MAX_MESSAGE_BYTES:
+                raise ProviderError(f"a batch of {len(chunk)} pages is {len(body.encode()):,} bytes, over "
+                                    "SQS's 256 KiB message limit", "lower [infer] batch_pages")
+            entries.append({"Id": str(n), "MessageBody": body})
         with aws_errors("queue the pages"):
-            for i in range(0, len(entries), SEND_BATCH):
-                sent = self.sqs.send_message_batch(QueueUrl=self.queues.work,
-                                                   Entries=entries[i:i + SEND_BATCH])
+            for group in _packed(entries):
+                sent = self.sqs.send_message_batch(QueueUrl=self.queues.work, Entries=group)
                 if sent.get("Failed"):
-                    raise RuntimeError(f"SQS refused {len(sent['Failed'])} batch message(s): "
-                                       f"{sent['Failed'][0].get('Message', '')}")
+                    raise ProviderError(f"SQS refused {len(sent['Failed'])} batch message(s): "
+                                        f"{sent['Failed'][0].get('Message', '')}",
+                                        "run the same command again: pages done so far are skipped")
         return len(entries)
 
     # -- collecting -----------------------------------------------------------------------
@@ -168,6 +202,7 @@ class Fleet:
         assert self.queues is not None, "create_queues first"
         ended = 0
         messages = self._messages(self.queues.done, wait_s)
+        fresh: dict[str, int] = {}
         for m in messages:
             body = json.loads(m["Body"])
             seen.busy_s += float(body.get("seconds", 0.0))
@@ -177,12 +212,14 @@ class Fleet:
                 key = item["key"]
                 if key in seen.done or key not in pages:
                     continue  # a page done twice (a redelivered batch) is written once
-                self._download(pages[key], out_dir)
-                seen.done[key] = int(item.get("lines", 0))
+                fresh[key] = max(fresh.get(key, 0), int(item.get("lines", 0)))
+        with ThreadPoolExecutor(TRANSFERS) as pool:
+            for key in pool.map(lambda k: self._download(pages[k], out_dir), fresh):
+                seen.done[key] = fresh[key]
                 seen.dead.pop(key, None)
                 ended += 1
                 on_page(key, seen.done[key])
-        self._delete(self.queues.done, messages)
+        self._delete(self.queues.done, messages)  # only once every result is home
         if messages:
             return ended
         dead = self._messages(self.queues.dead, 0)  # only once the done queue is drained
@@ -197,7 +234,7 @@ class Fleet:
         self._delete(self.queues.dead, dead)
         return ended
 
-    def _download(self, page: Page, out_dir: Path) -> None:
+    def _download(self, page: Page, out_dir: Path) -> str:
         with aws_errors(f"fetch the results of {page.key}"):
             for rel in page.outputs:
                 target = out_dir / rel
@@ -205,15 +242,16 @@ class Fleet:
                 tmp = target.with_name(f".{target.name}.part")
                 self.s3.download_file(self.bucket, self.result_key(rel), str(tmp))
                 tmp.replace(target)
+        return page.key
 
-    def backlog(self) -> int:
-        """Batches still queued or being worked on (approximate, as SQS counts them)."""
+    def backlog(self) -> tuple[int, int]:
+        """Batches waiting for a worker, and batches a worker holds (as SQS counts them)."""
         assert self.queues is not None
         with aws_errors("read the work queue's size"):
             attrs = self.sqs.get_queue_attributes(QueueUrl=self.queues.work, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-            attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return (int(attrs.get("ApproximateNumberOfMessages", 0)),
+                int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)))
 
     def delete_queues(self) -> None:
         """The queues go when the job has ended; results stay in S3 (lifecycle rules expire them)."""

@@ -51,13 +51,15 @@ class WorkerSpec:
         s = self.settings
         args = ["--bucket", self.bucket, "--job", self.job, "--work-url", self.queues.work,
                 "--done-url", self.queues.done, "--visibility", str(s.visibility_s),
-                "--retry-delay", str(s.retry_delay_s), "--idle-exit", str(s.idle_exit_s)]
+                "--retry-delay", str(s.retry_delay_s), "--idle-exit", str(s.idle_exit_s),
+                "--batch-timeout", str(s.batch_timeout_s)]
         return [*args, "--int8"] if self.int8 else args
 
 
 class FleetBackend(Protocol):
     description: str
     started: int  # workers started so far (replacements included)
+    notes: list[str]  # things to tell the user (e.g. fewer instances than asked); the flow empties it
 
     def start(self, count: int) -> None: ...
 
@@ -88,6 +90,7 @@ class LocalFleet:
     description: str = "worker processes on this machine (local fleet)"
     started: int = 0
     procs: list[_Proc] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def _one(self) -> None:
         n = self.started
@@ -178,19 +181,27 @@ class AwsFleet:
     description: str = "spot instances on AWS"
     started: int = 0
     live: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # what the launcher should tell the user
 
     def start(self, count: int) -> None:
-        from launcher.errors import ConfigError
+        from launcher.errors import CapacityError, ConfigError
         from launcher.providers.base import LaunchRequest
 
         if not self.aws.aws.instance_profile:
             raise ConfigError("the fleet's workers need [aws] instance_profile to read the queue "
                               "and the bucket", "run `gpuhire init --from-terraform DIR` (docs/infer.md)")
         user_data = worker_user_data(self.spec, self.image, self.aws.aws.region)
-        for _ in range(count):
+        for n in range(count):
             offers = tuple(self.aws.offers(self.gpu))
-            launched = self.aws.launch(LaunchRequest(self.spec.job, self.gpu, offers, job_kind="infer",
-                                                     extra_user_data=user_data))
+            try:
+                launched = self.aws.launch(LaunchRequest(self.spec.job, self.gpu, offers, job_kind="infer",
+                                                         extra_user_data=user_data))
+            except CapacityError as exc:
+                if not self.live:  # not even one worker: the job cannot start
+                    raise
+                self.notes.append(f"{n} of {count} more instance(s) launched; no capacity for the rest "
+                                  f"({exc.message}): going on with {len(self.live)}")
+                return
             self.live.add(launched.instance.instance_id)
             self.started += 1
 

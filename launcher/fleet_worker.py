@@ -91,9 +91,17 @@ class Worker:
         """Extend the batch's visibility every third of it while the batch is worked on."""
         stop = threading.Event()
         every = max(1.0, self.args.visibility / 3)
+        started = time.monotonic()
 
         def beat() -> None:
             while not stop.wait(every):
+                if time.monotonic() - started > self.args.batch_timeout:
+                    # A batch this slow is hung (a stuck GPU, a deadlock): stop holding it, so it
+                    # goes to another worker when its lease runs out, and end this worker (on an
+                    # instance the box then powers off).
+                    print(f"fleet worker {self.name}: batch over {self.args.batch_timeout} s; giving up",
+                          file=sys.stderr, flush=True)
+                    os._exit(3)
                 try:
                     self.sqs.change_message_visibility(QueueUrl=self.args.work_url, ReceiptHandle=handle,
                                                        VisibilityTimeout=self.args.visibility)
@@ -111,6 +119,27 @@ class Worker:
     def _give_back(self, handle: str, delay_s: int) -> None:
         self.sqs.change_message_visibility(QueueUrl=self.args.work_url, ReceiptHandle=handle,
                                            VisibilityTimeout=delay_s)
+
+    def _requeue(self, message: dict[str, Any]) -> None:
+        """Give a batch back at once without spending one of its tries: an interruption is not
+        the batch's fault, so it goes back as a new message (receive count 0) and the old one
+        is deleted. If that fails, the old one comes back when its lease runs out."""
+        try:
+            self.sqs.send_message(QueueUrl=self.args.work_url, MessageBody=message["Body"])
+            self.sqs.delete_message(QueueUrl=self.args.work_url, ReceiptHandle=message["ReceiptHandle"])
+        except Exception as exc:
+            print(f"fleet worker {self.name}: could not requeue the batch: {exc}", file=sys.stderr)
+
+    def _report_failure(self, message: dict[str, Any], reason: str) -> None:
+        """Tell the launcher why a whole batch failed (the dead-letter report names it)."""
+        try:
+            body = json.loads(message["Body"])
+            self.sqs.send_message(QueueUrl=self.args.done_url, MessageBody=json.dumps({
+                "job": body.get("job"), "batch": body.get("batch"), "worker": self.name, "done": [],
+                "failed": [{"key": item["key"], "reason": reason[:500]} for item in body.get("pages", [])],
+                "seconds": 0}))
+        except Exception as exc:
+            print(f"fleet worker {self.name}: could not report the failure: {exc}", file=sys.stderr)
 
     # -- one batch --------------------------------------------------------------------------
     def batch(self, message: dict[str, Any]) -> bool:
@@ -170,12 +199,13 @@ class Worker:
             try:
                 ok = self.batch(message)
             except StopRequestedError:
-                self._give_back(message["ReceiptHandle"], 0)  # another worker takes it at once
+                self._requeue(message)
                 print(f"fleet worker {self.name}: stopped (SIGTERM); batch given back", file=sys.stderr)
                 return 143
             except Exception as exc:  # a broken batch must not kill the worker: it comes back later
                 print(f"fleet worker {self.name}: batch failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
+                self._report_failure(message, f"{type(exc).__name__}: {exc}")
                 try:
                     self._give_back(message["ReceiptHandle"], self.args.retry_delay)
                 except Exception as again:  # its lease runs out instead: it still comes back
@@ -200,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-delay", type=int, default=30,
                    help="a batch with failed pages comes back after this many seconds")
     p.add_argument("--idle-exit", type=int, default=120, help="exit after this many seconds without a batch")
+    p.add_argument("--batch-timeout", type=int, default=3600,
+                   help="a batch still unfinished after this many seconds is hung: exit")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU only)")
     p.add_argument("--cache", default="", help="folder for the model (default: a temporary one)")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import tempfile
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
 STATE_DIR = ".gpuhire"  # under OUT: manifest.jsonl, worker logs
 DEAD_LETTER = "dead-letter.json"
 CALIBRATION_LINES = 48
+MEASURE_MIN_LINES = 500  # a CPU run this long measures throughput for later plans
 POLL_S = 1.0
+USD_REFRESH_S = 5.0  # the progress bar's USD so far is read from the ledger this often
 
 
 class Bar(Protocol):
@@ -106,31 +109,37 @@ class InferDeps:
 
 # -- the manifest -----------------------------------------------------------------------------
 class Manifest:
-    """OUT/.gpuhire/manifest.jsonl: one line per page done (key, input signature, job)."""
+    """OUT/.gpuhire/manifest.jsonl: one line per page done (key, input signature, model, job).
 
-    def __init__(self, out: Path) -> None:
+    A page counts as done when its entry has the same input signature (size and mtime of its
+    files) and the same model (size and mtime), and its outputs exist.
+    """
+
+    def __init__(self, out: Path, model: Path) -> None:
         self.path = out / STATE_DIR / "manifest.jsonl"
         self.out = out
-        self.entries: dict[str, str] = {}
+        st = model.stat()
+        self.model = f"{model.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        self.entries: dict[str, tuple[str, str]] = {}
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     item = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a crash: that page is simply done again
-                self.entries[item["page"]] = item.get("signature", "")
+                self.entries[item["page"]] = (item.get("signature", ""), item.get("model", ""))
 
     def is_done(self, page: Page) -> bool:
-        return (self.entries.get(page.key) == page.signature()
+        return (self.entries.get(page.key) == (page.signature(), self.model)
                 and all((self.out / rel).exists() for rel in page.outputs))
 
     def add(self, page: Page, job: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         sig = page.signature()
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"page": page.key, "signature": sig, "job": job,
+            fh.write(json.dumps({"page": page.key, "signature": sig, "model": self.model, "job": job,
                                  "at": utcnow().isoformat()}) + "\n")
-        self.entries[page.key] = sig
+        self.entries[page.key] = (sig, self.model)
 
 
 # -- throughput -------------------------------------------------------------------------------
@@ -188,6 +197,8 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
     else:
         cpu_rate, cpu_source = DEFAULT_INFER_LINES_PER_S["cpu"], "default"
     gpus = [] if opts.gpu == "none" else deps.gpu_prices()
+    if opts.gpu in ("t4", "l4") and not any(g.gpu == opts.gpu for g in gpus):
+        raise ProviderError(f"no {opts.gpu.upper()} offer to rent now", "try the other --gpu, or --gpu auto")
     settings = dict(deps.plan_settings)
     return PlanInputs(pages=len(pending), lines=lines, cpu_lines_per_s=cpu_rate, cpu_source=cpu_source,
                       cpu_usd_per_hour=deps.cpu_usd_per_hour, gpus=tuple(gpus), gpu=opts.gpu,
@@ -215,8 +226,18 @@ def describe(p: Plan) -> list[str]:
 # -- the flow ---------------------------------------------------------------------------------
 def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     """See the module docstring."""
+    from jobs.htr.errors import HtrError
+
+    try:
+        return _infer(opts, deps)
+    except HtrError as exc:  # the trainer's own expected errors (a model it cannot load, ...)
+        message = " ".join(exc.message.split())[:400]  # torch's messages span lines
+        raise SpecError(message, exc.fix or "check the model and the pages") from None
+
+
+def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     pages = _pages(opts)
-    manifest = Manifest(opts.out)
+    manifest = Manifest(opts.out, opts.model)
     pending = [p for p in pages if not manifest.is_done(p)]
     job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{len(pending)}"
     result = InferResult(job, "nothing-to-do", None, opts.out, pages=len(pages),
@@ -232,6 +253,9 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     if opts.plan_only:
         result.status = "plan"
         return result
+    if opts.int8 and p.choice != "cpu" and opts.fleet == "aws":
+        raise SpecError("--int8 runs on CPUs only, and the plan chose "
+                        f"{p.chosen.instances} x {p.choice.upper()}", "drop --int8, or pass --gpu none")
     if p.choice != "cpu" and deps.make_fleet is None:
         raise ProviderError(f"the plan chose {p.chosen.instances} x {p.choice.upper()}, but a fleet needs "
                             "[aws] bucket (and instance_profile) in the config",
@@ -240,7 +264,9 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
             f"Rent {p.chosen.instances} x {p.choice.upper()} for about ${p.chosen.usd}?"):
         result.status = "stopped"
         return result
-    deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=p.choice,
+    # a local fleet's workers are this machine's CPU, whatever GPU the plan priced
+    device = p.choice if p.choice != "cpu" and opts.fleet == "aws" else "cpu"
+    deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=device,
                                spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
                                      "out": str(opts.out), "host": host_name(),
                                      "instances": p.chosen.instances, "int8": opts.int8}))
@@ -255,7 +281,7 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
         raise
     finally:
         result.seconds = time.monotonic() - started
-        result.usd = sum((v.cost.total_usd for v in deps.ledger.sessions(job_id=job)), Decimal(0))
+        result.usd = _job_usd(deps.ledger, job)
     _write_dead_letters(opts.out, result.dead)
     result.status = "done" if not result.dead else "partial"
     deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
@@ -265,6 +291,16 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     return result
 
 
+def _say_notes(backend: FleetBackend, deps: InferDeps) -> None:
+    while backend.notes:
+        deps.say(backend.notes.pop(0))
+
+
+def _job_usd(ledger: Ledger, job: str) -> Decimal:
+    """USD of every session of the job so far (running ones costed to now)."""
+    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
+
+
 def _pages(opts: InferOptions) -> list[Page]:
     """The pages under the inputs; a missing model or input is refused here, before anything."""
     from jobs.htr.errors import GroundTruthError
@@ -272,6 +308,12 @@ def _pages(opts: InferOptions) -> list[Page]:
 
     if not opts.model.is_file():
         raise SpecError(f"model {opts.model} does not exist", "give --model RUN/model.pt of a trained job")
+    if opts.out.exists() and not opts.out.is_dir():
+        raise SpecError(f"--out {opts.out} is a file", "give a folder for the results")
+    if importlib.util.find_spec("torch") is not None:  # a launcher without torch ships it unread
+        from jobs.htr.checkpoint import load_model
+
+        load_model(opts.model, "cpu")  # a file that is no model stops here, before anything runs
     try:
         pages = list_pages(list(opts.inputs))
     except GroundTruthError as exc:
@@ -322,7 +364,7 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
         deps.bar.stop()
         deps.ledger.end_session(session, utcnow(), reason)
     seconds = time.monotonic() - started
-    if result.lines and seconds > 0:
+    if result.lines >= MEASURE_MIN_LINES and seconds > 0:  # fewer: model loading would dominate
         deps.ledger.update_job(result.job, lines_per_s=result.lines / seconds)
     result.workers = 1
 
@@ -348,8 +390,9 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
         batches = fleet.enqueue(pending)
         deps.say(f"{batches} batches queued; starting {wanted} worker(s): {backend.description}")
         backend.start(wanted)
+        _say_notes(backend, deps)
         deps.bar.start(len(pending), f"recognising on {wanted} x {p.choice.upper()}")
-        _follow(fleet, backend, deps, by_key, manifest, seen, result, wanted)
+        _follow(fleet, backend, deps, by_key, manifest, seen, result, wanted, opts.fleet)
         backend.stop("completed")
     except BaseException:
         backend.stop("user")  # never leave a worker running by accident
@@ -364,18 +407,23 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
 
 
 def _follow(fleet: Fleet, backend: FleetBackend, deps: InferDeps, by_key: dict[str, Page],
-            manifest: Manifest, seen: Collected, result: InferResult, wanted: int) -> None:
+            manifest: Manifest, seen: Collected, result: InferResult, wanted: int,
+            fleet_kind: str) -> None:
     """Collect results until every page is done or dead-lettered; replace lost workers."""
     restarts = 0
     max_restarts = max(3, 2 * wanted)
     stall_s = 2 * fleet.settings.visibility_s + 60
     last_progress = time.monotonic()
 
+    read_at = [0.0]  # when the USD so far was last read from the ledger (not once per page)
+    spent = [Decimal(0)]
+
     def on_page(key: str, lines: int) -> None:
         if lines >= 0:
             manifest.add(by_key[key], result.job)
-        spent = sum((v.cost.total_usd for v in deps.ledger.sessions(job_id=result.job)), Decimal(0))
-        deps.bar.advance(1, spent)
+        if time.monotonic() - read_at[0] > USD_REFRESH_S:
+            read_at[0], spent[0] = time.monotonic(), _job_usd(deps.ledger, result.job)
+        deps.bar.advance(1, spent[0])
 
     def left() -> int:
         return len(by_key) - len(seen.done) - len(seen.dead)
@@ -385,16 +433,18 @@ def _follow(fleet: Fleet, backend: FleetBackend, deps: InferDeps, by_key: dict[s
             last_progress = time.monotonic()
             continue
         alive = backend.alive()
-        backlog = fleet.backlog()
-        if alive < wanted and backlog > 0:
+        waiting, in_flight = fleet.backlog()
+        backlog = waiting + in_flight
+        if alive < wanted and waiting > 0:  # batches nobody holds: a worker is missing
             if restarts >= max_restarts:
                 raise ProviderError(f"{left():,} pages left and workers keep getting lost "
                                     f"({restarts} replaced)", "run the same `gpuhire infer` again: "
                                     "pages done so far are kept and skipped")
             restarts += backend.top_up(wanted)
+            _say_notes(backend, deps)
         elif not alive and not backlog and time.monotonic() - last_progress > stall_s:
             raise ProviderError(f"{left():,} pages left, no worker running and nothing queued",
                                 "run the same `gpuhire infer` again: pages done so far are skipped")
         time.sleep(POLL_S)
-    if seen.busy_s > 0:  # per-worker recognition throughput: what the next plan uses
+    if seen.busy_s > 0 and fleet_kind == "aws":  # per-worker GPU throughput for the next plan
         deps.ledger.update_job(result.job, lines_per_s=sum(seen.done.values()) / seen.busy_s)

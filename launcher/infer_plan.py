@@ -130,7 +130,7 @@ def _minutes(seconds: int) -> str:
     return f"{seconds} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order)
+def plan(p: PlanInputs) -> Plan:
     """The choice and every option's time and cost; see the module docstring."""
     cpu = cpu_option(p.lines, p.cpu_lines_per_s, p.cpu_source, p.cpu_usd_per_hour)
     gpus = [gpu_option(p.lines, g, fleet_size(p.lines, g, p)) for g in p.gpus]
@@ -142,11 +142,10 @@ def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order
     minutes = p.coffee_break_s / 60
     if p.gpu == "none":
         return made("cpu", "--gpu none")
-    if p.gpu in ("t4", "l4"):
-        if not any(o.name == p.gpu for o in gpus):
-            return made("cpu", f"no {p.gpu.upper()} offer")
+    if p.gpu in ("t4", "l4") and any(o.name == p.gpu for o in gpus):
         return made(p.gpu, f"--gpu {p.gpu}")
-    if cpu.seconds <= p.coffee_break_s and (p.deadline_s is None or cpu.seconds <= p.deadline_s):
+    quick = cpu.seconds <= p.coffee_break_s and (p.deadline_s is None or cpu.seconds <= p.deadline_s)
+    if quick and not p.instances:  # --instances N asks for a fleet
         return made("cpu", f"the CPU finishes in {_minutes(cpu.seconds)}, within the "
                     f"{minutes:g}-minute coffee break")
     if not gpus:
@@ -154,7 +153,9 @@ def plan(p: PlanInputs) -> Plan:  # noqa: PLR0911 (one return per rule, in order
     meeting = [o for o in gpus if p.deadline_s is None or o.seconds <= p.deadline_s]
     if meeting:
         best = min(meeting, key=lambda o: (o.usd, o.seconds))
-        why = f"the CPU would take {cpu.seconds / 3600:.1f} h; {best.name.upper()} is the cheapest GPU"
+        why = (f"--instances {p.instances}: " if p.instances
+               else f"the CPU would take {cpu.seconds / 3600:.1f} h; ")
+        why += f"{best.name.upper()} is the cheapest GPU"
         if p.deadline_s is not None:
             why += f" that meets the {p.deadline_s / 3600:g} h deadline"
         return made(best.name, why)

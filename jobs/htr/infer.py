@@ -125,7 +125,9 @@ def recognise_lines(net: nn.Module, frames: Callable[[torch.Tensor], torch.Tenso
 
 
 def _output(out_dir: Path, sample: LineSample, suffix: str | None = None) -> Path:
-    rel = Path(sample.key.split("#", 1)[0])
+    # An XML line's key is `<file>#<line id>` (ids cannot hold a '#'; file names can); a line
+    # image's key is its file name, whatever it holds.
+    rel = Path(sample.key.rsplit("#", 1)[0] if sample.format in ("page", "alto") else sample.key)
     path = out_dir / (rel.with_suffix(suffix) if suffix else rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

@@ -76,7 +76,25 @@ def list_pages(inputs: Sequence[Path]) -> list[Page]:
             pages.append(Page(key, path, "xml", xml_images[path]))
         elif path.resolve() not in taken:
             pages.append(Page(key, path, "image", None))
+    _check_outputs(pages)
     return pages
+
+
+def _check_outputs(pages: Sequence[Page]) -> None:
+    """Two pages must never write the same output (`a.png` and `a.jpg` both make `a.txt`; the
+    same name under two inputs makes `a.png~2`): refuse them rather than lose one."""
+    from jobs.htr.errors import GroundTruthError
+
+    writers: dict[str, Page] = {}
+    for page in pages:
+        if "~" in PurePosixPath(page.key).suffix:
+            raise GroundTruthError(f"{page.path} has the same relative name as another input's page",
+                                   "give the inputs' common parent folder instead, or run them separately")
+        for rel in page.outputs:
+            other = writers.setdefault(rel, page)
+            if other is not page:
+                raise GroundTruthError(f"{other.path} and {page.path} would both write {rel}",
+                                       "rename one of them, or recognise them in separate runs")
 
 
 def lines_in(page: Page) -> int:
@@ -144,10 +162,10 @@ def settle(pages: Sequence[Page], staged: Path, out_dir: Path, skipped: Sequence
     for page in pages:
         source = str(staged / page.key)
         outputs = [out_dir / rel for rel in page.outputs]
-        if all(p.exists() for p in outputs):
-            outcomes.append(PageOutcome(page.key, True, lines_by_file.get(source, 0)))
-        elif source in problems:
+        if source in problems and source not in lines_by_file:
             outcomes.append(PageOutcome(page.key, False, 0, problems[source]))
+        elif all(p.exists() for p in outputs):
+            outcomes.append(PageOutcome(page.key, True, lines_by_file.get(source, 0)))
         else:
             for rel, target in zip(page.outputs, outputs, strict=True):
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +190,9 @@ def recognise_pages(model: Path, pages: Sequence[Page], work: Path, out_dir: Pat
     staged = work / "in"
     if not all((staged / p.key).exists() for p in pages):
         stage_pages(pages, staged)
+    for page in pages:  # outputs of an earlier run must not pass for this one's
+        for rel in page.outputs:
+            (out_dir / rel).unlink(missing_ok=True)
     lines_by_file: dict[str, int] = {}
     done = [0]
 

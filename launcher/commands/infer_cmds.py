@@ -111,7 +111,7 @@ def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
         s = settings.infer
         fleet_settings = FleetSettings(batch_pages=s.batch_pages, visibility_s=s.visibility_s,
                                        max_receives=s.max_receives, retry_delay_s=s.retry_delay_s,
-                                       idle_exit_s=s.idle_exit_s)
+                                       idle_exit_s=s.idle_exit_s, batch_timeout_s=s.batch_timeout_s)
         aws = AwsProvider(settings, app.ledger)
         fleet = Fleet(aws.client("s3"), aws.client("sqs"), settings.aws.bucket or "", job, fleet_settings)
         out_state = out / ".gpuhire" / "workers"

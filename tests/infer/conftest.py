@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REGION = "us-east-1"
-BUCKET = "gpuhire-infer-test"
+from infer_env import BUCKET, REGION
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +70,8 @@ def moto_server(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto's backends live in this process and outlast a server: start from empty ones
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10)
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     yield url

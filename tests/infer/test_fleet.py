@@ -14,7 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION
+from infer_env import BUCKET, REGION
 from typer.testing import CliRunner
 
 from launcher.cli import app
@@ -76,6 +76,12 @@ def _keys(pages: Path) -> set[str]:
     return {p.key for p in list_pages([pages])}
 
 
+def _outputs(pages: Path) -> set[str]:
+    from jobs.htr.pages import list_pages
+
+    return {rel for p in list_pages([pages]) for rel in p.outputs}
+
+
 def _objects() -> int:
     s3 = boto3.client("s3", region_name=REGION)
     return sum(len(page.get("Contents", [])) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET))
@@ -98,10 +104,11 @@ def test_killed_worker_loses_no_page_and_a_rerun_sends_nothing(moto_server: str,
     keys = _keys(pages)
     assert data["status"] == "done" and data["done"] == len(keys) and not data["dead"]
     manifest = [json.loads(x)["page"] for x in (out / ".gpuhire" / "manifest.jsonl").read_text().splitlines()]
-    assert sorted(manifest) == sorted(keys)  # every page exactly once
+    assert sorted(manifest) == sorted(keys)  # every page recorded exactly once
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+               and ".gpuhire" not in p.relative_to(out).parts}
+    assert written == _outputs(pages)  # each page's outputs, nothing else, nothing missing
     for key in keys:
-        txt = (out / key).with_suffix(".txt")
-        assert txt.exists(), key
         if key.endswith(".xml"):
             assert "TextEquiv" in (out / key).read_text()
 

@@ -44,6 +44,11 @@ def test_ten_thousand_pages_go_to_the_cheapest_gpu() -> None:
     assert p.option("t4").seconds == 1_500 and p.option("t4").usd == Decimal("0.0875")
 
 
+def test_instances_ask_for_a_fleet() -> None:
+    p = plan(_inputs(10, instances=3))
+    assert p.choice in ("t4", "l4") and p.chosen.instances == 3 and p.reason.startswith("--instances 3")
+
+
 def test_gpu_flag_overrides_the_planner() -> None:
     assert plan(_inputs(10_000, gpu="none")).choice == "cpu"
     assert plan(_inputs(10, gpu="t4")).choice == "t4"
@@ -76,8 +81,9 @@ def _pages(folder: Path, n: int) -> Path:
 
 def test_plan_only_json_with_default_throughputs(tmp_path: Path, sqlite_db: str, model: Path) -> None:
     folder = _pages(tmp_path / "scans", 10)
+    out = tmp_path / "recognised"
     result = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
-                                      "--plan-only", "--no-calibrate", "--format", "json"])
+                                      "--out", str(out), "--plan-only", "--no-calibrate", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["choice"] == "cpu" and data["pages"] == 10 and data["lines"] == 10
@@ -86,9 +92,15 @@ def test_plan_only_json_with_default_throughputs(tmp_path: Path, sqlite_db: str,
         assert option["seconds"] > 0 and Decimal(option["usd"]) >= 0
     assert data["options"]["cpu"]["throughput_source"] == "default"
     forced = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
-                                      "--plan-only", "--no-calibrate", "--gpu", "l4", "--format", "json"])
+                                      "--out", str(out), "--plan-only", "--no-calibrate", "--gpu", "l4",
+                                      "--format", "json"])
     assert json.loads(forced.stdout)["choice"] == "l4"
-    assert not (tmp_path / "recognised").exists()  # nothing recognised, nothing written
+    fleet = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
+                                     "--out", str(out), "--plan-only", "--no-calibrate", "--instances", "2",
+                                     "--format", "json"])
+    planned = json.loads(fleet.stdout)
+    assert planned["choice"] in ("t4", "l4") and planned["instances"] == 2  # --instances asks for a fleet
+    assert not out.exists()  # nothing recognised, nothing written
 
 
 def test_calibration_measures_this_cpu_once(pages: Path, sqlite_db: str, model: Path) -> None:
@@ -133,3 +145,45 @@ def test_a_gpu_without_a_bucket_is_refused_before_anything_is_recorded(tmp_path:
     assert result.exit_code == 1
     assert "a fleet needs [aws] bucket" in result.stderr and "gpuhire init" in result.stderr
     assert not Ledger(open_engine(sqlite_db)).jobs("infer")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--gpu", "t4", "--int8"], "--int8 runs on CPUs only"),
+    (["--out", "FILE"], "is a file"),
+])
+def test_refused_before_anything_runs(tmp_path: Path, sqlite_db: str, model: Path, extra: list[str],
+                                      message: str) -> None:
+    folder = _pages(tmp_path / "scans", 2)
+    (tmp_path / "FILE").write_text("not a folder")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in extra]
+    result = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
+                                      "--no-calibrate", "--yes", *args])
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]  # the plan may come first; the error is one line
+    assert last.startswith("error: ") and message in last
+    assert not Ledger(open_engine(sqlite_db)).jobs("infer")
+
+
+def test_a_model_that_is_no_model_is_one_line(tmp_path: Path, sqlite_db: str) -> None:
+    folder = _pages(tmp_path / "scans", 2)
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    result = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(bogus),
+                                      "--gpu", "none", "--yes"])
+    assert result.exit_code == 1 and "unexpected" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # refused before the plan: one line only
+    assert result.stderr.startswith("error: ") and "is not a model this trainer wrote" in result.stderr
+    assert not Ledger(open_engine(sqlite_db)).jobs("infer")
+
+
+def test_pages_that_would_overwrite_each_other_are_refused(tmp_path: Path, sqlite_db: str,
+                                                           model: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.new("L", (200, 40), 255).save(folder / "a.png")
+    Image.new("L", (200, 40), 255).save(folder / "a.jpg")
+    result = CliRunner().invoke(app, ["--db", sqlite_db, "infer", str(folder), "--model", str(model),
+                                      "--gpu", "none", "--yes"])
+    assert result.exit_code == 1 and "would both write a.txt" in result.stderr
