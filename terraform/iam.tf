@@ -86,10 +86,12 @@ data "aws_iam_policy_document" "instance" {
     resources = ["${local.queue_arn}*-work"]
   }
 
+  # -done: the batch reports; -work: a batch given back on a spot notice goes back as a new
+  # message, so an interruption does not spend one of its tries (launcher/fleet_worker.py).
   statement {
-    sid       = "ReportDone"
+    sid       = "ReportDoneAndRequeue"
     actions   = ["sqs:SendMessage"]
-    resources = ["${local.queue_arn}*-done"]
+    resources = ["${local.queue_arn}*-done", "${local.queue_arn}*-work"]
   }
 
   # GetAuthorizationToken has no resource-level permissions; the pulls below are per repository.

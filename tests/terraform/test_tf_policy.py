@@ -119,8 +119,8 @@ def test_instance_role_reaches_only_the_fleets_keys_queues_and_the_image() -> No
             assert set(resources) == reads
         elif actions & {"s3:PutObject", "s3:AbortMultipartUpload"}:
             assert resources == [f"{BUCKET}/jobs/*/results/*"], "the box writes results only"
-        elif actions == {"sqs:SendMessage"}:
-            assert resources == [f"{QUEUES}*-done"]
+        elif actions == {"sqs:SendMessage"}:  # reports, and a batch requeued on a spot notice
+            assert resources == [f"{QUEUES}*-done", f"{QUEUES}*-work"]
         elif all(a.startswith("sqs:") for a in actions):
             assert resources == [f"{QUEUES}*-work"]
         elif actions == {"ecr:GetAuthorizationToken"}:
