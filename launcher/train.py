@@ -4,12 +4,13 @@ The flow talks to a `Renter` (which machine, at what price) and the `Host` it re
 processes), so the local machine, an SSH host and a spot instance go through the same steps.
 A machine is always released: on success, failure, Ctrl-C-and-stop, or an exception; only an
 explicit detach leaves the job running (and then its dead-man switch still guards the bill).
+The watch step (events, checkpoints home, reconnects, the provider's word, the budget) is
+launcher/follow.py.
 """
 
 from __future__ import annotations
 
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,21 +19,25 @@ from pathlib import Path
 from typing import Protocol
 
 from launcher.errors import BudgetError, SpecError, SshError
+from launcher.follow import (
+    HEARTBEAT_S,
+    RECONNECT_TRY_S,
+    Detached,
+    check_budget,
+    events_file,
+    follow,
+    job_usd,
+)
 from launcher.hosts import Host, beating
-from launcher.output import usd
 from launcher.quote import Quote, quote
 from launcher.running import stopped_elsewhere
 from launcher.runs import RunDir, RunState, new_job_id
-from launcher.watch import EventReader, JobProgress, status_line
+from launcher.watch import EventReader, JobProgress
 from ledger.book import Ledger
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
-POLL_S = 0.5
-HEARTBEAT_S = 30.0
 DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
-RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
-RECONNECT_TRY_S = 20.0  # one turn of reconnecting; the provider is asked between turns
 
 
 class Machine(Protocol):
@@ -267,11 +272,6 @@ def _detach(state: RunState, deps: TrainDeps, machine: Machine, result: TrainRes
     return result
 
 
-def events_file(state: RunState) -> str:
-    """Each attempt writes its own event file on the host, so offsets never mix."""
-    return f"events-{state.attempt}.jsonl"
-
-
 def trainer_args(state: RunState) -> list[str]:
     args = ["train", "dataset", "--out", "run", "--preset", state.preset,
             "--events", events_file(state), "--job", state.job]
@@ -300,148 +300,6 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
     result.progress.started_at = time.monotonic()
     result.progress.first_step_at = None
     state.machine["workdir"] = host.workdir
-
-
-def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
-           progress: JobProgress) -> str:
-    """Stream events until the job ends; return done | interrupted | failed | stopped.
-
-    A dropped connection is not the end of the job (it runs detached on the box): polling
-    goes on, reconnecting in turns of RECONNECT_TRY_S for up to RECONNECT_S before giving up.
-    Between turns the provider is asked: a box it took back without a notice (or whose notice
-    never reached us) is an interruption, so the job is relaunched, not failed.
-    """
-    reader = EventReader()
-    beat = [0.0]
-    lost_since: float | None = None
-    try:
-        while True:
-            try:
-                # A link that dropped between two polls is retried here, briefly, rather
-                # than for the whole SSH deadline inside the next call.
-                machine.host.reconnect(RECONNECT_TRY_S)
-                outcome = _poll(state, run, deps, machine, progress, reader, beat)
-                lost_since = None
-            except SshError as exc:
-                now = time.monotonic()
-                if lost_since is None:
-                    lost_since = now
-                    deps.say(f"connection lost ({exc.message}); reconnecting")
-                if machine.interrupted(fresh=True):
-                    deps.say("the provider took the machine back while it was unreachable")
-                    return "interrupted"
-                if stopped_elsewhere(deps.ledger, state.job):
-                    return "stopped"  # `gpuhire stop` took the machine away
-                if now - lost_since > RECONNECT_S:
-                    raise
-                time.sleep(min(10.0, 1.0 + (now - lost_since) / 4))
-                continue
-            if outcome is not None:
-                return outcome
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        if deps.confirm("Detach and leave the job running? (no = stop it now)"):
-            raise Detached from None
-        machine.host.signal("train.pid", signal.SIGTERM)  # it checkpoints: bring that home
-        _drain(machine.host, state, run, deps, machine, progress, reader)
-        return "stopped"
-
-
-def _poll(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
-          progress: JobProgress, reader: EventReader, beat: list[float]) -> str | None:
-    """One look at the job: new events, its process, the provider's word, the budget."""
-    host = machine.host
-    data, state.event_offset = host.tail(events_file(state), state.event_offset)
-    if data:
-        run.append_events(data)
-        for ev in reader.feed(data):
-            _on_event(ev, state, run, deps, machine, progress)
-        run.save(state)
-    if progress.done:
-        return "done"
-    if progress.error:
-        return "failed"
-    if machine.interrupted():
-        host.signal("train.pid", signal.SIGTERM)  # checkpoint now
-        _drain(host, state, run, deps, machine, progress, reader)
-        return "interrupted"
-    if not host.running("train.pid"):
-        _drain(host, state, run, deps, machine, progress, reader)
-        outcome = _outcome(progress)
-        # Gone without a word: the provider may have taken the box (ask now, not in 15 s).
-        return "interrupted" if outcome == "failed" and machine.interrupted(fresh=True) else outcome
-    _check_budget(state, deps)
-    now = time.monotonic()
-    if now - beat[0] > HEARTBEAT_S:
-        host.heartbeat()
-        beat[0] = now
-    return None
-
-
-def _outcome(progress: JobProgress) -> str:
-    if progress.done:
-        return "done"
-    return "interrupted" if progress.interrupted else "failed"
-
-
-class Detached(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """The user chose to detach with Ctrl-C."""
-
-
-def _drain(host: Host, state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
-           progress: JobProgress, reader: EventReader) -> None:
-    """Read what the job wrote in its last moments (up to a few seconds)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        data, state.event_offset = host.tail(events_file(state), state.event_offset)
-        if data:
-            run.append_events(data)
-            for ev in reader.feed(data):
-                _on_event(ev, state, run, deps, machine, progress)
-        if progress.done or progress.interrupted or progress.error:
-            return
-        if not host.running("train.pid") and not data:
-            return
-        time.sleep(POLL_S)
-
-
-def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDeps,
-              machine: Machine, progress: JobProgress) -> None:
-    progress.apply(ev)
-    kind = ev.get("event")
-    if kind == "checkpoint" and isinstance(ev.get("path"), str):
-        rel = _relative_to_run(str(ev["path"]))
-        machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
-        machine.keep(run.run / rel, rel)
-    elif kind == "epoch":
-        deps.say(status_line(progress, job_usd(deps.ledger, state.job)))
-    elif kind == "error":
-        deps.say(f"trainer error: {ev.get('message')}")
-
-
-def _relative_to_run(path: str) -> str:
-    parts = Path(path).parts
-    if "run" in parts:
-        return str(Path(*parts[parts.index("run") + 1 :]))
-    return Path(path).name
-
-
-def job_usd(ledger: Ledger, job: str) -> Decimal:
-    """USD of every session of the job so far (running ones costed to now)."""
-    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
-
-
-def _check_budget(state: RunState, deps: TrainDeps) -> None:
-    if state.max_usd is None:
-        return
-    spent = job_usd(deps.ledger, state.job)
-    if spent > Decimal(state.max_usd):
-        raise BudgetError(
-            f"job {state.job} has spent {usd(spent, 4)}, above --max-usd {state.max_usd}; "
-            "it was stopped and the machine released",
-            f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job} "
-            "--max-usd X` continues with a higher cap",
-        )
 
 
 def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
@@ -511,7 +369,7 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
     if state.status in ("done", "failed", "stopped"):
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")
-    _check_budget(state, deps)  # over the cap already: say so before renting anything
+    check_budget(state, deps)  # over the cap already: say so before renting anything
     machine = deps.renter.reattach(state)
     _replay(state, run, result.progress)
     if machine is not None:

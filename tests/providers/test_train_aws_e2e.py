@@ -168,7 +168,7 @@ def test_box_taken_without_notice_and_unreachable_is_relaunched(
     """EC2 takes the box with no two-minute notice and it vanishes (SSH refused): the launcher
     asks EC2 between short reconnect turns, relaunches and resumes from the last checkpoint
     it copied home, instead of failing the job after 10 minutes of reconnecting."""
-    monkeypatch.setattr("launcher.train.RECONNECT_TRY_S", 3.0)
+    monkeypatch.setattr("launcher.follow.RECONNECT_TRY_S", 3.0)
     job = "train-e2e-vanish"
     box = instance_box(job)
     provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())

@@ -1,0 +1,177 @@
+"""Following a job on its machine: events home, checkpoints copied off the box, the provider's
+word, reconnects, the heartbeat and the budget (the watch step of launcher/train.py).
+
+The job runs detached on the box, so the launcher only ever looks: `follow()` polls every
+POLL_S until the job is done, failed, interrupted or stopped, and comes back with that word.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from launcher.errors import BudgetError, SshError
+from launcher.output import usd
+from launcher.running import stopped_elsewhere
+from launcher.watch import EventReader, JobProgress, status_line
+from ledger.book import Ledger
+
+if TYPE_CHECKING:
+    from launcher.hosts import Host
+    from launcher.runs import RunDir, RunState
+    from launcher.train import Machine, TrainDeps
+
+POLL_S = 0.5
+HEARTBEAT_S = 30.0  # the box's dead-man switch waits [aws] deadman_minutes (15) by default
+RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
+RECONNECT_TRY_S = 20.0  # one turn of reconnecting; the provider is asked between turns
+
+
+def events_file(state: RunState) -> str:
+    """Each attempt writes its own event file on the host, so offsets never mix."""
+    return f"events-{state.attempt}.jsonl"
+
+
+def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+           progress: JobProgress) -> str:
+    """Stream events until the job ends; return done | interrupted | failed | stopped.
+
+    A dropped connection is not the end of the job (it runs detached on the box): polling
+    goes on, reconnecting in turns of RECONNECT_TRY_S for up to RECONNECT_S before giving up.
+    Between turns the provider is asked: a box it took back without a notice (or whose notice
+    never reached us) is an interruption, so the job is relaunched, not failed.
+    """
+    reader = EventReader()
+    beat = [0.0]
+    lost_since: float | None = None
+    try:
+        while True:
+            try:
+                # A link that dropped between two polls is retried here, briefly, rather
+                # than for the whole SSH deadline inside the next call.
+                machine.host.reconnect(RECONNECT_TRY_S)
+                outcome = _poll(state, run, deps, machine, progress, reader, beat)
+                lost_since = None
+            except SshError as exc:
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    deps.say(f"connection lost ({exc.message}); reconnecting")
+                if machine.interrupted(fresh=True):
+                    deps.say("the provider took the machine back while it was unreachable")
+                    return "interrupted"
+                if stopped_elsewhere(deps.ledger, state.job):
+                    return "stopped"  # `gpuhire stop` took the machine away
+                if now - lost_since > RECONNECT_S:
+                    raise
+                time.sleep(min(10.0, 1.0 + (now - lost_since) / 4))
+                continue
+            if outcome is not None:
+                return outcome
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        if deps.confirm("Detach and leave the job running? (no = stop it now)"):
+            raise Detached from None
+        machine.host.signal("train.pid", signal.SIGTERM)  # it checkpoints: bring that home
+        _drain(machine.host, state, run, deps, machine, progress, reader)
+        return "stopped"
+
+
+def _poll(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+          progress: JobProgress, reader: EventReader, beat: list[float]) -> str | None:
+    """One look at the job: new events, its process, the provider's word, the budget."""
+    host = machine.host
+    data, state.event_offset = host.tail(events_file(state), state.event_offset)
+    if data:
+        run.append_events(data)
+        for ev in reader.feed(data):
+            _on_event(ev, state, run, deps, machine, progress)
+        run.save(state)
+    if progress.done:
+        return "done"
+    if progress.error:
+        return "failed"
+    if machine.interrupted():
+        host.signal("train.pid", signal.SIGTERM)  # checkpoint now
+        _drain(host, state, run, deps, machine, progress, reader)
+        return "interrupted"
+    if not host.running("train.pid"):
+        _drain(host, state, run, deps, machine, progress, reader)
+        outcome = _outcome(progress)
+        # Gone without a word: the provider may have taken the box (ask now, not in 15 s).
+        return "interrupted" if outcome == "failed" and machine.interrupted(fresh=True) else outcome
+    check_budget(state, deps)
+    now = time.monotonic()
+    if now - beat[0] > HEARTBEAT_S:
+        host.heartbeat()
+        beat[0] = now
+    return None
+
+
+def _outcome(progress: JobProgress) -> str:
+    if progress.done:
+        return "done"
+    return "interrupted" if progress.interrupted else "failed"
+
+
+class Detached(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The user chose to detach with Ctrl-C."""
+
+
+def _drain(host: Host, state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
+           progress: JobProgress, reader: EventReader) -> None:
+    """Read what the job wrote in its last moments (up to a few seconds)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        data, state.event_offset = host.tail(events_file(state), state.event_offset)
+        if data:
+            run.append_events(data)
+            for ev in reader.feed(data):
+                _on_event(ev, state, run, deps, machine, progress)
+        if progress.done or progress.interrupted or progress.error:
+            return
+        if not host.running("train.pid") and not data:
+            return
+        time.sleep(POLL_S)
+
+
+def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDeps,
+              machine: Machine, progress: JobProgress) -> None:
+    progress.apply(ev)
+    kind = ev.get("event")
+    if kind == "checkpoint" and isinstance(ev.get("path"), str):
+        rel = _relative_to_run(str(ev["path"]))
+        machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
+        machine.keep(run.run / rel, rel)
+    elif kind == "epoch":
+        deps.say(status_line(progress, job_usd(deps.ledger, state.job)))
+    elif kind == "error":
+        deps.say(f"trainer error: {ev.get('message')}")
+
+
+def _relative_to_run(path: str) -> str:
+    parts = Path(path).parts
+    if "run" in parts:
+        return str(Path(*parts[parts.index("run") + 1 :]))
+    return Path(path).name
+
+
+def job_usd(ledger: Ledger, job: str) -> Decimal:
+    """USD of every session of the job so far (running ones costed to now)."""
+    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
+
+
+def check_budget(state: RunState, deps: TrainDeps) -> None:
+    if state.max_usd is None:
+        return
+    spent = job_usd(deps.ledger, state.job)
+    if spent > Decimal(state.max_usd):
+        raise BudgetError(
+            f"job {state.job} has spent {usd(spent, 4)}, above --max-usd {state.max_usd}; "
+            "it was stopped and the machine released",
+            f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job} "
+            "--max-usd X` continues with a higher cap",
+        )
