@@ -30,6 +30,9 @@ from launcher.providers.aws_client import aws_errors
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
 
+# Everything a fleet job puts in the bucket is tagged, so the bucket's lifecycle rule expires it
+# (terraform: expire-fleet-files): scans do not linger in S3 once their text is home.
+FLEET_TAGGING = "gpuhire%3Akind=fleet"  # URL-encoded `gpuhire:kind=fleet`
 SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
 TRANSFERS = 16  # S3 uploads and downloads in flight at once
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024  # SQS's limit per message and per batch call, with a margin
@@ -139,7 +142,7 @@ class Fleet:
     def upload_model(self, model: Path) -> str:
         key = self.model_key()
         with aws_errors(f"upload the model to s3://{self.bucket}/{key}"):
-            self.s3.upload_file(str(model), self.bucket, key)
+            self.s3.upload_file(str(model), self.bucket, key, ExtraArgs={"Tagging": FLEET_TAGGING})
         return key
 
     def upload_pages(self, pages: Sequence[Page], progress: Callable[[int], None] = lambda n: None) -> None:
@@ -148,7 +151,8 @@ class Fleet:
 
         def one(page: Page) -> None:
             for local, rel in page.files():
-                self.s3.upload_file(str(local), self.bucket, f"{self.prefix}pages/{rel}")
+                self.s3.upload_file(str(local), self.bucket, f"{self.prefix}pages/{rel}",
+                                    ExtraArgs={"Tagging": FLEET_TAGGING})
 
         with aws_errors(f"upload the pages to s3://{self.bucket}/{self.prefix}pages/"), \
                 ThreadPoolExecutor(TRANSFERS) as pool:

@@ -30,6 +30,7 @@ from typing import Any
 
 from jobs.htr.pages import Page, recognise_pages
 
+FLEET_TAGGING = "gpuhire%3Akind=fleet"  # as launcher/fleet.py: the bucket's lifecycle expires them
 EXAMPLE = ("python -m launcher.fleet_worker --bucket my-gpuhire --job infer-20261130-0915-1a2b "
            "--work-url URL --done-url URL")
 
@@ -83,7 +84,8 @@ class Worker:
 
     def _upload(self, page: Page, out: Path) -> None:
         for rel in page.outputs:  # the text file last: its presence means the page is done
-            self.s3.upload_file(str(out / rel), self.args.bucket, f"{self.prefix}results/{rel}")
+            self.s3.upload_file(str(out / rel), self.args.bucket, f"{self.prefix}results/{rel}",
+                                ExtraArgs={"Tagging": FLEET_TAGGING})
 
     # -- SQS --------------------------------------------------------------------------------
     @contextmanager

@@ -76,7 +76,7 @@ data "aws_iam_policy_document" "instance" {
 
   statement {
     sid       = "WriteResults"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:PutObjectTagging"]
     resources = ["${aws_s3_bucket.this.arn}/jobs/*/results/*"]
   }
 
@@ -309,11 +309,16 @@ data "aws_iam_policy_document" "user" {
     resources = ["${aws_s3_bucket.this.arn}/jobs/*", "${aws_s3_bucket.this.arn}/data/*"]
   }
 
-  # launcher/staging.py tags checkpoints (gpuhire:kind=checkpoint) so the lifecycle expires them.
+  # launcher/staging.py tags checkpoints (gpuhire:kind=checkpoint) and launcher/fleet.py the
+  # fleet's model and pages (gpuhire:kind=fleet), so the lifecycle rules expire them.
   statement {
-    sid       = "TagCheckpoints"
-    actions   = ["s3:PutObjectTagging"]
-    resources = ["${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*"]
+    sid     = "TagForLifecycle"
+    actions = ["s3:PutObjectTagging"]
+    resources = [
+      "${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
+    ]
   }
 
   # The inference fleet's queues; CreateQueue with tags also needs sqs:TagQueue.

@@ -207,6 +207,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 
   rule {
+    id     = "expire-fleet-files"
+    status = "Enabled"
+    filter {
+      and {
+        prefix = "jobs/"
+        tags   = { "gpuhire:kind" = "fleet" }
+      }
+    }
+    expiration {
+      days = var.fleet_retention_days
+    }
+  }
+
+  rule {
     id     = "expire-staged-data"
     status = "Enabled"
     filter {

@@ -89,6 +89,17 @@ variable "budget_thresholds_percent" {
   }
 }
 
+variable "fleet_retention_days" {
+  description = "Days after which an inference fleet's pages, model and results (tagged gpuhire:kind=fleet, under jobs/) expire."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.fleet_retention_days >= 1 && floor(var.fleet_retention_days) == var.fleet_retention_days
+    error_message = "fleet_retention_days: a whole number of days, at least 1."
+  }
+}
+
 variable "checkpoint_retention_days" {
   description = "Days after which checkpoint objects (tagged gpuhire:kind=checkpoint, under jobs/) expire."
   type        = number

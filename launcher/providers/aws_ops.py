@@ -98,14 +98,19 @@ FLEET_OPERATIONS: dict[str, frozenset[str]] = {
     # jobs/<job>/model.pt and pages/ up (upload_file), results/ down (download_file)
     "s3": UPLOAD_FILE | DOWNLOAD_FILE,
 }
-FLEET_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {"sqs": frozenset({"TagQueue"})}
+FLEET_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
+    "sqs": frozenset({"TagQueue"}),
+    "s3": frozenset({"PutObjectTagging"}),  # model and pages are tagged gpuhire:kind=fleet
+}
 
 WORKER_OPERATIONS: dict[str, frozenset[str]] = {
     "sqs": frozenset({"ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage", "SendMessage"}),
     # model.pt and pages/ down, results/ up; head_object: is a page's result there already?
     "s3": DOWNLOAD_FILE | UPLOAD_FILE,
 }
-WORKER_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {"s3": frozenset({"ListBucket"})}
+WORKER_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
+    "s3": frozenset({"ListBucket", "PutObjectTagging"}),  # 404 not 403; results tagged gpuhire:kind=fleet
+}
 
 # `docker pull` from the ECR repository (the registry protocol, not a boto3 call of ours), as in
 # https://docs.aws.amazon.com/AmazonECR/latest/userguide/security-iam-awsmanpol.html (its ReadOnly policy)

@@ -86,9 +86,10 @@ def test_user_policy_stages_only_under_data_and_jobs() -> None:
             assert sorted(_list_prefixes(s)) == ["data/*", "jobs/*"]  # HeadObject: 404, not 403
         elif any(a.startswith("s3:") for a in s["actions"]):
             for resource in s["resources"]:
-                assert re.fullmatch(re.escape(BUCKET) + r"/((jobs|data)/\*|jobs/\*/checkpoints/\*)", resource)
-        if "s3:PutObjectTagging" in s["actions"]:
-            assert s["resources"] == [f"{BUCKET}/jobs/*/checkpoints/*"]
+                assert re.fullmatch(
+                    re.escape(BUCKET) + r"/((jobs|data)/\*|jobs/\*/(checkpoints/\*|model\.pt|pages/\*))", resource)
+        if "s3:PutObjectTagging" in s["actions"]:  # only what a lifecycle rule expires by tag
+            assert s["resources"] == [f"{BUCKET}/jobs/*/{k}" for k in ("checkpoints/*", "model.pt", "pages/*")]
 
 
 def test_user_policy_reaches_only_gpuhire_queues() -> None:
