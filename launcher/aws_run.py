@@ -27,6 +27,7 @@ from ledger.catalogue import BUILTIN_SPEEDS
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
 PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
+_BOX_USER = "GPUHIRE_BOX_UID_GID"  # placeholder for "$(id -u):$(id -g)" in the docker command
 # Ask EC2 (DescribeInstances) whether it took the box at most this often; the box's own
 # two-minute notice file is read at every poll. A 0.5 s poll would otherwise be 7,200 API
 # calls an hour per job, against the account's request rate.
@@ -239,9 +240,12 @@ class AwsRenter:
     def trainer_argv(self, args: list[str]) -> list[str]:
         if self.runtime == "process":
             return [*shlex.split(self.python), "-m", "jobs.htr", *args]
-        # The HTR trainer image on the Deep Learning AMI; the job folder is mounted as /work.
-        return ["docker", "run", "--rm", "--gpus", "all", "--ipc", "host", "-v", "{workdir}:/work",
-                "-w", "/work", "-e", "GPUHIRE_JOB", self.image, *args]
+        # The HTR trainer image on the Deep Learning AMI; the job folder is mounted as /work and
+        # the trainer runs as the SSH user (the folder's owner), whose ids only the box knows:
+        # a shell on the box fills them in, then becomes docker (exec: the pid stays the job's).
+        docker = ["docker", "run", "--rm", "--gpus", "all", "--ipc", "host", "--user", _BOX_USER,
+                  "-v", "{workdir}:/work", "-w", "/work", "-e", "GPUHIRE_JOB", self.image, *args]
+        return ["sh", "-c", "exec " + shlex.join(docker).replace(_BOX_USER, '"$(id -u):$(id -g)"')]
 
     def _machine(self, job: str, instance_id: str, session_id: int | None,
                  endpoint: SshEndpoint) -> AwsMachine:

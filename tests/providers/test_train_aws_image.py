@@ -41,8 +41,8 @@ def test_renter_runs_the_resolved_image_and_pulls_it_first(make_provider) -> Non
     provider = make_provider()
     renter = AwsRenter(provider, "t4", image="gpuhire-htr:1.0", ecr_repository_url=ECR)
     argv = renter.trainer_argv(["train", "dataset"])
-    assert argv[:4] == ["docker", "run", "--rm", "--gpus"]
-    assert f"{ECR}:1.0" in argv and argv[-2:] == ["train", "dataset"]
+    assert argv[:2] == ["sh", "-c"] and argv[2].startswith("exec docker run --rm --gpus all")
+    assert f"{ECR}:1.0 train dataset" in argv[2]
     assert renter.setup == pull_script(f"{ECR}:1.0")
     assert AwsRenter(provider, "t4", runtime="process", image=f"{ECR}:1.0").setup is None
 
@@ -60,3 +60,22 @@ def test_a_failed_pull_stops_the_attempt_with_the_boxes_words(tmp_path: Path) ->
             AwsMachine(None, "job", "i-1", None, host, "notice", "box").prepare()  # type: ignore[arg-type]
     finally:
         server.kill()
+
+
+def test_the_trainer_container_runs_as_the_boxes_user(make_provider, tmp_path: Path) -> None:
+    """The image's own user could not write the mounted job folder: docker gets the SSH user's
+    ids, which the box's shell fills in (run here with a stand-in `docker` that records its argv)."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n')
+    (bin_dir / "docker").chmod(0o755)
+    renter = AwsRenter(make_provider(), "t4", image="gpuhire-htr:1.0")
+    argv = [a.replace("{workdir}", str(tmp_path / "job")) for a in renter.trainer_argv(["train", "dataset"])]
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGV_OUT": str(tmp_path / "argv")}
+    subprocess.run(argv, env=env, check=True)
+    seen = (tmp_path / "argv").read_text().splitlines()
+    assert seen[seen.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert f"{tmp_path / 'job'}:/work" in seen and seen[-3:] == ["gpuhire-htr:1.0", "train", "dataset"]
