@@ -18,6 +18,7 @@ from launcher.output import usd
 from launcher.running import stopped_elsewhere
 from launcher.watch import EventReader, JobProgress, status_line
 from ledger.book import Ledger
+from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from launcher.hosts import Host
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from launcher.train import Machine, TrainDeps
 
 POLL_S = 0.5
+MAX_UTIL_SAMPLES = 720  # GPU utilisation samples kept on the job (an hour of 5-second progress)
 HEARTBEAT_S = 30.0  # the box's dead-man switch waits [aws] deadman_minutes (15) by default
 RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
 RECONNECT_TRY_S = 20.0  # one turn of reconnecting; the provider is asked between turns
@@ -142,6 +144,8 @@ def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDe
               machine: Machine, progress: JobProgress) -> None:
     progress.apply(ev)
     kind = ev.get("event")
+    if kind in ("progress", "epoch") and isinstance(ev.get("gpu_util"), int | float):
+        record_gpu_util(deps.ledger, state.job, float(ev["gpu_util"]), str(ev.get("time") or ""))
     if kind == "checkpoint" and isinstance(ev.get("path"), str):
         rel = _relative_to_run(str(ev["path"]))
         machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
@@ -157,6 +161,17 @@ def _relative_to_run(path: str) -> str:
     if "run" in parts:
         return str(Path(*parts[parts.index("run") + 1 :]))
     return Path(path).name
+
+
+def record_gpu_util(ledger: Ledger, job: str, util: float, at: str = "") -> None:
+    """Keep the job's GPU utilisation as it runs (`Job.metrics["gpu_util_samples"]`, the last
+    MAX_UTIL_SAMPLES) and its mean so far (`Job.gpu_util`): the idle-GPU alert judges a running
+    machine by them."""
+    when = at or utcnow().isoformat()
+    metrics = dict(ledger.get_job(job).metrics or {})
+    samples = [*metrics.get("gpu_util_samples", []), [when, round(util, 4)]][-MAX_UTIL_SAMPLES:]
+    metrics["gpu_util_samples"] = samples
+    ledger.update_job(job, metrics=metrics, gpu_util=sum(s[1] for s in samples) / len(samples))
 
 
 def job_usd(ledger: Ledger, job: str) -> Decimal:

@@ -260,7 +260,16 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             deps.ledger.update_job(state.job, status="stopped" if over else "failed", ended_at=utcnow())
             state.status = "over-budget" if over else "failed"
             run.save(state)
+            _alerts_after(deps, state.job)  # a job stopped at its cap or failed is news too
         raise
+
+
+def _alerts_after(deps: TrainDeps, job: str) -> None:
+    """Run the alert checks; their own trouble must not hide why the job ended."""
+    try:
+        deps.after_job(job)
+    except Exception as exc:
+        deps.say(f"alert checks failed: {exc}")
 
 
 def _detach(state: RunState, deps: TrainDeps, machine: Machine, result: TrainResult) -> TrainResult:

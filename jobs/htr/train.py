@@ -276,7 +276,8 @@ def train_epoch(ctx: Ctx, state: State) -> dict[str, float] | None:
             ctx.events.emit("progress", epoch=state.epoch, step=state.step,
                             loss=round(float(loss_sum) / max(steps, 1), 4),
                             lines_per_s=round(lines * ctx.world / (now - started), 2),
-                            lr=ctx.sched.get_last_lr()[0])
+                            lr=ctx.sched.get_last_lr()[0],
+                            gpu_util=gpu_stats(ctx.device)[0])  # the launcher's idle-GPU alert
     seconds = time.monotonic() - started
     return {"train_loss": float(loss_sum) / max(steps, 1), "seconds": seconds,
             "lines_per_s": lines * ctx.world / max(seconds, 1e-9),

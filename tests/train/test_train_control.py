@@ -140,9 +140,12 @@ def test_running_past_max_usd_stops_and_resume_with_a_higher_cap_goes_on(
     # 36 USD/h (an absurd 120 kW: a cent a second) and a quote of about 10 s of overhead
     # ($0.10) under a $0.16 cap: the cap is passed while the job runs, not at the quote.
     book, deps, run, _ = _setup(tmp_path, sqlite_db, watts="120000", lines_per_s=1e6)
+    checked: list[str] = []
+    deps.after_job = checked.append  # the alert checks run for a job stopped at its cap too
     with pytest.raises(BudgetError) as err:
         train(TrainOptions(data=(tiny_gt,), preset="tiny", epochs=40, yes=True, out=run, job="job",
                            max_usd=Decimal("0.16")), deps)
+    assert checked == ["job"]
     assert "above --max-usd 0.16; it was stopped and the machine released" in err.value.message
     assert "gpuhire resume job --max-usd X" in (err.value.fix or "")
     pid = int((run / "box" / "train.pid").read_text())
