@@ -144,8 +144,9 @@ def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDe
               machine: Machine, progress: JobProgress) -> None:
     progress.apply(ev)
     kind = ev.get("event")
-    if kind in ("progress", "epoch") and isinstance(ev.get("gpu_util"), int | float):
-        record_gpu_util(deps.ledger, state.job, float(ev["gpu_util"]), str(ev.get("time") or ""))
+    util = ev.get("gpu_util")
+    if kind in ("progress", "epoch") and isinstance(util, int | float):
+        record_gpu_util(deps.ledger, state.job, float(util), str(ev.get("time") or ""))
     if kind == "checkpoint" and isinstance(ev.get("path"), str):
         rel = _relative_to_run(str(ev["path"]))
         machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
