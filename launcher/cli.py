@@ -70,7 +70,7 @@ class GpuhireGroup(TyperGroup):
             if _debug():
                 raise
             typer.echo(
-                f"error: unexpected {exc.__class__.__name__}: {str(exc)[:300]} "
+                f"error: unexpected {exc.__class__.__name__}: {' '.join(str(exc).split())[:300]} "
                 "(run again with GPUHIRE_DEBUG=1 for the traceback, and please report it)",
                 err=True,
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import socket
 import tempfile
 import time
@@ -239,7 +240,7 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     pages = _pages(opts)
     manifest = Manifest(opts.out, opts.model)
     pending = [p for p in pages if not manifest.is_done(p)]
-    job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{len(pending)}"
+    job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"  # unique, sortable
     result = InferResult(job, "nothing-to-do", None, opts.out, pages=len(pages),
                          skipped=len(pages) - len(pending))
     if not pending:

@@ -95,7 +95,9 @@ def test_a_page_changed_or_a_new_model_is_recognised_again(pages: Path, model: P
 
     other = tmp_path / "other-model.pt"
     shutil.copy(model, other)  # another model file: every page is read again
-    again = json.loads(_run(sqlite_db, pages, other, out, "--format", "json").stdout)
+    rerun = _run(sqlite_db, pages, other, out, "--format", "json")
+    assert rerun.stdout, rerun.stderr
+    again = json.loads(rerun.stdout)
     assert again["skipped"] == 0 and again["done"] == len(_page_keys(pages)) - 1
 
 
