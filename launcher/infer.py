@@ -208,6 +208,8 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
 
 def duration(seconds: float) -> str:
     """Seconds for people: `42 s`, `17.9 min`, `3.9 h`."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 3 * 3600 else f"{seconds / 3600:.1f} h"
