@@ -191,7 +191,7 @@ class LaunchAttempt(SQLModel, table=True):
     zone: str = Field(default="", max_length=32)
     instance_type: str = Field(default="", max_length=64)
     market: str = Field(default="spot", max_length=16)
-    outcome: str = Field(max_length=16)  # launched | capacity | error
+    outcome: str = Field(max_length=16)  # launched | capacity | error | skipped
     error_code: str = Field(default="", max_length=64)
     message: str = ""
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -142,7 +142,7 @@ class Attempt:
     zone: str
     instance_type: str
     market: Market
-    outcome: str  # launched | capacity | error
+    outcome: str  # launched | capacity | error | skipped (no subnet in the zone)
     error_code: str = ""
     message: str = ""
 
