@@ -37,6 +37,18 @@ _DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDenie
 
 RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 6}
 
+# S3 clients presign the URLs the box fetches its data from (launcher/staging.py). botocore
+# presigns with SigV2 on the global endpoint unless told otherwise, and S3 refuses SigV2 for
+# buckets created since June 2020 (terraform's is); the global endpoint also fails for buckets
+# in Regions launched after March 2019. So: SigV4, virtual-hosted style on the bucket's
+# Regional endpoint (botocore still uses path style for an IP endpoint or a dotted bucket name).
+# https://docs.aws.amazon.com/AmazonS3/latest/API/specify-signature-version.html
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html
+S3_CONFIG: dict[str, Any] = {
+    "signature_version": "s3v4",
+    "s3": {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+}
+
 
 def make_session(settings: AwsSettings) -> boto3.Session:
     """A boto3 session on the standard credential chain (optionally a named profile)."""
@@ -57,6 +69,8 @@ def client(session: boto3.Session, service: str) -> Any:
     from botocore.config import Config
 
     config = Config(retries=RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
+    if service == "s3":
+        config = config.merge(Config(**S3_CONFIG))
     made = session.client(service, config=config)  # type: ignore[call-overload]
     if service == "ec2":
         made.meta.events.register_first("needs-retry.ec2.RunInstances", _no_retry_on_capacity)

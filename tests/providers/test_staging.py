@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from launcher.staging import S3Stage, tree_digest
+from launcher.staging import S3Stage, StagedData, tree_digest
 
 BUCKET = "gpuhire-staging-test"
 
@@ -77,3 +77,17 @@ def test_box_fetches_the_data_with_curl_and_checks_it(s3, dataset: Path, tmp_pat
     done = subprocess.run(["bash", "-c", stage.fetch_script(staged, str(other))],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and not (other / "meta.json").exists()
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-east-1"])
+def test_the_box_gets_sigv4_urls_on_the_buckets_regional_endpoint(aws_env: None, region: str) -> None:
+    """The launcher's S3 client (aws_client.client) presigns with SigV4 on the Regional
+    endpoint: botocore's default is SigV2 on the global one, which S3 refuses for buckets made
+    since June 2020 (and the global endpoint fails for Regions launched after March 2019)."""
+    from launcher.providers.aws_client import client
+
+    stage = S3Stage(client(boto3.Session(region_name=region), "s3"), "gpuhire-x")
+    script = stage.fetch_script(StagedData("data/abc/", {"meta.json": "0" * 64}, 0), "/box/dataset")
+    assert f"https://gpuhire-x.s3.{region}.amazonaws.com/data/abc/meta.json?" in script
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in script and f"%2F{region}%2Fs3%2F" in script
+    assert "AWSAccessKeyId=" not in script
