@@ -63,13 +63,17 @@ def list_pages(inputs: Sequence[Path]) -> list[Page]:
     """
     entries = discover(inputs, inference=True)
     xml_images: dict[Path, Path | None] = {}
+    taken: set[Path] = set()  # images that are pages of XML files, not lines of their own
     for path, _, kind in entries:
         if kind == "xml":
             try:
                 xml_images[path] = resolve_page_image(parse_xml(path))
-            except XmlFormatError:
-                xml_images[path] = None  # recognise reports it; the page still counts
-    taken = {img.resolve() for img in xml_images.values() if img is not None}
+            except XmlFormatError:  # recognise reports it (broken-xml); the page still counts
+                xml_images[path] = None
+                beside = _same_stem_image(path)  # most likely its image: not a line either
+                if beside is not None:
+                    taken.add(beside.resolve())
+    taken |= {img.resolve() for img in xml_images.values() if img is not None}
     pages = []
     for path, key, kind in entries:
         if kind == "xml":
@@ -95,6 +99,18 @@ def _check_outputs(pages: Sequence[Page]) -> None:
             if other is not page:
                 raise GroundTruthError(f"{other.path} and {page.path} would both write {rel}",
                                        "rename one of them, or recognise them in separate runs")
+
+
+def _same_stem_image(xml: Path) -> Path | None:
+    """The image beside an XML file that cannot be read (so its own reference is unknown)."""
+    from jobs.htr.files import IMAGE_SUFFIXES
+
+    stem = xml.name[: -len(".xml")]
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (xml.with_name(stem + suffix), xml.with_name(stem + suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def lines_in(page: Page) -> int:
@@ -196,10 +212,12 @@ def recognise_pages(model: Path, pages: Sequence[Page], work: Path, out_dir: Pat
     lines_by_file: dict[str, int] = {}
     done = [0]
 
+    keys = {str(staged / p.key) for p in pages}
+
     def progress(p: InferProgress) -> None:
         lines_by_file[str(p.file)] = p.lines_done - done[0]
         done[0] = p.lines_done
-        if on_page is not None:
+        if on_page is not None and str(p.file) in keys:
             on_page(PageOutcome(Path(p.file).relative_to(staged).as_posix(), True,
                                 lines_by_file[str(p.file)]))
 

@@ -115,3 +115,14 @@ def test_names_with_hash_signs_keep_their_text(tmp_path: Path, model: Path, sqli
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.txt")) == ["scan#3.txt", "scan.txt"]
     assert all(len(p.read_text().splitlines()) == 1 for p in out.glob("*.txt"))
+
+
+def test_a_broken_page_xml_is_named_as_broken(pages: Path, model: Path, tmp_path: Path, sqlite_db: str) -> None:
+    xml = sorted(pages.rglob("*.xml"))[0]
+    xml.write_text(xml.read_text()[:200])  # cut short: not well-formed any more
+    key = xml.relative_to(pages).as_posix()
+    result = _run(sqlite_db, pages, model, tmp_path / "out", "--format", "json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert [d["page"] for d in data["dead"]] == [key]  # its image is not taken for a line of its own
+    assert "broken-xml" in data["dead"][0]["reason"]
