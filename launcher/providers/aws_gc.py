@@ -29,7 +29,7 @@ from ledger.models import RentalSession
 if TYPE_CHECKING:
     from launcher.providers.aws import AwsProvider
 
-ENDED_JOB_STATUSES = frozenset({"done", "failed", "stopped"})
+ENDED_JOB_STATUSES = frozenset({"done", "failed", "stopped", "partial"})  # partial: infer, dead pages
 FOREIGN_LAUNCH_TRUST = timedelta(hours=1)
 
 
