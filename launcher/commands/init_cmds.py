@@ -23,7 +23,8 @@ def init(
                      help="A saved `terraform output -json` instead (no terraform binary needed)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing config file (keeps a .bak copy).")
+        bool, typer.Option("--force", help="Update an existing config file: only its [aws] keys "
+                                           "and sns channel change (a .bak copy is kept).")
     ] = False,
 ) -> None:
     """Write the config file ([aws], the SNS alert channel) from terraform's outputs.
@@ -38,7 +39,12 @@ def init(
     path = app_context(ctx).config_path or default_config_path()
     result = init_config(path, terraform_dir=from_terraform, outputs_file=outputs_file, force=force)
     out = result.outputs
-    typer.echo(f"wrote {result.path} (mode 0600)")
+    if result.merged:
+        typer.echo(f"updated {result.path} (mode 0600): the [aws] keys and the sns channel; "
+                   "the rest is as it was")
+    else:
+        typer.echo(f"wrote {result.path} (mode 0600)"
+                   + ("; the previous file was not TOML" if result.backup else ""))
     if result.backup:
         typer.echo(f"kept the previous file as {result.backup}")
     typer.echo(f"  region {out.region}, bucket {out.bucket}, instance profile {out.instance_profile}")
