@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from launcher.runs import RunDir, RunState
 from ledger.book import Ledger, SessionView
-from ledger.errors import NotFoundError
+from ledger.errors import InputError, NotFoundError
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def run_dir_of(ledger: Ledger, job: str, base: Path | None = None) -> RunDir | N
     known = Path(spec["run_dir"]) if spec.get("run_dir") else None
     try:
         return RunDir.find(job, base, known)
-    except NotFoundError:
+    except (NotFoundError, InputError):  # none, or its state file is damaged (RunDir.find)
         return None
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from launcher.context import AppContext, app_context
-from launcher.errors import InputError
+from launcher.errors import GpuhireError, InputError, NotFoundError
 from launcher.output import ListFormat, iso, print_json, print_table, usd
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def stop(
 
     Example:  gpuhire stop train-20261122-1402-a3f9
     """
-    from launcher.running import job_provider, running_jobs
+    from launcher.running import running_jobs
 
     if (job is None) == (not all_jobs):
         raise InputError("give a JOB or --all (not both)", "e.g. gpuhire stop JOB, or gpuhire stop --all")
@@ -168,7 +168,13 @@ def stop(
             raise typer.Exit(1)
     else:
         jobs = [str(job)]
-    on_aws = [j for j in jobs if (job_provider(app.ledger, j) or "aws") == "aws"]
+    where = {j: _provider_of(app, j) for j in jobs}
+    # A JOB named by hand and known nowhere here: say so, asking AWS only where it is set up.
+    unknown = {j for j, p in where.items() if p is None and not all_jobs}
+    if unknown and not _aws_configured(app, region):
+        raise NotFoundError(f"no job {sorted(unknown)[0]} in the ledger or under ./runs",
+                            "check the id: `gpuhire status` lists the running jobs")
+    on_aws = [j for j in jobs if (where[j] or "aws") == "aws"]  # AWS tags may know it
     for name in jobs:  # no AWS needed for these
         if name not in on_aws:
             _stop_owned(app, name)
@@ -176,11 +182,34 @@ def stop(
     for name in on_aws:
         assert provider is not None
         gone = provider.release(name, "user")
+        if name in unknown and not gone:
+            raise NotFoundError(f"no job {name} in the ledger, under ./runs or running on AWS",
+                                "check the id: `gpuhire status` lists the running jobs")
         _mark_stopped(app, name)
         typer.echo(f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running")
         if provider.cleanup_problems:
             typer.echo(f"note: {name}: {'; '.join(provider.cleanup_problems)} "
                        "(still in use while the instance shuts down: run `gpuhire gc` in a minute)", err=True)
+
+
+def _aws_configured(app: AppContext, region: str | None) -> bool:
+    """Whether AWS is set up (`gpuhire init`, a profile) or asked for (--region)."""
+    aws = app.settings.aws
+    return bool(region or aws.profile or aws.bucket or aws.instance_profile)
+
+
+def _provider_of(app: AppContext, job: str) -> str | None:
+    """Where `job` runs by the ledger, else by its run folder; None when neither knows it."""
+    from launcher.running import job_provider, run_dir_of
+
+    provider = job_provider(app.ledger, job)
+    run = None if provider else run_dir_of(app.ledger, job)
+    if run is not None:
+        try:
+            provider = run.load().provider
+        except GpuhireError:
+            return None
+    return provider
 
 
 def _stop_owned(app: AppContext, job: str) -> None:
