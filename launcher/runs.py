@@ -65,17 +65,55 @@ class RunDir:
         candidates = [p for p in (known, root / job, root) if p is not None]
         if root.is_dir():
             candidates += sorted(root.glob("*/state.json"))
+        damaged: list[tuple[Path, str]] = []
         for candidate in candidates:
             folder = candidate.parent if candidate.name == "state.json" else candidate
-            if _holds(folder, job):
-                return cls(folder)
+            try:
+                if job_of(folder) == job:
+                    return cls(folder)
+            except InputError as exc:
+                damaged.append((folder, exc.message))
+        # A damaged state file where this job's should be is the answer, not "no directory".
+        for folder, why in damaged:
+            if folder.name == job or folder == known:
+                raise InputError(why, f"repair it (JSON, see docs/train.md), or end the job with "
+                                      f"`gpuhire stop {job}`")
+        if damaged:
+            maybe = ", ".join(str(f / "state.json") for f, _ in damaged[:3])
+            raise NotFoundError(f"no run directory for job {job!r} under {root} "
+                                f"(unreadable, it may be one of: {maybe})",
+                                "repair that state file (JSON, see docs/train.md)")
         raise NotFoundError(
             f"no run directory for job {job!r} under {root}",
             "run the command from the folder you started the job in, or pass --runs DIR",
         )
 
-    def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+    def check_new(self, job: str) -> None:
+        """Refuse a folder the new job `job` cannot use: a file, or another job's folder
+        (reusing it would replace that job's state and replay its events and model as the
+        new job's)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"the run folder {self.path} is a file",
+                             "pick another --out (a new or empty folder)")
+        try:
+            other = job_of(self.path)
+        except InputError as exc:
+            raise InputError(exc.message, "pick another --out (or repair that file)") from None
+        if other is not None and other != job:
+            raise InputError(f"the run folder {self.path} holds job {other}",
+                             f"pick another --out, or `gpuhire resume {other}` to continue that job")
+
+    def create(self, job: str) -> bool:
+        """Make the folder for the new job `job` (see `check_new`); True when it is new."""
+        self.check_new(job)
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise InputError(f"cannot create the run folder {self.path}: {exc.strerror}",
+                             "pick another --out") from None
+        return True
 
     @property
     def dataset(self) -> Path:
@@ -117,8 +155,24 @@ class RunDir:
             fh.write(data)
 
 
-def _holds(folder: Path, job: str) -> bool:
+def job_of(folder: Path) -> str | None:
+    """The job whose state.json `folder` holds; None when it holds none. InputError when
+    the state file is there but unreadable (so no caller mistakes it for a free folder)."""
+    path = folder / "state.json"
     try:
-        return bool(json.loads((folder / "state.json").read_text()).get("job") == job)
-    except (OSError, ValueError):
-        return False
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise InputError(f"the state file {path} is unreadable ({exc.strerror})",
+                         "check its permissions") from None
+    try:
+        raw = json.loads(text)
+        job = raw.get("job") if isinstance(raw, dict) else None
+        if not isinstance(job, str):
+            raise ValueError("no job id in it")
+    except ValueError as exc:
+        why = str(exc)
+        raise InputError(f"the state file {path} is unreadable ({why})",
+                         "repair it (JSON, see docs/train.md)") from None
+    return job

@@ -11,6 +11,7 @@ launcher/follow.py.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,21 +161,17 @@ class TrainDeps:
     default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
 
 
-def prepare(opts: TrainOptions, deps: TrainDeps, run: RunDir) -> int:
-    """Check and compile the ground truth locally; nothing is rented before this passes."""
+def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
+    """Check and compile the ground truth locally into `dataset`; nothing is rented before
+    this passes."""
     for path in opts.data:
         if not path.exists():
             raise SpecError(f"ground truth {path} does not exist", "check the path you gave")
-    return deps.compile_dataset(list(opts.data), run.dataset)
+    return deps.compile_dataset(list(opts.data), dataset)
 
 
-def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
-    """Run the whole flow for a new job; see the module docstring."""
-    job = opts.job or new_job_id()
-    run = RunDir(opts.out or Path.cwd() / "runs" / job)
-    run.create()
-    lines = prepare(opts, deps, run)
-    epochs = opts.epochs or 50
+def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDeps) -> Quote:
+    """The quote, said; BudgetError when it is above --max-usd."""
     renter = deps.renter
     q = quote(gpu=renter.gpu, lines=lines, epochs=epochs, usd_per_hour=renter.usd_per_hour(),
               measured_lines_per_s=deps.ledger.measured_lines_per_s("train", renter.gpu),
@@ -187,11 +184,52 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
             f"the quote ${q.usd} is above --max-usd {opts.max_usd}; nothing was rented",
             "raise --max-usd, train fewer --epochs, or pick a cheaper --gpu",
         )
-    result = TrainResult(job, "dry-run", q, run.path)
+    return q
+
+
+def _dry_run(job: str, run: RunDir, epochs: int, opts: TrainOptions, deps: TrainDeps) -> TrainResult:
+    """Check, compile and quote, leaving nothing behind: the data compiles into a temporary
+    folder, and the run folder is only checked, never made."""
+    run.check_new(job)
+    with tempfile.TemporaryDirectory(prefix="gpuhire-dry-run-") as tmp:
+        lines = prepare(opts, deps, Path(tmp) / "dataset")
+    q = _quote(job, lines, epochs, opts, deps)
+    deps.say("dry run: nothing rented, nothing written")
+    return TrainResult(job, "dry-run", q, run.path)
+
+
+def _ship_preset(preset: str, run: RunDir) -> str:
+    """A preset file of the user's own travels inside the dataset folder (shipped to the box
+    with it); the trainer finds it there. Preset names need nothing."""
+    if not preset.endswith(".toml"):
+        return preset
+    shutil.copyfile(preset, run.dataset / "preset.toml")
+    return "dataset/preset.toml"
+
+
+def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
+    """Run the whole flow for a new job; see the module docstring."""
+    job = opts.job or new_job_id()
+    run = RunDir(opts.out or Path.cwd() / "runs" / job)
+    epochs = 50 if opts.epochs is None else opts.epochs
+    if epochs < 1 or opts.max_restarts < 0:
+        raise SpecError(f"epochs {epochs} / max restarts {opts.max_restarts} cannot run",
+                        "give --epochs 1 or more and --max-restarts 0 or more")
     if opts.dry_run:
-        deps.say("dry run: nothing rented")
-        return result
-    if not opts.yes and not deps.confirm(f"Rent {renter.gpu} for about ${q.usd}?"):
+        return _dry_run(job, run, epochs, opts, deps)
+    fresh, had_dataset = run.create(job), run.dataset.exists()
+    renter = deps.renter
+    try:
+        lines = prepare(opts, deps, run.dataset)
+        q = _quote(job, lines, epochs, opts, deps)
+        preset = _ship_preset(opts.preset, run)
+        confirmed = opts.yes or deps.confirm(f"Rent {renter.gpu} for about ${q.usd}?")
+    except BaseException:  # nothing recorded yet: leave nothing behind either
+        _discard(run, fresh, had_dataset)
+        raise
+    result = TrainResult(job, "dry-run", q, run.path)
+    if not confirmed:
+        _discard(run, fresh, had_dataset)
         result.status = "stopped"
         result.message = "not confirmed; nothing rented"
         return result
@@ -201,13 +239,22 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
               "provider": renter.provider, "lines": lines, "run_dir": str(run.path)},
     ))
     state = RunState(job=job, provider=renter.provider, gpu=renter.gpu,
-                     data=[str(p) for p in opts.data], preset=opts.preset, epochs=epochs,
+                     data=[str(p) for p in opts.data], preset=preset, epochs=epochs,
                      max_restarts=opts.max_restarts, market=renter.market,
                      max_usd=None if opts.max_usd is None else str(opts.max_usd))
     if getattr(renter, "name", None):  # which configured host, for `resume`
         state.machine["host"] = renter.name  # type: ignore[attr-defined]
     run.save(state)
     return drive(state, run, deps, result, opts.detach)
+
+
+def _discard(run: RunDir, fresh: bool, had_dataset: bool) -> None:
+    """Remove what a new job made before anything was recorded: its folder if it made it,
+    else the dataset it compiled there."""
+    if fresh:
+        shutil.rmtree(run.path, ignore_errors=True)
+    elif not had_dataset:
+        shutil.rmtree(run.dataset, ignore_errors=True)
 
 
 def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,

@@ -125,9 +125,22 @@ class GtReport:
                                    "give PAGE/ALTO *.xml files with their images, or image + .gt.txt "
                                    "pairs (python -m jobs.htr synth makes a sample set)")
         top = ", ".join(f"{r}: {n}" for r, n in self.counts.items())
-        raise GroundTruthError(f"no usable line in {names} ({len(self.skipped)} skipped: {top})",
-                               "fix the first skipped samples listed above (images next to the XML, "
-                               "non-empty transcriptions) and run again")
+        first: dict[str, SkippedSample] = {}  # the first skipped sample of the first two files
+        for s in self.skipped:
+            if len(first) < 2:
+                first.setdefault(s.file, s)
+        named = "; ".join(_describe(s) for s in first.values())
+        raise GroundTruthError(f"no usable line in {names} ({len(self.skipped)} skipped: {top}; "
+                               f"first: {named})",
+                               "fix those files (images next to the XML, non-empty transcriptions) "
+                               "and run again")
+
+
+def _describe(s: SkippedSample) -> str:
+    """One skipped sample in words: where, why, and the detail (the image it looked for...)."""
+    where = s.file + (f" line {s.line}" if s.line is not None else "")
+    why = REASONS.get(s.reason, s.reason)
+    return f"{where}: {s.reason}, {why}" + (f" ({s.detail})" if s.detail else "")
 
 
 def normalize_text(text: str, normalization: str = "NFC") -> str:

@@ -44,13 +44,35 @@ def compile_ground_truth(inputs: list[Path], out: Path) -> int:
     try:
         report = compile_dataset(inputs, out)
     except GroundTruthError as exc:
-        raise SpecError(
-            f"ground truth unusable: {exc}", "fix the files named above; nothing was rented"
-        ) from None
+        fix = f"{exc.fix}; nothing was rented" if exc.fix else "nothing was rented"
+        raise SpecError(f"ground truth unusable: {exc.message}", fix) from None
     summary = getattr(report, "summary", None)
     if callable(summary):
         typer.echo(summary(), err=True)
     return len(CompiledDataset(out))
+
+
+def checked_preset(preset: str, where: str) -> str:
+    """A preset the trainer ships, or the full path of an existing .toml file of the user's
+    own, loaded with the trainer's own reader: a bad one stops here, before anything is rented."""
+    from jobs.htr.config import PRESETS, PRESETS_DIR, load_config
+    from jobs.htr.config import ConfigError as PresetError
+
+    shipped = sorted((p.stem for p in PRESETS_DIR.glob("*.toml")),
+                     key=lambda n: (PRESETS.index(n) if n in PRESETS else len(PRESETS), n))
+    choices = f"use one of {', '.join(shipped)}, or the path of a .toml file of your own"
+    if preset.endswith(".toml"):
+        path = Path(preset).expanduser()
+        if not path.is_file():
+            raise InputError(f"{where}: no file {preset}", choices)
+        preset = str(path.resolve())
+    elif preset not in shipped:
+        raise InputError(f"{where}: {preset!r} is not a trainer preset", choices)
+    try:
+        load_config(preset)
+    except PresetError as exc:
+        raise InputError(f"{where}: {exc.message}", exc.fix) from None
+    return preset
 
 
 def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
@@ -140,7 +162,8 @@ def train(
     max_usd: Annotated[str | None, typer.Option(
         help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
     max_restarts: Annotated[int | None, typer.Option(help="Relaunches after spot interruptions.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Trainer preset: tiny, small, default, large.")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="Trainer preset: tiny, small, default, large, or a .toml file of your own.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (default from config: 50).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<job>).")] = None,
     detach: Annotated[bool, typer.Option(
@@ -158,12 +181,20 @@ def train(
 
     app = app_context(ctx)
     settings = app.settings
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs {epochs} trains nothing", "give --epochs 1 or more")
+    if max_restarts is not None and max_restarts < 0:
+        raise InputError(f"--max-restarts {max_restarts} is below 0",
+                         "give --max-restarts 0 (never relaunch) or more")
+    where = "--preset" if preset else f"[train] preset in {app.config_path or 'the config file'}"
+    checked = checked_preset(preset or settings.train.preset, where)
+    cap = _decimal(max_usd, "--max-usd")
     job = new_job_id()
     run_root = out or Path.cwd() / "runs" / job
     renter = make_renter(app, provider, gpu, run_root, host, spot)
     opts = TrainOptions(
-        data=tuple(data), preset=preset or settings.train.preset,
-        epochs=epochs or settings.train.epochs, max_usd=_decimal(max_usd, "--max-usd"),
+        data=tuple(data), preset=checked,
+        epochs=settings.train.epochs if epochs is None else epochs, max_usd=cap,
         max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
         yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job,
     )
@@ -200,6 +231,8 @@ def logs(
         sys.stdout.write(chunk.decode("utf-8", "replace"))
         sys.stdout.flush()
         if not follow or ended:
+            if offset == 0:  # silence would look like a broken command
+                typer.echo(_empty_log_note(run, path), err=True)
             return
         newer = _log_path(run)
         if newer is not None and newer != path and newer.name != "train.log":
@@ -211,6 +244,18 @@ def _log_path(run: RunDir) -> Path | None:
     """The log to print: the settled copy, else the newest attempt's log on this machine."""
     candidates = [run.log, *sorted((run.path / "box").glob("train-*.log"), reverse=True)]
     return next((p for p in candidates if p.exists()), None)
+
+
+def _empty_log_note(run: RunDir, path: Path) -> str:
+    """What to say when the trainer's log is empty: where the job's events are instead."""
+    from launcher.watch import EventReader
+
+    events = EventReader().feed(run.events.read_bytes()) if run.events.exists() else []
+    if not events:
+        return f"note: {path} is empty and the job has sent no events yet ({run.events})"
+    last = events[-1]
+    return (f"note: {path} is empty; the job's {len(events)} event(s) are in {run.events} "
+            f"(the last: {last.get('event', '?')} at {last.get('time', '?')})")
 
 
 def _job_ended(run: RunDir) -> bool:

@@ -12,6 +12,7 @@ from PIL import Image
 from jobs.htr.errors import GroundTruthError
 from jobs.htr.formats import parse_xml
 from jobs.htr.gt import (
+    REASONS,
     GtReport,
     check_ground_truth,
     iter_lines_for_inference,
@@ -158,6 +159,19 @@ def test_nothing_usable_raises_a_clear_error(bad_tree: Path) -> None:
     message = str(info.value)
     assert "no usable line" in message and "broken-xml: 1" in message and "missing-image: 2" in message
     assert info.value.fix and "run again" in info.value.fix
+    # The first skipped samples are named in the message itself: nothing else lists them.
+    first = _report_of(bad_tree).skipped
+    files = list(dict.fromkeys(s.file for s in first))[:2]
+    assert "; first: " in info.value.message and all(f in info.value.message for f in files)
+    assert f"{first[0].reason}, {REASONS[first[0].reason]}" in info.value.message
+    assert "above" not in str(info.value)
+
+
+def _report_of(tree: Path) -> GtReport:
+    report = GtReport()
+    for _ in iter_samples([tree], report=report):
+        pass
+    return report
 
 
 def test_empty_folder_and_missing_path(tmp_path: Path) -> None:
