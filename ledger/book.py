@@ -16,15 +16,21 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, func
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from ledger.catalogue import BillingRules
 from ledger.costs import END_REASONS, MARKETS, CostInput, PriceAt, SessionCost, session_cost
-from ledger.errors import InputError, NotFoundError
+from ledger.db import write_error
+from ledger.errors import DuplicateSessionsError, InputError, NotFoundError
 from ledger.models import NANO, CostLine, Job, LaunchAttempt, PricePoint, RentalSession
 from ledger.timeutil import as_utc, month_end, month_start, utcnow
 
 _US = Decimal(1_000_000)
+# Caps far past any real rental; they keep every stored amount within a 64-bit nano-dollar.
+MAX_USD_PER_HOUR = Decimal(100_000)
+MAX_GPU_COUNT = 100_000
+MAX_VOLUME_GB = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -60,15 +66,19 @@ class NewSession:
             raise InputError("GPU model is empty", "give the GPU, e.g. t4, l4 or a100")
         if self.gpu_count < 1:
             raise InputError(f"GPU count {self.gpu_count} is below 1", "use --count 1 or more")
-        if self.usd_per_hour < 0:
-            raise InputError(f"price {self.usd_per_hour} USD/h is negative", "give a price >= 0")
-        if self.on_demand_usd_per_hour is not None and self.on_demand_usd_per_hour < 0:
-            raise InputError(f"on-demand price {self.on_demand_usd_per_hour} USD/h is negative",
-                             "give a price >= 0")
+        if self.gpu_count > MAX_GPU_COUNT:
+            raise InputError(f"GPU count {self.gpu_count} is above {MAX_GPU_COUNT}",
+                             "give the GPUs of one machine (or record one session per machine)")
+        _check_price(self.usd_per_hour, "price")
+        if self.on_demand_usd_per_hour is not None:
+            _check_price(self.on_demand_usd_per_hour, "on-demand price")
         if self.market not in MARKETS:
             raise InputError(f"market {self.market!r} is unknown", "use spot or on-demand")
         if self.volume_gb < 0:
             raise InputError(f"volume {self.volume_gb} GB is negative", "give a size >= 0")
+        if self.volume_gb > MAX_VOLUME_GB:
+            raise InputError(f"volume {self.volume_gb} GB is above {MAX_VOLUME_GB} GB",
+                             "give the attached disk in GB")
         if self.end_reason is not None and self.end_reason not in END_REASONS:
             raise InputError(
                 f"end reason {self.end_reason!r} is unknown", f"use one of {', '.join(END_REASONS)}"
@@ -77,6 +87,16 @@ class NewSession:
             raise InputError("the session ends before it starts", "check --start and --end")
         if self.end_at is None and self.end_reason is not None:
             raise InputError("an end reason was given without an end", "add --end")
+
+
+def _check_price(usd_per_hour: Decimal, what: str) -> None:
+    """A price the ledger can store: >= 0 and below the cap (a computed rate, such as watts
+    times an electricity price, is rounded to the nano-dollar when stored)."""
+    if usd_per_hour < 0:
+        raise InputError(f"{what} {usd_per_hour} USD/h is negative", "give a price >= 0")
+    if usd_per_hour > MAX_USD_PER_HOUR:
+        raise InputError(f"{what} {usd_per_hour} USD/h is above {MAX_USD_PER_HOUR} USD/h",
+                         "give the whole machine's price per hour in USD")
 
 
 @dataclass(frozen=True)
@@ -103,27 +123,61 @@ class Ledger:
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A session whose transaction holds the write lock from its start; commits on exit."""
-        with Session(self._write_engine, expire_on_commit=False) as db:
-            yield db
-            db.commit()
+        """A session whose transaction holds the write lock from its start; commits on exit.
+
+        A database that cannot be written (read-only, locked past the busy timeout, a file
+        that cannot be opened) raises LedgerError naming the fix; nothing is committed."""
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as db:
+                yield db
+                db.commit()
+        except OperationalError as exc:
+            raise write_error(exc, self.engine.url) from exc
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as db:
-            yield db
+        try:
+            with Session(self.engine, expire_on_commit=False) as db:
+                yield db
+        except OperationalError as exc:
+            raise write_error(exc, self.engine.url) from exc
 
     # -- sessions -------------------------------------------------------------------------
-    def record_sessions(self, items: Sequence[tuple[NewSession, BillingRules]]) -> list[int]:
-        """Record sessions in one transaction: all are written, or none."""
+    def record_sessions(
+        self, items: Sequence[tuple[NewSession, BillingRules]], *, allow_duplicates: bool = True
+    ) -> list[int]:
+        """Record sessions in one transaction: all are written, or none.
+
+        With `allow_duplicates=False`, sessions identical to recorded ones (same provider,
+        GPU, start, end, price, instance type and zone) raise DuplicateSessionsError and
+        nothing is written: importing one file twice would count its rent twice."""
         for new, _ in items:
             new.check()
         ids: list[int] = []
-        with self.writing() as db:
+        with self.writing() as db:  # checked under the write lock: two imports cannot race
+            if not allow_duplicates:
+                found = self._duplicates(db, [new for new, _ in items])
+                if found:
+                    raise DuplicateSessionsError(found)
             for new, rules in items:
                 row = self._insert(db, new, rules)
                 ids.append(_id(row))
         return ids
+
+    def _duplicates(self, db: Session, news: Sequence[NewSession]) -> list[int]:
+        """Positions in `news` of sessions identical to ones already recorded."""
+        starts = sorted({as_utc(n.start_at) for n in news})
+        stored: set[tuple[object, ...]] = set()
+        for at in range(0, len(starts), 500):
+            stmt = select(RentalSession).where(col(RentalSession.start_at).in_(starts[at : at + 500]))
+            rows = list(db.exec(stmt))
+            prices = self._prices_by_session(db, [_id(r) for r in rows])
+            for r in rows:
+                points = prices.get(_id(r), [])
+                price = points[0].usd_per_hour if points else Decimal(0)
+                stored.add((r.provider, r.gpu_model, r.start_at, r.end_at, price,
+                            r.instance_type, r.zone))
+        return [i for i, n in enumerate(news) if _identity(n) in stored]
 
     def record_session(self, new: NewSession, rules: BillingRules) -> int:
         """Record one session (before a launch: state `launching`, no instance yet)."""
@@ -448,6 +502,13 @@ def cost_input(row: RentalSession, points: Sequence[PricePoint]) -> CostInput:
         ipv4_usd_per_hour=row.ipv4_usd_per_hour,
         gpu_count=row.gpu_count,
     )
+
+
+def _identity(new: NewSession) -> tuple[object, ...]:
+    """What makes a new session the same as a recorded one, normalised as stored."""
+    nano_price = (new.usd_per_hour * NANO).to_integral_value() / NANO
+    return (new.provider.strip().lower(), new.gpu_model.strip().lower(), as_utc(new.start_at),
+            as_utc(new.end_at) if new.end_at else None, nano_price, new.instance_type, new.zone)
 
 
 def _only_month(cost: SessionCost, month: str) -> SessionCost:

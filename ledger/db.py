@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from ledger.errors import LedgerError
 
 HEAD = "0003"  # newest revision in ledger/migrations/versions; checked by a test
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x67707568  # "gpuh": one advisory lock for schema upgrades
+BUSY_TIMEOUT_S = 30  # a SQLite writer waits this long for another writer before failing
 
 
 def default_url() -> str:
@@ -33,9 +35,14 @@ def default_url() -> str:
 def masked(url: str | URL) -> str:
     """A URL safe to show: the password replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable database URL>"
+    if parsed.get_backend_name() == "sqlite":  # no password; keep `file:` readable, not %3A
+        query = "&".join(f"{k}={v if isinstance(v, str) else ','.join(v)}"
+                         for k, v in parsed.query.items())
+        return f"{parsed.drivername}:///{parsed.database or ''}" + (f"?{query}" if query else "")
+    return parsed.render_as_string(hide_password=True)
 
 
 def _normalise(url: str) -> URL:
@@ -51,14 +58,14 @@ def _normalise(url: str) -> URL:
     return parsed
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -68,11 +75,33 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """An engine on the ledger at `url` (default SQLite), schema brought up to date."""
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL (None for `:memory:`); an empty path is refused, since the
+    ledger would live in memory and every row recorded would be lost on exit."""
+    database = parsed.database or ""
+    if not database:
+        raise LedgerError(
+            f"the database URL {masked(parsed)!r} names no file (SQLite would keep the ledger "
+            "in memory and lose it)",
+            "give a path, e.g. --db sqlite:///ledger.db or sqlite:////home/me/ledger.db",
+        )
+    if database == ":memory:":
+        return None
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):  # sqlite:///file:PATH?uri=true
+        path = urlsplit(database).path if database.startswith("file:") else database
+        return Path(path) if path and path != ":memory:" else None
+    return Path(database)
+
+
+def open_engine(
+    url: str | None = None, *, migrate: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> Engine:
+    """An engine on the ledger at `url` (default SQLite), schema brought up to date.
+
+    A SQLite writer waits `busy_timeout_s` for another one to finish before failing."""
     parsed = _normalise(url or default_url())
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        db_path = Path(parsed.database)
+    db_path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if db_path is not None:
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -88,7 +117,7 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             "check the --db URL (e.g. postgresql://user@host/dbname) and that its driver is installed",
         ) from exc
     if engine.dialect.name == "sqlite":
-        _sqlite_pragmas(engine)
+        _sqlite_pragmas(engine, busy_timeout_s)
     if migrate:
         upgrade(engine)
     return engine
@@ -126,11 +155,50 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
                     conn.commit()
     except SQLAlchemyError as exc:
+        if isinstance(exc, OperationalError) and (known := _known_failure(exc, engine.url)):
+            raise known from exc  # read-only, locked, cannot open: say which
         raise LedgerError(
             f"cannot open or upgrade the ledger at {masked(engine.url)}: "
             f"{exc.__class__.__name__}: {_one_line(exc.orig if hasattr(exc, 'orig') else exc)}",
             "check the --db URL, that the server is running and that you may write to it",
         ) from exc
+
+
+def write_error(exc: OperationalError, url: URL) -> LedgerError:
+    """What a failed read or write of the ledger means, and the fix, as a LedgerError.
+
+    SQLite reports a read-only file, a lock held past the busy timeout and a file it cannot
+    open as OperationalErrors; so does PostgreSQL for a lost connection or a full disk."""
+    detail = _one_line(exc.orig if exc.orig is not None else exc)
+    return _known_failure(exc, url) or LedgerError(
+        f"cannot use the ledger at {masked(url)}: {detail}",
+        "check the --db URL, that the server is running and that you may write to it",
+    )
+
+
+def _known_failure(exc: OperationalError, url: URL) -> LedgerError | None:
+    """The SQLite failures a user can fix themselves, or None."""
+    where = masked(url)
+    low = str(exc.orig if exc.orig is not None else exc).lower()
+    if "readonly database" in low or "read-only" in low:
+        return LedgerError(
+            f"the ledger at {where} is read-only, so nothing was recorded",
+            "make the file and its folder writable (and drop mode=ro from the URL), "
+            "or pass --db with a ledger you may write to",
+        )
+    if "database is locked" in low or "database table is locked" in low:
+        return LedgerError(
+            f"the ledger at {where} stayed locked by another process past the busy timeout, "
+            "so nothing was recorded",
+            "wait for the other gpuhire command to finish (or stop it), then run this again",
+        )
+    if "unable to open database file" in low:
+        return LedgerError(
+            f"cannot open the ledger file at {where}",
+            "check that its folder exists and that you may write to it (SQLite writes "
+            "-wal and -shm files next to it), or pass --db with another path",
+        )
+    return None
 
 
 def _one_line(exc: object, limit: int = 300) -> str:

@@ -6,6 +6,7 @@ subclass these, and the CLI turns any of them into one line on stderr and a non-
     GpuhireError                  every expected failure; `.fix` says what the user should do
     ├── ConfigError               a bad config file, variable or flag value
     ├── InputError                bad user input: a CSV row, a date, a month
+    │   └── DuplicateSessionsError  sessions identical to recorded ones (a file imported twice)
     ├── LedgerError               the database cannot be opened, migrated or written
     ├── NotFoundError             a job, card or session that does not exist
     └── (launcher.errors)         SpecError, CapacityError, ProviderError, SshError, ...
@@ -50,3 +51,16 @@ class LedgerError(GpuhireError):
 
 class NotFoundError(GpuhireError):
     """A named thing (job, card, session) does not exist."""
+
+
+class DuplicateSessionsError(InputError):
+    """Sessions to record that are identical to ones already in the ledger.
+
+    `indexes` are their positions in the batch, so a caller can name its own lines."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(
+            f"{len(indexes)} session(s) are already in the ledger",
+            "recording them again would count their rent twice",
+        )
+        self.indexes = indexes

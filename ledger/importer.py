@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from ledger.book import NewSession
+from ledger.book import MAX_USD_PER_HOUR, NewSession
 from ledger.errors import InputError
+from ledger.models import NANO
 from ledger.timeutil import parse_time
 
 REQUIRED = ("provider", "gpu", "start", "usd_per_hour")
@@ -20,6 +22,9 @@ OPTIONAL = (
     "count", "end", "instance_type", "market", "zone", "region", "volume_gb", "end_reason",
     "note", "public_ipv4", "on_demand_usd_per_hour",
 )
+_EXAMPLES = {"provider": "runpod", "gpu": "a100", "start": "2026-10-01T08:00Z",
+             "usd_per_hour": "1.19"}
+CLOCK_SKEW = timedelta(minutes=1)  # a start this far ahead of our clock is still "now"
 
 
 def _decimal(text: str, name: str) -> Decimal:
@@ -29,6 +34,20 @@ def _decimal(text: str, name: str) -> Decimal:
         raise InputError(f"{name} {text!r} is not a number", f"write {name} like 0.526") from None
     if not value.is_finite():
         raise InputError(f"{name} {text!r} is not a finite number", "give a plain number")
+    return value
+
+
+def _usd(text: str, name: str) -> Decimal:
+    """A price as written: finer than the nano-dollar the ledger stores is refused, not
+    silently rounded (0.0000000001 would be stored as 0)."""
+    value = _decimal(text, name)
+    if value > MAX_USD_PER_HOUR:
+        raise InputError(f"{name} {text!r} is above {MAX_USD_PER_HOUR} USD/h",
+                         "give the whole machine's price per hour in USD")
+    nano = value * NANO
+    if nano != nano.to_integral_value():
+        raise InputError(f"{name} {text!r} is finer than the ledger keeps (1e-9 USD)",
+                         "round it to at most 9 decimal places")
     return value
 
 
@@ -48,46 +67,105 @@ def _bool(text: str, name: str) -> bool:
     raise InputError(f"{name} {text!r} is not yes/no", "write true or false")
 
 
-def session_from_fields(fields: dict[str, str]) -> NewSession:
-    """A NewSession from text fields (CSV row or flags), checked; raises InputError."""
+def session_from_fields(
+    fields: dict[str, str], *, flags: bool = False, now: datetime | None = None
+) -> NewSession:
+    """A NewSession from text fields (CSV row or flags), checked; raises InputError.
+
+    `flags`: the fields came from `ledger add`, so errors name --flags, not columns. `now`:
+    a start after it (plus a minute of clock skew) is refused: that session has not begun."""
     get = {k: (v or "").strip() for k, v in fields.items()}
-    for name in REQUIRED:
-        if not get.get(name):
-            raise InputError(f"{name} is missing", f"fill the {name} column")
-    end = parse_time(get["end"], "end") if get.get("end") else None
+
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if flags else key
+
+    for key in REQUIRED:
+        if not get.get(key):
+            fix = f"give {name(key)}, e.g. {_EXAMPLES[key]}" if flags else f"fill the {key} column"
+            raise InputError(f"{name(key)} is {'empty' if flags else 'missing'}", fix)
+    end = parse_time(get["end"], name("end")) if get.get("end") else None
+    start = parse_time(get["start"], name("start"))
+    if now is not None and start > now + CLOCK_SKEW:
+        raise InputError(
+            f"{name('start')} {start.isoformat().replace('+00:00', 'Z')} is in the future",
+            "record a session once it has started (a time without an offset is UTC)",
+        )
     on_demand = get.get("on_demand_usd_per_hour")
     new = NewSession(
         provider=get["provider"],
         gpu_model=get["gpu"],
-        gpu_count=_int(get.get("count") or "1", "count"),
-        start_at=parse_time(get["start"], "start"),
+        gpu_count=_int(get.get("count") or "1", name("count")),
+        start_at=start,
         end_at=end,
-        usd_per_hour=_decimal(get["usd_per_hour"], "usd_per_hour"),
+        usd_per_hour=_usd(get["usd_per_hour"], name("usd_per_hour")),
         instance_type=get.get("instance_type", ""),
         market=get.get("market") or "on-demand",
         zone=get.get("zone", ""),
         region=get.get("region", ""),
-        volume_gb=_int(get.get("volume_gb") or "0", "volume_gb"),
+        volume_gb=_int(get.get("volume_gb") or "0", name("volume_gb")),
         end_reason=(get.get("end_reason") or None) if end else None,
         note=get.get("note", ""),
-        public_ipv4=_bool(get.get("public_ipv4", ""), "public_ipv4"),
+        public_ipv4=_bool(get.get("public_ipv4", ""), name("public_ipv4")),
         state="running",
-        on_demand_usd_per_hour=_decimal(on_demand, "on_demand_usd_per_hour") if on_demand else None,
+        on_demand_usd_per_hour=(
+            _usd(on_demand, name("on_demand_usd_per_hour")) if on_demand else None
+        ),
     )
     if get.get("end_reason") and end is None:
-        raise InputError("an end_reason was given without an end", "fill the end column")
+        raise InputError(f"an {name('end_reason')} was given without an end",
+                         "add --end" if flags else "fill the end column")
     new.check()
     return new
 
 
-def parse_csv(text: str, source: str = "CSV") -> list[NewSession]:
+def parse_csv(text: str, source: str = "CSV", now: datetime | None = None) -> list[NewSession]:
     """Every row as a NewSession, or one InputError naming every bad row and its fix."""
+    return [new for _, new in parse_csv_rows(text, source, now)]
+
+
+def parse_csv_rows(
+    text: str, source: str = "CSV", now: datetime | None = None
+) -> list[tuple[int, NewSession]]:
+    """Every row as (line number, NewSession), or one InputError naming every bad row."""
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         raise InputError(f"{source} is empty", "add a header row: " + ",".join(REQUIRED))
+    _check_header(list(reader.fieldnames), source)
     header = {h: h.strip().lower().replace("-", "_") for h in reader.fieldnames}
-    missing = [c for c in REQUIRED if c not in header.values()]
-    unknown = [h for h, n in header.items() if n not in REQUIRED + OPTIONAL]
+    sessions: list[tuple[int, NewSession]] = []
+    problems: list[str] = []
+    for row in reader:
+        line = reader.line_num
+        fields = {header[k]: v for k, v in row.items() if k is not None}
+        if None in row:
+            problems.append(f"line {line}: more fields than columns; remove the extra commas")
+            continue
+        try:
+            sessions.append((line, session_from_fields(fields, now=now)))
+        except InputError as exc:
+            problems.append(f"line {line}: {exc}")
+    if problems:
+        raise InputError(
+            f"{source}: {len(problems)} bad row(s), nothing was written: " + " | ".join(problems)
+        )
+    if not sessions:
+        raise InputError(f"{source} has a header but no rows", "add one row per session")
+    return sessions
+
+
+def _check_header(names: list[str], source: str) -> None:
+    """Every required column once, none unknown, none twice (a second `provider` column
+    would silently win over the first)."""
+    seen: dict[str, str] = {}
+    for raw in names:
+        norm = raw.strip().lower().replace("-", "_")
+        if norm in seen:
+            twice = repr(norm) if seen[norm] == raw else f"{norm!r} (as {seen[norm]!r} and {raw!r})"
+            raise InputError(f"{source}: column {twice} appears twice in the header",
+                             "keep one of them")
+        seen[norm] = raw
+    missing = [c for c in REQUIRED if c not in seen]
+    unknown = [raw for norm, raw in seen.items() if norm not in REQUIRED + OPTIONAL]
     if missing or unknown:
         parts = []
         if missing:
@@ -98,22 +176,3 @@ def parse_csv(text: str, source: str = "CSV") -> list[NewSession]:
             f"{source}: {'; '.join(parts)}",
             "columns are " + ", ".join(REQUIRED + OPTIONAL),
         )
-    sessions: list[NewSession] = []
-    problems: list[str] = []
-    for row in reader:
-        line = reader.line_num
-        fields = {header[k]: v for k, v in row.items() if k is not None}
-        if None in row:
-            problems.append(f"line {line}: more fields than columns; remove the extra commas")
-            continue
-        try:
-            sessions.append(session_from_fields(fields))
-        except InputError as exc:
-            problems.append(f"line {line}: {exc}")
-    if problems:
-        raise InputError(
-            f"{source}: {len(problems)} bad row(s), nothing was written: " + " | ".join(problems)
-        )
-    if not sessions:
-        raise InputError(f"{source} has a header but no rows", "add one row per session")
-    return sessions

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
+from ledger.errors import InputError
 from ledger.models import CostLine
 from ledger.ownership import MonthUsage, OwnershipParams, month_running_usd
 from ledger.timeutil import months_back
@@ -118,5 +119,9 @@ def render_chart(series: OwnershipSeries, path: Path | None = None, fmt: str = "
         plt.close(fig)
     data = buf.getvalue()
     if path is not None:
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"cannot write the chart to {path}: {exc.strerror}",
+                             "check that its folder exists and that you may write there") from None
     return data

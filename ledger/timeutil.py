@@ -9,6 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 from ledger.errors import InputError
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# The years a user may name. 9999 is left out so that the month after any month a user
+# names (a report's exclusive end) still exists; nothing was rented before 1970.
+MIN_YEAR, MAX_YEAR = 1970, 9998
+_RANGE = f"between {MIN_YEAR}-01 and {MAX_YEAR}-12"
 
 
 def utcnow() -> datetime:
@@ -38,7 +42,13 @@ def parse_time(text: str, what: str = "time") -> datetime:
             f"{what} {text!r} is not an ISO 8601 time",
             "write it like 2026-10-01T08:00:00Z or 2026-10-01T10:00:00+02:00",
         ) from None
-    return as_utc(parsed)
+    try:
+        moment = as_utc(parsed)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past datetime.max in UTC
+        moment = datetime.max.replace(tzinfo=UTC)
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise InputError(f"{what} {text!r} is out of range", f"give a time {_RANGE}")
+    return moment
 
 
 def month_of(moment: datetime) -> str:
@@ -48,15 +58,20 @@ def month_of(moment: datetime) -> str:
 
 
 def parse_month(text: str) -> str:
-    """Validate a `YYYY-MM` month string."""
-    if not _MONTH.match(text.strip()):
+    """Validate a `YYYY-MM` month string, 1970-01 to 9998-12."""
+    found = _MONTH.match(text.strip())
+    if not found:
         raise InputError(f"month {text!r} is not YYYY-MM", "write it like 2026-10")
+    if not MIN_YEAR <= int(found.group(1)) <= MAX_YEAR:
+        raise InputError(f"month {text!r} is out of range", f"give a month {_RANGE}")
     return text.strip()
 
 
 def month_start(month: str) -> datetime:
     """The first instant of a `YYYY-MM` month, UTC."""
-    year, mon = (int(p) for p in parse_month(month).split("-"))
+    if not _MONTH.match(month):  # not the user's range: stored sessions may lie outside it
+        raise InputError(f"month {month!r} is not YYYY-MM", "write it like 2026-10")
+    year, mon = (int(p) for p in month.split("-"))
     return datetime(year, mon, 1, tzinfo=UTC)
 
 

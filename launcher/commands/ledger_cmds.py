@@ -71,7 +71,7 @@ def add(
         "end_reason": end_reason or "", "note": note, "public_ipv4": str(public_ipv4),
         "on_demand_usd_per_hour": on_demand_usd_per_hour or "",
     }
-    new = session_from_fields(fields)
+    new = session_from_fields(fields, flags=True, now=utcnow())
     session_id = app.ledger.record_session(new, app.settings.billing_rules(new.provider))
     view = next(v for v in app.ledger.sessions() if v.session.id == session_id)
     state = "running" if view.running else f"{view.cost.billed_s} s billed"
@@ -85,12 +85,21 @@ def add(
 def import_csv(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV with a header row (see docs/ledger.md).")],
+    allow_duplicates: Annotated[
+        bool,
+        typer.Option("--allow-duplicates",
+                     help="Record rows identical to sessions already in the ledger."),
+    ] = False,
 ) -> None:
     """Import sessions from CSV: checked whole first; one bad row and nothing is written.
 
+    Rows identical to recorded sessions (same provider, GPU, start, end, price, instance
+    type and zone) are refused, so importing a file twice never doubles the rent.
+
     Example:  gpuhire ledger import runpod-2026.csv
     """
-    from ledger.importer import parse_csv
+    from ledger.errors import DuplicateSessionsError
+    from ledger.importer import parse_csv_rows
 
     app = app_context(ctx)
     try:
@@ -99,9 +108,18 @@ def import_csv(
         raise InputError(f"cannot read {file}: {exc.strerror}", "check the path") from None
     except UnicodeDecodeError:
         raise InputError(f"{file} is not UTF-8 text", "save it as UTF-8 CSV") from None
-    sessions = parse_csv(text, source=str(file))
+    rows = parse_csv_rows(text, source=str(file), now=utcnow())
     settings = app.settings
-    ids = app.ledger.record_sessions([(s, settings.billing_rules(s.provider)) for s in sessions])
+    items = [(s, settings.billing_rules(s.provider)) for _, s in rows]
+    try:
+        ids = app.ledger.record_sessions(items, allow_duplicates=allow_duplicates)
+    except DuplicateSessionsError as exc:
+        raise InputError(
+            f"{file}: {len(exc.indexes)} row(s) are already in the ledger (first: line "
+            f"{rows[exc.indexes[0]][0]}), nothing was written",
+            "importing a file twice would count its rent twice: remove those rows, or pass "
+            "--allow-duplicates if they are other sessions",
+        ) from None
     typer.echo(f"imported {len(ids)} session(s) from {file} (ids {ids[0]}-{ids[-1]})")
     from launcher.commands.alerts_cmds import check_after_recording
 
