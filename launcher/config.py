@@ -22,6 +22,8 @@ does nothing. Nested keys map to variables with `__`: `[ownership] card` is
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
@@ -29,8 +31,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from ledger.alerts.config import AlertsSettings, ReportSettings
 from ledger.catalogue import (
@@ -53,25 +67,35 @@ class _Section(BaseModel):
 class OwnershipSettings(_Section):
     """[ownership]: the card to compare with and the numbers of the buy signal."""
 
+    # Upper bounds are far past any real value; they keep the sums within Decimal's precision.
     card: str = DEFAULT_CARD  # a built-in card or one from [cards.NAME]
-    usd_per_kwh: Decimal = Field(Decimal("0.30"), ge=0)
-    host_w: Decimal = Field(Decimal("60"), ge=0)
+    usd_per_kwh: Decimal = Field(Decimal("0.30"), ge=0, le=100)
+    host_w: Decimal = Field(Decimal("60"), ge=0, le=100_000)
     window_months: int = Field(3, ge=1, le=36)
-    buy_payback_months: Decimal = Field(Decimal("12"), gt=0)
-    watch_payback_months: Decimal = Field(Decimal("24"), gt=0)
+    buy_payback_months: Decimal = Field(Decimal("12"), gt=0, le=1200)  # at most watch's
+    watch_payback_months: Decimal = Field(Decimal("24"), gt=0, le=1200)
     resale_fraction: Decimal | None = Field(None, ge=0, lt=1)  # overrides the card's
-    lifetime_months: int | None = Field(None, ge=1)  # overrides the card's
+    lifetime_months: int | None = Field(None, ge=1, le=600)  # overrides the card's
+
+    @model_validator(mode="after")
+    def _buy_before_watch(self) -> OwnershipSettings:
+        if self.buy_payback_months > self.watch_payback_months:
+            raise ValueError(
+                f"ownership.buy_payback_months: buy payback {self.buy_payback_months} months is "
+                f"above watch payback {self.watch_payback_months} months (buy must be <= watch)"
+            )
+        return self
 
 
 class CardSettings(_Section):
     """[cards.NAME]: a card of the user's own."""
 
     label: str = ""
-    price_usd: Decimal = Field(gt=0)
-    power_w: Decimal = Field(ge=0)
-    speed: Decimal = Field(gt=0)  # training speed relative to a T4
+    price_usd: Decimal = Field(gt=0, le=10_000_000)
+    power_w: Decimal = Field(ge=0, le=100_000)
+    speed: Decimal = Field(gt=0, le=1000)  # training speed relative to a T4
     resale_fraction: Decimal = Field(Decimal("0.30"), ge=0, lt=1)
-    lifetime_months: int = Field(36, ge=1)
+    lifetime_months: int = Field(36, ge=1, le=600)
 
 
 class ProviderSettings(_Section):
@@ -207,20 +231,15 @@ class AwsSettings(_Section):
         return value
 
 
-class Settings(BaseSettings):
-    """Everything configurable. Sections are added by the features that read them."""
+class _Fields(BaseModel):
+    """Every key of the config; validated alone, this is the config file and nothing else."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="GPUHIRE_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     db: str | None = None  # SQLAlchemy URL; default SQLite in the user's data directory
     ownership: OwnershipSettings = OwnershipSettings()
     cards: dict[str, CardSettings] = {}
-    speeds: dict[str, Annotated[Decimal, Field(gt=0)]] = {}  # [speeds]: rented GPUs vs a T4
+    speeds: dict[str, Annotated[Decimal, Field(gt=0, le=1000)]] = {}  # [speeds]: rented GPUs vs a T4
     providers: dict[str, ProviderSettings] = {}
     local: LocalSettings = LocalSettings()
     hosts: dict[str, HostSettings] = {}
@@ -229,6 +248,17 @@ class Settings(BaseSettings):
     infer: InferSettings = InferSettings()
     alerts: AlertsSettings = AlertsSettings()  # [alerts]: rules and channels (docs/alerts.md)
     report: ReportSettings = ReportSettings()  # [report]: card and mailing (docs/reports.md)
+
+
+class Settings(BaseSettings, _Fields):
+    """Everything configurable. Sections are added by the features that read them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GPUHIRE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -318,6 +348,10 @@ def read_config_file(path: Path | None) -> tuple[Path, dict[str, Any]]:
             return target, tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {target} is not valid TOML ({exc})", "fix that line") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {target} is not UTF-8 text (byte {exc.start})", "save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {target}: {exc.strerror}") from None
 
@@ -341,19 +375,52 @@ def load_settings(
     `speeds`) to the flag that set them, so a bad flag value is reported by its flag name."""
     path, file_values = read_config_file(config_path)
     flag_values = {k: v for k, v in flags.items() if v is not None}
-    try:
-        Settings.model_validate(file_values)  # the file alone first: its errors name the file
+    try:  # the file alone first (no GPUHIRE_* variables): its errors name the file
+        _Fields.model_validate(file_values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, f"in {path}")) from None
     try:
         env = Settings()  # GPUHIRE_* variables only (no file, no flags)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, "in a GPUHIRE_* variable")) from None
+        raise ConfigError(_describe_env(exc)) from None
+    except SettingsError as exc:  # a table variable that is not JSON: GPUHIRE_OWNERSHIP='{bad'
+        raise ConfigError(_describe_bad_json(exc)) from None
     merged = _merge(_merge(file_values, env.model_dump(exclude_unset=True)), flag_values)
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe_flag(exc, flag_names or {})) from None
+
+
+def _env_variable(key: str) -> str:
+    """The GPUHIRE_* variable that set a dotted key: the most specific one that is set
+    (`GPUHIRE_OWNERSHIP__WINDOW_MONTHS`, else the table `GPUHIRE_OWNERSHIP` as JSON)."""
+    parts = key.split(".") if key else []
+    set_names = {name.upper(): name for name in os.environ}
+    for n in range(len(parts), 0, -1):
+        wanted = "GPUHIRE_" + "__".join(parts[:n]).upper()
+        if wanted in set_names:
+            return set_names[wanted]
+    return "GPUHIRE_" + "__".join(parts).upper() if parts else "a GPUHIRE_* variable"
+
+
+def _describe_env(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key, msg = _alert_key(first["loc"], first["msg"])
+    variable = _env_variable(key)
+    if first["type"] == "extra_forbidden":
+        return (f"environment variable {variable} sets unknown config key {key!r}; "
+                "unset it or fix its spelling (docs/config.md)")
+    shown = f" (config key {key!r})" if variable != "GPUHIRE_" + key.replace(".", "__").upper() else ""
+    return f"environment variable {variable}{shown}: {msg}; fix or unset it (docs/config.md)"
+
+
+def _describe_bad_json(exc: SettingsError) -> str:
+    found = re.search(r'field "([^"]+)"', str(exc))
+    variable = _env_variable(found.group(1)) if found else "a GPUHIRE_* variable"
+    return (f"environment variable {variable} is not valid JSON (a table is written as JSON, "
+            f"e.g. '{{\"card\": \"rtx3060\"}}'); fix or unset it, or set one key with "
+            f"{variable}__KEY (docs/config.md)")
 
 
 def _describe_flag(exc: ValidationError, flag_names: Mapping[str, str]) -> str:
@@ -388,6 +455,6 @@ def _alert_key(loc: tuple[int | str, ...], msg: str) -> tuple[str, str]:
              if not (i >= 2 and loc[i - 2] in ("rules", "channels") and loc[0] == "alerts")]
     msg = msg.removeprefix("Value error, ")
     head, sep, rest = msg.partition(": ")
-    if sep and head.startswith("alerts.") and " " not in head:
+    if sep and head.startswith(("alerts.", "ownership.")) and " " not in head:
         return head, rest
     return ".".join(parts), msg
