@@ -14,6 +14,7 @@ from ledger.errors import ConfigError, GpuhireError, InputError
 from ledger.timeutil import last_complete_month, parse_month
 
 if TYPE_CHECKING:
+    from ledger.alerts.config import EmailChannel
     from ledger.plot import OwnershipSeries
     from ledger.report import MonthlyReport
 
@@ -53,10 +54,8 @@ def render(report: MonthlyReport, fmt: ReportFormat, chart_png: bytes | None) ->
     return renderers[fmt](report)
 
 
-def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None) -> list[str]:
-    """Mail the report (HTML body, text alternative, chart attached); returns the recipients."""
-    from ledger import report_formats as rf
-    from ledger.alerts.channels import Attachment, Message, send_email
+def mail_channel(app: AppContext) -> EmailChannel:
+    """The email channel the report is mailed on, checked before any work is done."""
     from ledger.alerts.config import EmailChannel
 
     settings = app.settings
@@ -68,6 +67,16 @@ def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None)
     if not isinstance(channel, EmailChannel):
         raise ConfigError(f"[report] channel {name!r} is a {channel.type} channel",
                           "name an email channel in report.channel")
+    return channel
+
+
+def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None) -> list[str]:
+    """Mail the report (HTML body, text alternative, chart attached); returns the recipients."""
+    from ledger import report_formats as rf
+    from ledger.alerts.channels import Attachment, Message, send_email
+
+    settings = app.settings
+    channel = mail_channel(app)
     recipients = list(settings.report.recipients) or list(channel.to)
     cid = f"chart-{report.month}@gpuhire"
     message = Message(
@@ -102,6 +111,11 @@ def report(
     app = app_context(ctx)
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise InputError(f"--plot {plot} is neither .png nor .svg", "name the file FILE.png or FILE.svg")
+    for flag, path in (("--plot", plot), ("--output", output)):  # before any work is done
+        if path is not None:
+            _check_writable(flag, path)
+    if send:
+        mail_channel(app)
     chosen = parse_month(month) if month else last_complete_month(app.ledger.now())
     card_name = card or app.settings.report.card
     settings = app.settings
@@ -128,6 +142,16 @@ def report(
     if send:
         to = send_report(app, result, chart_png)
         typer.echo(f"mailed the {chosen} report to {', '.join(to)}", err=True)
+
+
+def _check_writable(flag: str, path: Path) -> None:
+    """A file the report can be written to: its folder exists, and it is not a folder."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {flag} {path}: the folder {folder} does not exist",
+                         "create the folder first, or give another path")
+    if path.is_dir():
+        raise InputError(f"cannot write {flag} {path}: it is a folder", "give a file name")
 
 
 def register(app: typer.Typer) -> None:
