@@ -16,7 +16,9 @@ from typing import Annotated
 import typer
 
 # typer (>= 0.29, as pinned) vendors click: its usage errors are these classes, not click's.
+from typer._click.core import Context
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.parser import _OptionParser
 from typer.core import TyperGroup
 
 from launcher import __version__
@@ -29,9 +31,23 @@ def _debug() -> bool:
     return os.environ.get("GPUHIRE_DEBUG", "") not in ("", "0")
 
 
+def _parser_context(exc: UsageError) -> Context | None:
+    """The context of the command whose options failed to parse. click raises "Option
+    '--runs' requires an argument" without one; its option parser, in the traceback, has it."""
+    found: Context | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        parser = tb.tb_frame.f_locals.get("self")
+        if isinstance(parser, _OptionParser) and isinstance(parser.ctx, Context):
+            found = parser.ctx
+        tb = tb.tb_next
+    return found
+
+
 def _usage_error(exc: UsageError) -> typer.Exit:
     """A usage error (missing option, bad choice, unknown command) as one line, exit 2."""
-    path = exc.ctx.command_path if exc.ctx is not None else "gpuhire"
+    ctx = exc.ctx if exc.ctx is not None else _parser_context(exc)
+    path = ctx.command_path if ctx is not None else "gpuhire"
     message = " ".join(exc.format_message().split()).rstrip(".")
     sep = " " if message.endswith("?") else "; "  # "Did you mean 'ledger'?"
     typer.echo(f"error: {message}{sep}see `{path} --help`", err=True)

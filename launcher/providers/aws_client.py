@@ -57,11 +57,26 @@ def make_session(settings: AwsSettings) -> boto3.Session:
 
     try:
         return boto3.Session(profile_name=settings.profile, region_name=settings.region)
-    except botocore.exceptions.ProfileNotFound:
-        raise ProviderError(
-            f"AWS profile {settings.profile!r} is not configured",
-            "run `aws configure --profile NAME` or fix [aws] profile",
-        ) from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ProviderError(*_profile_not_found(settings, exc.kwargs.get("profile"))) from None
+
+
+def _profile_not_found(settings: AwsSettings, profile: str | None) -> tuple[str, str]:
+    """The message and fix for a profile boto3 cannot find, naming where it was set:
+    [aws] profile, else AWS_PROFILE (or AWS_DEFAULT_PROFILE) in the environment."""
+    import os
+
+    name = profile or settings.profile or os.environ.get("AWS_PROFILE") or "?"
+    if settings.profile is not None:
+        source, change = "[aws] profile in the config", "fix [aws] profile"
+    else:
+        variable = next((v for v in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE") if os.environ.get(v)),
+                        "AWS_PROFILE")
+        source, change = f"the {variable} variable", f"fix or unset {variable}"
+    return (
+        f"AWS profile {name!r} (from {source}) is not configured",
+        f"run `aws configure --profile {name}`, or {change}",
+    )
 
 
 def client(session: boto3.Session, service: str) -> Any:
