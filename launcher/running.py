@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from launcher.config import Settings
     from launcher.providers.aws import AwsProvider
 
-ENDED = frozenset({"done", "failed", "stopped"})
+ENDED = frozenset({"done", "failed", "stopped", "partial"})  # partial: an infer job with dead pages
 
 
 @dataclass(frozen=True)
