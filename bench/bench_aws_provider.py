@@ -29,8 +29,8 @@ def main() -> None:
     from moto import mock_aws
 
     from launcher.config import Settings
-    from launcher.providers import aws_gc
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws import gc as aws_gc
+    from launcher.providers.aws.provider import AwsProvider
     from launcher.providers.base import LaunchRequest
     from ledger.book import Ledger
     from ledger.db import open_engine

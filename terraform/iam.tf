@@ -1,6 +1,6 @@
 # Two IAM documents: the role of the boxes (instance profile), and the policy a person needs to
 # run gpuhire (output user_policy_json, optional managed policy). Both list only what is used.
-# tests/terraform/test_tf_policy.py checks them against the calls in launcher/providers/aws_ops.py:
+# tests/terraform/test_tf_policy.py checks them against the calls in launcher/providers/aws/ops.py:
 # the user policy against the launcher's (EC2, staging, the inference fleet), the role against the
 # fleet worker's and the image pull: every call allowed, nothing else.
 
@@ -8,7 +8,7 @@ locals {
   ec2_arn     = "arn:${local.partition}:ec2:*:${local.account_id}"
   job_tag_key = "aws:ResourceTag/${local.tag_job}"
   job_req_key = "aws:RequestTag/${local.tag_job}"
-  # The inference fleet's queues, gpuhire-<job>-work, -dead and -done (launcher/fleet.py).
+  # The inference fleet's queues, gpuhire-<job>-work, -dead and -done (launcher/infer/queue.py).
   queue_arn = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:gpuhire-"
 }
 
@@ -46,7 +46,7 @@ resource "aws_iam_instance_profile" "this" {
 }
 
 # The training box needs no AWS access of its own: it fetches its data from presigned URLs and
-# the launcher copies checkpoints to S3. The inference worker (launcher/fleet_worker.py) takes
+# the launcher copies checkpoints to S3. The inference worker (jobs/fleet/worker.py) takes
 # batches of pages from the job's work queue, reads the model and the pages, writes results and
 # reports on the done queue. Every box shares this role, so a box can reach another job's
 # prefix and queues: IAM cannot tie a role session to the instance's gpuhire:job tag.
@@ -87,7 +87,7 @@ data "aws_iam_policy_document" "instance" {
   }
 
   # -done: the batch reports; -work: a batch given back on a spot notice goes back as a new
-  # message, so an interruption does not spend one of its tries (launcher/fleet_worker.py).
+  # message, so an interruption does not spend one of its tries (jobs/fleet/worker.py).
   statement {
     sid       = "ReportDoneAndRequeue"
     actions   = ["sqs:SendMessage"]
@@ -287,8 +287,8 @@ data "aws_iam_policy_document" "user" {
     }
   }
 
-  # Staging (launcher/staging.py): training data (data/<sha256>/), checkpoints
-  # (jobs/<job>/checkpoints/); the inference fleet (launcher/fleet.py): jobs/<job>/model.pt,
+  # Staging (launcher/providers/aws/staging.py): training data (data/<sha256>/), checkpoints
+  # (jobs/<job>/checkpoints/); the inference fleet (launcher/infer/queue.py): jobs/<job>/model.pt,
   # pages/ and results/. Without s3:ListBucket a missing key answers 403 instead of 404, and
   # staging asks whether data/<sha256>/MANIFEST.json exists (HeadObject) before sending data.
   statement {
@@ -309,7 +309,7 @@ data "aws_iam_policy_document" "user" {
     resources = ["${aws_s3_bucket.this.arn}/jobs/*", "${aws_s3_bucket.this.arn}/data/*"]
   }
 
-  # launcher/staging.py tags checkpoints (gpuhire:kind=checkpoint) and launcher/fleet.py the
+  # launcher/providers/aws/staging.py tags checkpoints (gpuhire:kind=checkpoint) and launcher/infer/queue.py the
   # fleet's model and pages (gpuhire:kind=fleet), so the lifecycle rules expire them.
   statement {
     sid     = "TagForLifecycle"

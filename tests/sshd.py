@@ -31,7 +31,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from launcher.ssh import PinnedHostKey, SshTarget
+from launcher.ssh.client import PinnedHostKey, SshTarget
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/bin/sshd")
 SFTP_CANDIDATES = (
@@ -216,7 +216,7 @@ class Sshd:
 
     def authorize(self, public_key: str) -> None:
         """Also accept this login key ("ssh-ed25519 AAAA... comment"), e.g. a job's own key
-        from launcher/keys.py; sshd reads the file at each login, so no restart is needed."""
+        from launcher/ssh/keys.py; sshd reads the file at each login, so no restart is needed."""
         with (self.root / "authorized_keys").open("a") as fh:
             fh.write(public_key.strip() + "\n")
 

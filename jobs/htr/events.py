@@ -2,7 +2,7 @@
 
 Every event carries `event`, `time` (UTC ISO 8601), `job` and `schema` (the version of
 events.schema.json). The events and their fields are documented in docs/events.md; the
-launcher (launcher/watch.py) folds them into a job's progress.
+launcher (launcher/train/events.py) folds them into a job's progress.
 """
 
 from __future__ import annotations

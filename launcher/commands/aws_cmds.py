@@ -14,13 +14,13 @@ from launcher.errors import GpuhireError, InputError, NotFoundError
 from launcher.output import ListFormat, iso, print_json, print_table, usd
 
 if TYPE_CHECKING:
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
     from launcher.providers.base import Offer
 
 
 def make_provider(app: AppContext, region: str | None = None) -> AwsProvider:
     """The AWS provider on the user's settings (optionally another region)."""
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
 
     settings = app.settings
     if region:
@@ -85,7 +85,7 @@ def _aws_if_any(app: AppContext, region: str | None) -> tuple[AwsProvider | None
     one-line note when AWS was expected (configured, or the ledger has AWS jobs) but cannot
     be asked."""
     from launcher.errors import GpuhireError
-    from launcher.providers.aws_client import make_session
+    from launcher.providers.aws.client import make_session
 
     aws = app.settings.aws
     expected = bool(region or aws.profile or aws.bucket or aws.instance_profile) or any(
@@ -114,7 +114,7 @@ def status(
 
     Example:  gpuhire status --format json
     """
-    from launcher.running import running_jobs
+    from launcher.status import running_jobs
 
     app = app_context(ctx)
     aws, note = _aws_if_any(app, region)
@@ -150,7 +150,7 @@ def stop(
 
     Example:  gpuhire stop train-20261122-1402-a3f9
     """
-    from launcher.running import running_jobs
+    from launcher.status import running_jobs
 
     if (job is None) == (not all_jobs):
         raise InputError("give a JOB or --all (not both)", "e.g. gpuhire stop JOB, or gpuhire stop --all")
@@ -200,7 +200,7 @@ def _aws_configured(app: AppContext, region: str | None) -> bool:
 
 def _provider_of(app: AppContext, job: str) -> str | None:
     """Where `job` runs by the ledger, else by its run folder; None when neither knows it."""
-    from launcher.running import job_provider, run_dir_of
+    from launcher.status import job_provider, run_dir_of
 
     provider = job_provider(app.ledger, job)
     run = None if provider else run_dir_of(app.ledger, job)
@@ -213,13 +213,13 @@ def _provider_of(app: AppContext, job: str) -> str | None:
 
 
 def _stop_owned(app: AppContext, job: str) -> None:
-    from launcher.running import stop_owned_job
+    from launcher.status import stop_owned_job
 
     typer.echo(stop_owned_job(app.ledger, app.settings, job))
 
 
 def _mark_stopped(app: AppContext, job: str) -> None:
-    from launcher.running import mark_stopped, run_dir_of
+    from launcher.status import mark_stopped, run_dir_of
 
     mark_stopped(app.ledger, job, run_dir_of(app.ledger, job))
 
@@ -236,7 +236,7 @@ def gc(
 
     Example:  gpuhire gc --yes
     """
-    from launcher.providers import aws_gc
+    from launcher.providers.aws import gc as aws_gc
 
     provider = make_provider(app_context(ctx), region)
     found = aws_gc.plan(provider, all_owners=all_owners)

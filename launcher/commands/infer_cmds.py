@@ -1,4 +1,4 @@
-"""`gpuhire infer`: recognise pages here or on rented GPUs (launcher/infer.py does the work)."""
+"""`gpuhire infer`: recognise pages here or on rented GPUs (launcher/infer/flow.py does the work)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from launcher.errors import InputError
 from launcher.output import print_json, usd
 
 if TYPE_CHECKING:
-    from launcher.infer import InferDeps, InferResult
-    from launcher.infer_plan import GpuPrice
+    from launcher.infer.flow import InferDeps, InferResult
+    from launcher.infer.plan import GpuPrice
 
 GPU_CHOICES = ("none", "auto", "t4", "l4")
 
@@ -66,7 +66,7 @@ class RichBar:
 
 def _gpu_prices(app: AppContext, live: bool) -> list[GpuPrice]:
     """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table."""
-    from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, GpuPrice
+    from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice
 
     settings = app.settings
     rates = {**DEFAULT_INFER_LINES_PER_S, **settings.infer.lines_per_s}
@@ -75,7 +75,7 @@ def _gpu_prices(app: AppContext, live: bool) -> list[GpuPrice]:
         measured = app.ledger.measured_lines_per_s("infer", gpu)
         rate, source = (measured, "measured") if measured else (rates[gpu], "default")
         if live:
-            from launcher.providers.aws import AwsProvider
+            from launcher.providers.aws.provider import AwsProvider
 
             offers = AwsProvider(settings, app.ledger).offers(gpu)
             if not offers:
@@ -83,7 +83,7 @@ def _gpu_prices(app: AppContext, live: bool) -> list[GpuPrice]:
             best = offers[0]
             usd_per_hour, where = best.usd_per_hour, f"{best.market} {best.instance_type} {best.zone}"
         else:
-            from launcher.providers.aws_offers import type_table
+            from launcher.providers.aws.offers import type_table
 
             table = type_table(settings.aws.on_demand_usd_per_hour)
             usd_per_hour = min(t.on_demand_usd_per_hour for t in table.values() if t.gpu == gpu)
@@ -104,9 +104,9 @@ def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
         return None
 
     def make(job: str, plan: Any) -> Any:
-        from launcher.fleet import Fleet, FleetSettings
-        from launcher.fleet_backends import AwsFleet, LocalFleet
-        from launcher.providers.aws import AwsProvider
+        from launcher.infer.queue import Fleet, FleetSettings
+        from launcher.infer.workers import AwsFleet, LocalFleet
+        from launcher.providers.aws.provider import AwsProvider
 
         s = settings.infer
         fleet_settings = FleetSettings(batch_pages=s.batch_pages, visibility_s=s.visibility_s,
@@ -121,7 +121,7 @@ def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
                 return LocalFleet(spec, app.ledger, out_state, settings.local.watts / Decimal(1000)
                                   * settings.ownership.usd_per_kwh, settings.billing_rules("local"),
                                   device="cpu")
-            from launcher.aws_run import resolve_image
+            from launcher.providers.aws.renter import resolve_image
 
             image = resolve_image(settings.train.image, settings.aws.ecr_repository_url)
             return AwsFleet(spec, aws, plan.choice, image)
@@ -133,7 +133,7 @@ def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
 
 def _deps(app: AppContext, fleet_kind: str, out: Path) -> InferDeps:
     from launcher.commands.alerts_cmds import check_after_recording
-    from launcher.infer import InferDeps
+    from launcher.infer.flow import InferDeps
 
     settings = app.settings
 
@@ -157,7 +157,7 @@ def _deps(app: AppContext, fleet_kind: str, out: Path) -> InferDeps:
 
 
 def summary(result: InferResult) -> str:
-    from launcher.infer import duration
+    from launcher.infer.flow import duration
 
     cpu_s = result.plan.option("cpu").seconds if result.plan else None
     per_k = result.usd_per_1000_pages
@@ -201,8 +201,8 @@ def infer(
 
     Example:  gpuhire infer scans/ --model runs/first-model/model.pt --out recognised --plan-only
     """
-    from launcher.infer import InferOptions
-    from launcher.infer import infer as run_infer
+    from launcher.infer.flow import InferOptions
+    from launcher.infer.flow import infer as run_infer
 
     if gpu not in GPU_CHOICES:
         raise InputError(f"--gpu {gpu!r} is unknown", "use --gpu none, auto, t4 or l4")

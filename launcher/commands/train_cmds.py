@@ -15,8 +15,8 @@ from launcher.errors import ConfigError, InputError, SpecError
 from launcher.output import usd
 
 if TYPE_CHECKING:
-    from launcher.runs import RunDir
-    from launcher.train import Renter, TrainDeps, TrainResult
+    from launcher.rundir import RunDir
+    from launcher.train.flow import Renter, TrainDeps, TrainResult
 
 
 def _decimal(text: str | None, flag: str) -> Decimal | None:
@@ -83,26 +83,26 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
         configured = settings.aws.bucket or settings.aws.instance_profile
         choice = "aws" if configured else "local"
     if choice == "aws":
-        from launcher.aws_run import AwsRenter
-        from launcher.providers.aws import AwsProvider
+        from launcher.providers.aws.provider import AwsProvider
+        from launcher.providers.aws.renter import AwsRenter
 
         aws = AwsProvider(settings, app.ledger)
         stage = None
         if settings.aws.bucket:
-            from launcher.staging import S3Stage
+            from launcher.providers.aws.staging import S3Stage
 
             stage = S3Stage(aws.client("s3"), settings.aws.bucket)
         return AwsRenter(aws, gpu, spot=spot, runtime=settings.train.runtime,
                          image=settings.train.image, python=settings.train.remote_python,
                          stage=stage, ecr_repository_url=settings.aws.ecr_repository_url)
     if choice == "local":
-        from launcher.local_run import LocalRenter
+        from launcher.providers.local import LocalRenter
 
         local_gpu = settings.local.gpu if gpu in ("auto", "") else gpu
         return LocalRenter(app.ledger, run_root, local_gpu, settings.local.watts,
                            settings.ownership.usd_per_kwh, settings.billing_rules("local"))
     if choice == "ssh":
-        from launcher.ssh_run import SshRenter
+        from launcher.providers.ssh import SshRenter
 
         only = next(iter(settings.hosts)) if len(settings.hosts) == 1 else None
         name = host or settings.train.host or only
@@ -118,7 +118,7 @@ def make_renter(app: AppContext, provider: str, gpu: str, run_root: Path,
 
 def _deps(app: AppContext, renter: Renter) -> TrainDeps:
     from launcher.commands.alerts_cmds import check_after_recording
-    from launcher.train import TrainDeps
+    from launcher.train.flow import TrainDeps
 
     def confirm(question: str) -> bool:
         if not sys.stdin.isatty():
@@ -175,9 +175,9 @@ def train(
 
     Example:  gpuhire train gt/ --provider local --preset small --epochs 20 --yes
     """
-    from launcher.runs import new_job_id
-    from launcher.train import TrainOptions
-    from launcher.train import train as run_train
+    from launcher.rundir import new_job_id
+    from launcher.train.flow import TrainOptions
+    from launcher.train.flow import train as run_train
 
     app = app_context(ctx)
     settings = app.settings
@@ -215,7 +215,7 @@ def logs(
 
     Example:  gpuhire logs train-20261122-1402-a3f9 -f
     """
-    from launcher.runs import RunDir
+    from launcher.rundir import RunDir
 
     run = RunDir.find(job, runs, _known_run_dir(app_context(ctx), job))
     path = _log_path(run)
@@ -248,7 +248,7 @@ def _log_path(run: RunDir) -> Path | None:
 
 def _empty_log_note(run: RunDir, path: Path) -> str:
     """What to say when the trainer's log is empty: where the job's events are instead."""
-    from launcher.watch import EventReader
+    from launcher.train.events import EventReader
 
     events = EventReader().feed(run.events.read_bytes()) if run.events.exists() else []
     if not events:
@@ -260,7 +260,7 @@ def _empty_log_note(run: RunDir, path: Path) -> str:
 
 def _job_ended(run: RunDir) -> bool:
     """Settled by its launcher, or (local) its process gone with no launcher to settle it."""
-    from launcher.hosts import LocalHost
+    from launcher.providers.hosts import LocalHost
 
     state = run.load()
     if state.status in ("done", "failed", "stopped"):
@@ -283,8 +283,8 @@ def _known_run_dir(app: AppContext, job: str) -> Path | None:
 
 def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
              max_usd: Decimal | None = None) -> None:
-    from launcher.runs import RunDir
-    from launcher.train import resume as run_resume
+    from launcher.rundir import RunDir
+    from launcher.train.flow import resume as run_resume
 
     app = app_context(ctx)
     run = RunDir.find(job, runs, _known_run_dir(app, job))

@@ -2,7 +2,7 @@
 
 Inputs and outputs are frozen dataclasses, so a provider's answer can be logged, compared and
 passed around without anyone changing it behind the caller's back. The AWS provider
-(`launcher.providers.aws`) implements `Provider`; the `local` and `ssh` providers of the train
+(`launcher.providers.aws.provider`) implements `Provider`; the `local` and `ssh` providers of the train
 flow implement the same methods where they make sense.
 
 Flow of one job on a provider:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.runs import RunDir, RunState
+from launcher.rundir import RunDir, RunState
 from tests.conftest import Cli
 
 NO_AWS = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,

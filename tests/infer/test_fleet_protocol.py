@@ -1,5 +1,5 @@
 """The queue protocol piece by piece: the launcher's and the worker's real AWS calls are the
-ones terraform's policies allow (launcher/providers/aws_ops.py), a redelivered batch is not
+ones terraform's policies allow (launcher/providers/aws/ops.py), a redelivered batch is not
 recognised twice, and SIGTERM (the spot notice) gives a batch back at once."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import boto3
 import pytest
 from infer_env import BUCKET, REGION
 
-from launcher.fleet import Collected, Fleet, FleetSettings
-from launcher.fleet_worker import Worker
-from launcher.providers.aws_ops import FLEET_OPERATIONS, WORKER_OPERATIONS
+from jobs.fleet.worker import Worker
+from launcher.infer.queue import Collected, Fleet, FleetSettings
+from launcher.providers.aws.ops import FLEET_OPERATIONS, WORKER_OPERATIONS
 
 
 def _recorded(service: str, calls: set[tuple[str, str]]) -> Any:
@@ -119,7 +119,7 @@ def test_sigterm_gives_the_batch_back_at_once(moto_server: str, pages: Path, mod
     fleet.enqueue(page_list)
     log = tmp_path / "worker.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "launcher.fleet_worker", "--bucket", BUCKET,
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.fleet.worker", "--bucket", BUCKET,
                                  "--job", "infer-term", "--work-url", queues.work, "--done-url", queues.done,
                                  "--visibility", "600", "--idle-exit", "60", "--device", "cpu",
                                  "--pid-file", str(tmp_path / "pid")], stdout=fh, stderr=subprocess.STDOUT)

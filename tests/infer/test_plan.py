@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from launcher.cli import app
-from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, DEFAULT_LINES_PER_PAGE, GpuPrice, PlanInputs, plan
+from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, DEFAULT_LINES_PER_PAGE, GpuPrice, PlanInputs, plan
 from ledger.book import Ledger
 from ledger.db import open_engine
 

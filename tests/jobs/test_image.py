@@ -20,12 +20,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parents[2]
 DOCKERFILE = ROOT / "jobs" / "image" / "Dockerfile"
 IGNORE = ROOT / "jobs" / "image" / "Dockerfile.dockerignore"
-WORKER = ROOT / "launcher" / "fleet_worker.py"
+WORKER = ROOT / "jobs" / "fleet" / "worker.py"
 
 # import name -> the pip distribution that provides it (torch comes with the base image).
 DISTRIBUTIONS = {"PIL": "pillow", "pynvml": "nvidia-ml-py", "botocore": "boto3"}
@@ -127,10 +125,10 @@ def test_the_context_holds_what_copy_needs_and_nothing_else() -> None:
     for source in _copy_sources():
         if source.endswith("/"):
             assert any(f.startswith(source) for f in context), f"COPY {source}: not in the context"
-        elif source != "launcher/fleet_worker.py" or WORKER.exists():
+        else:
             assert source in context, f"COPY {source}: not in the context"
     outside = {f for f in context if not f.startswith("jobs/")}
-    assert outside <= {"launcher/__init__.py", "launcher/fleet_worker.py"}, outside
+    assert not outside, outside  # the fleet worker lives in jobs/: nothing of launcher/
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in context)
     assert {"jobs/htr/train.py", "jobs/htr/presets/small.toml", "jobs/htr/events.schema.json"} <= context
 
@@ -157,8 +155,7 @@ def _third_party_imports(paths: list[Path]) -> set[str]:
 
 
 def _image_code() -> list[Path]:
-    code = [p for p in (ROOT / "jobs").rglob("*.py") if "__pycache__" not in p.parts]
-    return code + ([WORKER] if WORKER.exists() else [])
+    return [p for p in (ROOT / "jobs").rglob("*.py") if "__pycache__" not in p.parts]
 
 
 def test_every_module_the_image_code_imports_is_installed_and_pinned() -> None:
@@ -184,7 +181,6 @@ def test_the_image_runs_as_any_uid() -> None:
 # ------------------------------------------------------------------ the fleet worker
 
 
-@pytest.mark.skipif(not WORKER.exists(), reason="launcher/fleet_worker.py is not written yet")
 def test_the_fleet_worker_needs_only_the_stdlib_boto3_and_jobs() -> None:
     assert _third_party_imports([WORKER]) <= {"boto3", "botocore"}
     tree = ast.parse(WORKER.read_text())
@@ -193,7 +189,6 @@ def test_the_fleet_worker_needs_only_the_stdlib_boto3_and_jobs() -> None:
     assert all(m.startswith("jobs.") for m in ours), f"the image has no {ours}"
 
 
-@pytest.mark.skipif(not WORKER.exists(), reason="launcher/fleet_worker.py is not written yet")
 def test_the_fleet_worker_starts_from_what_the_image_copies(tmp_path: Path) -> None:
     app = tmp_path / "app"  # what /app holds in the image: the COPY lines, from the context only
     context = _context_files()
@@ -211,11 +206,11 @@ def test_the_fleet_worker_starts_from_what_the_image_copies(tmp_path: Path) -> N
     # the site-packages come back on the path as plain folders (boto3, torch, ...).
     packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(app), *sorted(packages)])}
-    for module in ("launcher.fleet_worker", "jobs.htr"):
+    for module in ("jobs.fleet.worker", "jobs.htr"):
         done = subprocess.run([sys.executable, "-S", "-m", module, "--help"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "Example:" in done.stdout
     rest = subprocess.run([sys.executable, "-S", "-c", "import launcher.cli"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
-    assert rest.returncode != 0 and "No module named 'launcher.cli'" in rest.stderr  # really isolated
+    assert rest.returncode != 0 and "No module named 'launcher" in rest.stderr  # really isolated

@@ -19,7 +19,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 
 from launcher.config import Settings
-from launcher.providers.aws_client import CAPACITY_CODES
+from launcher.providers.aws.client import CAPACITY_CODES
 from ledger.timeutil import utcnow
 
 REGION = "us-east-1"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aws_fakes import REGION, AwsWorld, aws_settings, instrument, no_detection, put_ami_parameter
 
-from launcher.providers import aws_client
-from launcher.providers.aws import AwsProvider
-from launcher.providers.aws_ops import AWS_OPERATIONS
+from launcher.providers.aws import client as aws_client
+from launcher.providers.aws.ops import AWS_OPERATIONS
+from launcher.providers.aws.provider import AwsProvider
 from ledger.book import Ledger
 from ledger.db import open_engine
 from ledger.timeutil import utcnow
@@ -38,7 +38,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
     w.seed_default_prices()
     real = aws_client.make_session
     monkeypatch.setattr(aws_client, "make_session", lambda s: instrument(real(s), w))
-    monkeypatch.setattr("launcher.providers.aws.make_session", lambda s: instrument(real(s), w))
+    monkeypatch.setattr("launcher.providers.aws.provider.make_session", lambda s: instrument(real(s), w))
     yield w
     unknown = {(s, o) for s, o in w.calls if o not in AWS_OPERATIONS.get(s, frozenset())}
     assert not unknown, f"operations missing from AWS_OPERATIONS: {sorted(unknown)}"

@@ -19,14 +19,14 @@ import boto3
 import pytest
 from aws_fakes import AMI_PARAMETER, OPERATOR, REGION, AwsWorld, put_ami_parameter
 
-from launcher.keys import job_ids_with_keys
+from launcher.ssh.keys import job_ids_with_keys
 from ledger.book import Ledger
 from ledger.db import open_engine
 
 LAUNCHER = """
 import json, sys
 from launcher.config import Settings
-from launcher.providers.aws import AwsProvider
+from launcher.providers.aws.provider import AwsProvider
 from launcher.providers.base import LaunchRequest
 from ledger.book import Ledger
 from ledger.db import open_engine
@@ -128,7 +128,7 @@ def test_gc_reconciles_a_killed_launch(point: str, endpoint: str, world: AwsWorl
 def test_gc_leaves_a_live_job_alone(endpoint: str, world: AwsWorld, cli, tmp_path: Path) -> None:
     from aws_fakes import aws_settings
 
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
     from launcher.providers.base import LaunchRequest
 
     put_ami_parameter()
@@ -160,7 +160,7 @@ def test_gc_ignores_sessions_it_did_not_launch(make_provider, world: AwsWorld, b
     from datetime import timedelta
     from decimal import Decimal
 
-    from launcher.providers import aws_gc
+    from launcher.providers.aws import gc as aws_gc
     from ledger.book import NewSession
     from ledger.catalogue import BUILTIN_PROVIDERS
     from ledger.timeutil import utcnow
@@ -179,7 +179,7 @@ def test_gc_ignores_sessions_it_did_not_launch(make_provider, world: AwsWorld, b
 def test_stop_all_and_gc_asks_first(moto, world: AwsWorld, cli) -> None:
     from aws_fakes import aws_settings, put_ami_parameter
 
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
     from launcher.providers.base import LaunchRequest
 
     put_ami_parameter()
@@ -222,7 +222,7 @@ def test_gc_leaves_other_owners_alone_unless_asked(moto, world: AwsWorld, cli) -
 def test_group_in_use_is_left_for_gc_with_a_note(moto, world: AwsWorld, cli) -> None:
     from aws_fakes import aws_settings, put_ami_parameter
 
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
     from launcher.providers.base import LaunchRequest
 
     put_ami_parameter()

@@ -11,7 +11,7 @@ import pytest
 from aws_fakes import OPERATOR, REGION, AwsWorld, aws_settings
 
 from launcher.errors import ConfigError
-from launcher.providers.aws import AwsProvider
+from launcher.providers.aws.provider import AwsProvider
 from launcher.providers.base import LaunchRequest, Market
 from ledger.book import Ledger
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aws_fakes import AwsWorld
 
-from launcher.providers import aws_gc
-from launcher.providers.aws_ops import AWS_IMPLIED_ACTIONS, AWS_OPERATIONS, iam_actions
+from launcher.providers.aws import gc as aws_gc
+from launcher.providers.aws.ops import AWS_IMPLIED_ACTIONS, AWS_OPERATIONS, iam_actions
 from launcher.providers.base import LaunchRequest
 
 

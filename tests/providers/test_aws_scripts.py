@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.providers.aws_userdata import SafetySettings, build_user_data
-from launcher.providers.scripts import script
+from launcher.providers.aws.scripts import script
+from launcher.providers.aws.userdata import SafetySettings, build_user_data
 
 TOKEN = "test-token-123"
 
@@ -159,7 +159,7 @@ def test_deadman_fires_at_max_lifetime_despite_heartbeat(tmp_path: Path) -> None
 def test_user_data_is_cloud_config_and_valid_bash_under_the_limit(tmp_path: Path) -> None:
     import email
 
-    from launcher.keys import job_keys
+    from launcher.ssh.keys import job_keys
 
     keys = job_keys("job-ud")
     text = build_user_data(SafetySettings(900, 86400, "ubuntu", keys.host_private_key), "echo job setup")

@@ -12,8 +12,8 @@ from aws_fakes import REGION, AwsWorld
 from test_aws_interruption import interrupt
 
 from launcher.errors import ConfigError
-from launcher.fleet import FleetSettings, Queues
-from launcher.fleet_backends import AwsFleet, WorkerSpec
+from launcher.infer.queue import FleetSettings, Queues
+from launcher.infer.workers import AwsFleet, WorkerSpec
 from ledger.book import Ledger
 
 QUEUES = Queues("https://sqs.example/1/gpuhire-job-work", "https://sqs.example/1/gpuhire-job-dead",
@@ -46,10 +46,10 @@ def test_fleet_launches_replaces_and_releases(make_provider, world: AwsWorld, bo
 
     script = _user_data(instances[0].instance_id)
     assert "gpuhire-deadman.service" in script  # the safety scripts come first
-    assert script.index("deadman.sh") < script.index("launcher.fleet_worker")
+    assert script.index("deadman.sh") < script.index("jobs.fleet.worker")
     assert f"docker login --username AWS --password-stdin {IMAGE.split('/', maxsplit=1)[0]}" in script
     assert f"--work-url {QUEUES.work}" in script and "--idle-exit 120" in script
-    assert "shutdown -h now" in script.split("launcher.fleet_worker", 1)[1]  # powers off when done
+    assert "shutdown -h now" in script.split("jobs.fleet.worker", 1)[1]  # powers off when done
 
     interrupt(instances[0].instance_id)
     assert fleet.alive() == 1

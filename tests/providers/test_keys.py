@@ -8,7 +8,7 @@ import paramiko
 import pytest
 
 from launcher.errors import InputError
-from launcher.keys import job_ids_with_keys, job_keys, keys_root, remove_job_keys
+from launcher.ssh.keys import job_ids_with_keys, job_keys, keys_root, remove_job_keys
 
 
 def test_keys_are_private_reused_and_removed() -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from aws_fakes import AwsWorld
 
-from launcher.providers.aws_offers import type_table
+from launcher.providers.aws.offers import type_table
 from launcher.providers.base import Market
 
 

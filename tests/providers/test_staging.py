@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from launcher.staging import S3Stage, StagedData, tree_digest
+from launcher.providers.aws.staging import S3Stage, StagedData, tree_digest
 
 BUCKET = "gpuhire-staging-test"
 
@@ -84,7 +84,7 @@ def test_the_box_gets_sigv4_urls_on_the_buckets_regional_endpoint(aws_env: None,
     """The launcher's S3 client (aws_client.client) presigns with SigV4 on the Regional
     endpoint: botocore's default is SigV2 on the global one, which S3 refuses for buckets made
     since June 2020 (and the global endpoint fails for Regions launched after March 2019)."""
-    from launcher.providers.aws_client import client
+    from launcher.providers.aws.client import client
 
     stage = S3Stage(client(boto3.Session(region_name=region), "s3"), "gpuhire-x")
     script = stage.fetch_script(StagedData("data/abc/", {"meta.json": "0" * 64}, 0), "/box/dataset")

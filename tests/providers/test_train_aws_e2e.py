@@ -23,10 +23,10 @@ from sshd import Sshd, free_port
 from test_aws_interruption import interrupt
 
 from jobs.htr.synth import synth
-from launcher.aws_run import AwsRenter
 from launcher.commands.train_cmds import compile_ground_truth
-from launcher.keys import job_keys
-from launcher.train import TrainDeps, TrainOptions, train
+from launcher.providers.aws.renter import AwsRenter
+from launcher.ssh.keys import job_keys
+from launcher.train.flow import TrainDeps, TrainOptions, train
 from ledger.book import Ledger
 
 pytestmark = pytest.mark.slow
@@ -168,7 +168,7 @@ def test_box_taken_without_notice_and_unreachable_is_relaunched(
     """EC2 takes the box with no two-minute notice and it vanishes (SSH refused): the launcher
     asks EC2 between short reconnect turns, relaunches and resumes from the last checkpoint
     it copied home, instead of failing the job after 10 minutes of reconnecting."""
-    monkeypatch.setattr("launcher.follow.RECONNECT_TRY_S", 3.0)
+    monkeypatch.setattr("launcher.train.follow.RECONNECT_TRY_S", 3.0)
     job = "train-e2e-vanish"
     box = instance_box(job)
     provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())

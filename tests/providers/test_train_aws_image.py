@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sshd import Sshd
 
-from launcher.aws_run import AwsMachine, AwsRenter, pull_script, resolve_image
 from launcher.errors import ProviderError
-from launcher.ssh import Ssh
-from launcher.ssh_host import SshHost
+from launcher.providers.aws.renter import AwsMachine, AwsRenter, pull_script, resolve_image
+from launcher.ssh.client import Ssh
+from launcher.ssh.host import SshHost
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr"
 

@@ -25,14 +25,14 @@ from aws_fakes import REGION, AwsWorld, instrument
 from test_train_aws_e2e import InstanceBox
 
 from jobs.htr.synth import synth
-from launcher.aws_run import AwsRenter
 from launcher.commands.train_cmds import compile_ground_truth
-from launcher.providers import aws_client
-from launcher.providers.aws import AwsProvider
-from launcher.providers.aws_ops import AWS_OPERATIONS, STAGING_OPERATIONS
-from launcher.ssh_host import SshHost
-from launcher.staging import MANIFEST, S3Stage, StagedData, tree_digest
-from launcher.train import TrainDeps, TrainOptions, TrainResult, train
+from launcher.providers.aws import client as aws_client
+from launcher.providers.aws.ops import AWS_OPERATIONS, STAGING_OPERATIONS
+from launcher.providers.aws.provider import AwsProvider
+from launcher.providers.aws.renter import AwsRenter
+from launcher.providers.aws.staging import MANIFEST, S3Stage, StagedData, tree_digest
+from launcher.ssh.host import SshHost
+from launcher.train.flow import TrainDeps, TrainOptions, TrainResult, train
 from ledger.book import Ledger
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
     w.seed_default_prices()
     real = aws_client.make_session
     monkeypatch.setattr(aws_client, "make_session", lambda s: instrument(real(s), w))
-    monkeypatch.setattr("launcher.providers.aws.make_session", lambda s: instrument(real(s), w))
+    monkeypatch.setattr("launcher.providers.aws.provider.make_session", lambda s: instrument(real(s), w))
     yield w
     known = {**AWS_OPERATIONS, **STAGING_OPERATIONS}
     unknown = {(s, o) for s, o in w.calls if o not in known.get(s, frozenset())}

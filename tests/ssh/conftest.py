@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sshd import Sshd
 
-from launcher.ssh import Ssh, SshTarget
+from launcher.ssh.client import Ssh, SshTarget
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from sshd import Sshd, kill_pid_file, wait_for
 
 from launcher.errors import SshError
-from launcher.ssh import Ssh
+from launcher.ssh.client import Ssh
 
 
 def test_detached_job_survives_a_dropped_connection(ssh: Ssh, sshd: Sshd, tmp_path: Path) -> None:

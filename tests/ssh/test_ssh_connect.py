@@ -11,8 +11,8 @@ import pytest
 from sshd import Sshd, free_port
 
 from launcher.errors import SshError
-from launcher.ssh import PinnedHostKey, Ssh, SshTarget, _RefuseUnpinned
-from launcher.ssh_hostkeys import new_host_key
+from launcher.ssh.client import PinnedHostKey, Ssh, SshTarget, _RefuseUnpinned
+from launcher.ssh.hostkeys import new_host_key
 
 
 def test_pinned_key_connects_and_runs(ssh: Ssh) -> None:

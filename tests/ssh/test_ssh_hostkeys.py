@@ -10,8 +10,8 @@ import yaml
 from sshd import Sshd
 
 from launcher.errors import SshError
-from launcher.ssh import Ssh
-from launcher.ssh_hostkeys import (
+from launcher.ssh.client import Ssh
+from launcher.ssh.hostkeys import (
     PinnedHostKey,
     fingerprints_from_console,
     host_keys_from_console,
@@ -126,8 +126,8 @@ def test_injected_key_and_a_script_as_one_multipart_user_data() -> None:
 
 def test_a_job_key_pair_stands_in_for_an_instance(tmp_path: Path) -> None:
     # What the end-to-end tests do: the loopback sshd serves the job's host key and accepts the
-    # job's login key, both made by launcher/keys.py, so the provider's own pin and key work.
-    from launcher.keys import job_keys
+    # job's login key, both made by launcher/ssh/keys.py, so the provider's own pin and key work.
+    from launcher.ssh.keys import job_keys
 
     keys = job_keys("e2e-job")
     server = Sshd(tmp_path / "box", host_private_key=keys.host_private_key)

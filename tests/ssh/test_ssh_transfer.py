@@ -10,7 +10,7 @@ import pytest
 from sshd import Sshd, kill_pid_file, wait_for
 
 from launcher.errors import SshError
-from launcher.ssh import Ssh
+from launcher.ssh.client import Ssh
 
 SIZE = 3 * 1024 * 1024 + 12345  # a few MiB and not a multiple of any chunk size
 

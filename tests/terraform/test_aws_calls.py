@@ -1,4 +1,4 @@
-"""The call tables of launcher/providers/aws_ops.py cover what the code calls.
+"""The call tables of launcher/providers/aws/ops.py cover what the code calls.
 
 terraform's IAM documents are checked against those tables (test_tf_policy.py), so the tables
 must not miss a call: every `s3.<method>(` and `sqs.<method>(` in the staging, fleet and worker
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.providers.aws_ops import (
+from launcher.providers.aws.ops import (
     DOWNLOAD_FILE,
     FLEET_OPERATIONS,
     STAGING_OPERATIONS,
@@ -25,11 +25,10 @@ from launcher.providers.aws_ops import (
 )
 from tests.terraform.tfparse import ROOT
 
-LAUNCHER = ROOT / "launcher"
-CODE = {  # file -> the table its calls must be in
-    "staging.py": STAGING_OPERATIONS,
-    "fleet.py": FLEET_OPERATIONS,
-    "fleet_worker.py": WORKER_OPERATIONS,
+CODE = {  # file (from the repository root) -> the table its calls must be in
+    "launcher/providers/aws/staging.py": STAGING_OPERATIONS,
+    "launcher/infer/queue.py": FLEET_OPERATIONS,
+    "jobs/fleet/worker.py": WORKER_OPERATIONS,
 }
 TRANSFERS = {"upload_file": UPLOAD_FILE, "download_file": DOWNLOAD_FILE}
 
@@ -67,7 +66,7 @@ def calls_in(path: Path) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("name", sorted(CODE))
 def test_every_call_in_the_code_is_in_its_table(name: str) -> None:
-    path = LAUNCHER / name
+    path = ROOT / name
     if not path.exists():
         pytest.skip(f"launcher/{name} is not written yet")
     calls = calls_in(path)
@@ -79,7 +78,7 @@ def test_every_call_in_the_code_is_in_its_table(name: str) -> None:
 
 def test_the_tables_list_nothing_the_code_never_calls() -> None:
     for name, table in CODE.items():
-        path = LAUNCHER / name
+        path = ROOT / name
         if not path.exists():
             continue
         calls = calls_in(path)
@@ -127,7 +126,7 @@ def recorded_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, list[
 
 @pytest.mark.slow
 def test_staging_calls_what_its_table_lists(recorded_s3: tuple[object, list[str]], tmp_path: Path) -> None:
-    from launcher.staging import S3Stage
+    from launcher.providers.aws.staging import S3Stage
 
     client, calls = recorded_s3
     data = tmp_path / "ds"

@@ -100,7 +100,7 @@ def test_example_warns_that_it_costs_money() -> None:
 
 def test_names_shared_with_the_launcher() -> None:
     """Tags and names the AWS provider uses (launcher/providers) are the ones terraform uses."""
-    from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
+    from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
 
     main = (TERRAFORM / "main.tf").read_text()
     assert f'tag_job             = "{TAG_JOB}"' in main

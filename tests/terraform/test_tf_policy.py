@@ -1,6 +1,6 @@
 """The IAM documents allow what gpuhire calls and nothing else.
 
-Both are compared with launcher/providers/aws_ops.py, whose tables are checked against the code
+Both are compared with launcher/providers/aws/ops.py, whose tables are checked against the code
 (tests/providers/test_aws_ops.py records the EC2 provider under moto, test_aws_calls.py scans
 staging, the fleet and its worker and records staging under moto):
 - the user policy: `iam_actions()` (EC2 provider, S3 staging, the inference fleet) and the
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from launcher.providers.aws_ops import iam_actions, worker_iam_actions
+from launcher.providers.aws.ops import iam_actions, worker_iam_actions
 from tests.terraform.tfparse import ROOT, policy_statements
 
 BUCKET = "${aws_s3_bucket.this.arn}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from launcher.follow import MAX_UTIL_SAMPLES, record_gpu_util
+from launcher.train.follow import MAX_UTIL_SAMPLES, record_gpu_util
 from ledger.alerts.config import IdleGpuRule
 from ledger.alerts.rules import idle_gpu
 from ledger.book import Ledger, NewSession

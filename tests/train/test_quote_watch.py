@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from launcher.quote import quote
-from launcher.watch import EventReader, JobProgress, status_line
+from launcher.train.events import EventReader, JobProgress, status_line
+from launcher.train.quote import quote
 
 
 def test_quote_uses_default_then_measured_throughput() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.runs import RunDir, RunState
+from launcher.rundir import RunDir, RunState
 from tests.conftest import Cli
 
 JOB = "train-20261101-0900-beef"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sshd import Sshd
 
-from launcher import train
-from launcher.runs import RunDir, RunState
-from launcher.ssh import Ssh
-from launcher.ssh_host import SshHost
-from launcher.ssh_run import SshMachine
-from launcher.train import TrainDeps, TrainResult
+from launcher.providers.ssh import SshMachine
+from launcher.rundir import RunDir, RunState
+from launcher.ssh.client import Ssh
+from launcher.ssh.host import SshHost
+from launcher.train import flow as train
+from launcher.train.flow import TrainDeps, TrainResult
 
 
 class _Renter:

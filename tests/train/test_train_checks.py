@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobs.htr.config import PRESETS_DIR
-from launcher.runs import RunDir, RunState
+from launcher.rundir import RunDir, RunState
 from ledger.book import Ledger
 from ledger.db import open_engine
 from tests.conftest import Cli

@@ -18,10 +18,10 @@ import pytest
 from launcher.commands.train_cmds import compile_ground_truth
 from launcher.config import Settings
 from launcher.errors import BudgetError
-from launcher.hosts import LocalHost
-from launcher.local_run import LocalRenter
-from launcher.running import stop_owned_job
-from launcher.train import TrainDeps, TrainOptions, train
+from launcher.providers.hosts import LocalHost
+from launcher.providers.local import LocalRenter
+from launcher.status import stop_owned_job
+from launcher.train.flow import TrainDeps, TrainOptions, train
 from ledger.book import Ledger
 from ledger.catalogue import BUILTIN_PROVIDERS
 from ledger.db import open_engine

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from launcher.hosts import LocalHost
 from launcher.output import usd
-from launcher.runs import RunState
+from launcher.providers.hosts import LocalHost
+from launcher.rundir import RunState
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.timeutil import utcnow

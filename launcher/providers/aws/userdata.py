@@ -1,7 +1,7 @@
 """The user-data of a gpuhire instance: safety first, then whatever the job needs.
 
 A MIME multipart document for cloud-init with two parts:
-- `#cloud-config` (from launcher/ssh_hostkeys.py): the box's only SSH host key is the one the
+- `#cloud-config` (from launcher/ssh/hostkeys.py): the box's only SSH host key is the one the
   launcher made and pins; cloud-init generates no other, so there is no window in which sshd
   offers an unpinned key;
 - a shell script: the dead-man switch is installed and started before anything else can fail,
@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from launcher.errors import SpecError
-from launcher.providers.scripts import script
+from launcher.providers.aws.scripts import script
 
 RUN_DIR = "/var/run/gpuhire"
 HEARTBEAT_PATH = f"{RUN_DIR}/heartbeat"
@@ -33,7 +33,7 @@ class SafetySettings:
     deadman_s: int  # heartbeat missing this long -> shutdown
     max_lifetime_s: int  # counted from boot on the box's own clock
     ssh_user: str  # owns the run dir so the launcher can touch the heartbeat
-    host_private_key: str  # OpenSSH private host key made by launcher/keys.py
+    host_private_key: str  # OpenSSH private host key made by launcher/ssh/keys.py
 
 
 def _heredoc(path: str, text: str, mode: str) -> str:
@@ -62,7 +62,7 @@ WantedBy=multi-user.target""",
 
 
 def _host_key_config(host_private_key: str) -> str:
-    from launcher.ssh_hostkeys import HostKeyInjection, pinned_from_private
+    from launcher.ssh.hostkeys import HostKeyInjection, pinned_from_private
 
     return HostKeyInjection(host_private_key, pinned_from_private(host_private_key)).cloud_config()
 

@@ -10,7 +10,7 @@
                              `max_receives` times without finishing ends here
     SQS gpuhire-<job>-done   one message per batch attempt: which pages are done, which failed
 
-The worker (launcher/fleet_worker.py, on each instance) skips pages whose results exist, so a
+The worker (jobs/fleet/worker.py, on each instance) skips pages whose results exist, so a
 redelivered batch costs only its unfinished pages; the launcher collects results by page key
 into the output folder, so a page done twice is written once. boto3 clients are passed in.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ProviderError
-from launcher.providers.aws_client import aws_errors
+from launcher.providers.aws.client import aws_errors
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page

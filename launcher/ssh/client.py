@@ -1,6 +1,6 @@
 """SSH to a rented box: a pinned host key, keepalives, patient connects, detached jobs, resumable copies.
 
-The one module (with launcher/ssh_transfer.py) that imports paramiko.
+The one module (with launcher/ssh/transfer.py) that imports paramiko.
 
     target = SshTarget(host, 22, "ubuntu", key_path, PinnedHostKey.parse("ssh-ed25519 AAAA..."))
     with Ssh(target) as ssh:            # retries with back-off while the box boots
@@ -9,7 +9,7 @@ The one module (with launcher/ssh_transfer.py) that imports paramiko.
         chunk, offset = ssh.tail("job/events.jsonl", 0)
 
 Trust: the client knows exactly one host key per target (injected at boot or read from the
-console output, launcher/ssh_hostkeys.py) and refuses anything else, including an unknown host:
+console output, launcher/ssh/hostkeys.py) and refuses anything else, including an unknown host:
 paramiko's RejectPolicy, never AutoAddPolicy. Every paramiko and socket error leaves this module
 as an `SshError` whose fix says what to do. After a dropped connection the next call reconnects
 (with the same pinned key) unless `auto_reconnect=False`.
@@ -35,10 +35,11 @@ from typing import NamedTuple, NoReturn
 
 import paramiko
 
-from launcher import ssh_scripts, ssh_transfer
 from launcher.errors import SshError
-from launcher.ssh_hostkeys import PinnedHostKey, SshTarget
-from launcher.ssh_transfer import ProgressFn, TransferStats
+from launcher.ssh import scripts as ssh_scripts
+from launcher.ssh import transfer as ssh_transfer
+from launcher.ssh.hostkeys import PinnedHostKey, SshTarget
+from launcher.ssh.transfer import ProgressFn, TransferStats
 
 __all__ = ["PinnedHostKey", "RunResult", "Ssh", "SshTarget", "TransferStats"]
 

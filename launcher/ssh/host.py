@@ -1,4 +1,4 @@
-"""`Host` over SSH: the train flow's files and processes on a remote box (launcher.ssh).
+"""`Host` over SSH: the train flow's files and processes on a remote box (launcher.ssh.client).
 
 Relative paths live under the job's folder on the box (`workdir`). The job runs detached
 (setsid + nohup) so a dropped connection never kills it; the client reconnects by itself.
@@ -11,7 +11,7 @@ import signal as signals
 import time
 from pathlib import Path
 
-from launcher.ssh import Ssh
+from launcher.ssh.client import Ssh
 
 
 class SshHost:

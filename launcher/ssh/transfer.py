@@ -1,4 +1,4 @@
-"""Resumable SFTP copies of files and trees, used by launcher/ssh.py (`Ssh.put` / `Ssh.get`).
+"""Resumable SFTP copies of files and trees, used by launcher/ssh/client.py (`Ssh.put` / `Ssh.get`).
 
 Each file goes to `<name>.part` first and is renamed over the target only when its sha256
 matches the source, so the target is either the old file or the complete new one. A `.part`

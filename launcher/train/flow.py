@@ -5,7 +5,7 @@ processes), so the local machine, an SSH host and a spot instance go through the
 A machine is always released: on success, failure, Ctrl-C-and-stop, or an exception; only an
 explicit detach leaves the job running (and then its dead-man switch still guards the bill).
 The watch step (events, checkpoints home, reconnects, the provider's word, the budget) is
-launcher/follow.py.
+launcher/train/follow.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Protocol
 
 from launcher.errors import BudgetError, SpecError, SshError
-from launcher.follow import (
+from launcher.providers.hosts import Host, beating
+from launcher.rundir import RunDir, RunState, new_job_id
+from launcher.status import stopped_elsewhere
+from launcher.train.events import EventReader, JobProgress
+from launcher.train.follow import (
     HEARTBEAT_S,
     RECONNECT_TRY_S,
     Detached,
@@ -29,11 +33,7 @@ from launcher.follow import (
     follow,
     job_usd,
 )
-from launcher.hosts import Host, beating
-from launcher.quote import Quote, quote
-from launcher.running import stopped_elsewhere
-from launcher.runs import RunDir, RunState, new_job_id
-from launcher.watch import EventReader, JobProgress
+from launcher.train.quote import Quote, quote
 from ledger.book import Ledger
 from ledger.models import Job
 from ledger.timeutil import utcnow

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from launcher.errors import CapacityError
-from launcher.providers.aws_client import CAPACITY_CODES, QUOTA_CODES, error_code, quota_fix, translate
-from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
+from launcher.providers.aws.client import CAPACITY_CODES, QUOTA_CODES, error_code, quota_fix, translate
+from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
 from launcher.providers.base import Attempt, Market, Offer
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules

@@ -7,7 +7,7 @@
     provider.release("train-...", "completed")           # terminate, close session, clean up
 
 Tags decide what runs (`gpuhire:job`, `gpuhire:owner`, `gpuhire:session`); the ledger records
-what happened and `reconcile()` brings it in line with the tags (launcher/providers/aws_gc.py).
+what happened and `reconcile()` brings it in line with the tags (launcher/providers/aws/gc.py).
 boto3 is imported only inside this package's AWS modules, never at `gpuhire --help`.
 """
 
@@ -21,12 +21,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import NotFoundError, ProviderError
-from launcher.keys import job_keys, remove_job_keys
-from launcher.providers import aws_offers, aws_setup
-from launcher.providers.aws_client import aws_errors, client, make_session
-from launcher.providers.aws_launch import TAG_SESSION, LaunchPlan, launch_offers
-from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
-from launcher.providers.aws_userdata import (
+from launcher.providers.aws import offers as aws_offers
+from launcher.providers.aws import setup as aws_setup
+from launcher.providers.aws.client import aws_errors, client, make_session
+from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
+from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
+from launcher.providers.aws.userdata import (
     HEARTBEAT_PATH,
     NOTICE_FILE,
     PID_FILE,
@@ -46,6 +46,7 @@ from launcher.providers.base import (
     Offer,
     SshEndpoint,
 )
+from launcher.ssh.keys import job_keys, remove_job_keys
 from ledger.models import Job, RentalSession
 from ledger.timeutil import as_utc, utcnow
 
@@ -314,7 +315,7 @@ class AwsProvider:
 
         The session of an instance EC2 already took keeps EC2's reason (spot-interruption).
         """
-        from launcher.providers.aws_gc import cleanup_job
+        from launcher.providers.aws.gc import cleanup_job
 
         alive = [i for i in self.instances(job_id) if not i.state.gone]
         self.terminate([i.instance_id for i in alive])

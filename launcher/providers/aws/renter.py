@@ -1,6 +1,6 @@
 """The `aws` provider for training: a spot (or on-demand) T4/L4 instance per attempt.
 
-The instance comes from launcher.providers.aws (cheapest offer, locked down, dead-man switch,
+The instance comes from launcher.providers.aws.provider (cheapest offer, locked down, dead-man switch,
 spot-notice watcher); this module reaches it over SSH with the host key injected at boot and
 pinned, ships the job through the `Host` interface, and gives the machine back.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from launcher.errors import ProviderError, SshError
 from launcher.output import usd
-from launcher.providers.aws import AwsProvider
+from launcher.providers.aws.provider import AwsProvider
+from launcher.providers.aws.staging import S3Stage
 from launcher.providers.base import LaunchRequest, Market, Offer, SshEndpoint
-from launcher.runs import RunState
-from launcher.ssh import Ssh, SshTarget
-from launcher.ssh_host import SshHost
-from launcher.ssh_hostkeys import PinnedHostKey
-from launcher.staging import S3Stage
+from launcher.rundir import RunState
+from launcher.ssh.client import Ssh, SshTarget
+from launcher.ssh.host import SshHost
+from launcher.ssh.hostkeys import PinnedHostKey
 from ledger.catalogue import BUILTIN_SPEEDS
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from launcher.errors import ConfigError
-from launcher.providers.aws_client import aws_errors
+from launcher.providers.aws.client import aws_errors
 from launcher.providers.base import Market, Offer
 from ledger.timeutil import as_utc
 
@@ -38,7 +38,7 @@ class TypeInfo:
 
 def type_table(overrides: dict[str, Decimal] | None = None) -> dict[str, TypeInfo]:
     """The bundled on-demand table, with config overrides applied."""
-    text = resources.files("launcher.providers").joinpath("ondemand_prices.toml").read_text()
+    text = resources.files("launcher.providers.aws").joinpath("ondemand_prices.toml").read_text()
     data = tomllib.loads(text)
     origin = f"{data['source']}, as of {data['as_of']}"
     table: dict[str, TypeInfo] = {}

@@ -7,11 +7,11 @@ allows exactly these and nothing else.
 With the launcher's (the user's) credentials:
 - `AWS_OPERATIONS`: launcher/providers/aws*.py. A test records every call the provider makes
   under moto and asserts the two are equal.
-- `STAGING_OPERATIONS`: launcher/staging.py (data and checkpoints through S3).
-- `FLEET_OPERATIONS`: launcher/fleet.py (`gpuhire infer` across spot instances: SQS + S3).
+- `STAGING_OPERATIONS`: launcher/providers/aws/staging.py (data and checkpoints through S3).
+- `FLEET_OPERATIONS`: launcher/infer/queue.py (`gpuhire infer` across spot instances: SQS + S3).
 
 With the instance role, on the box:
-- `WORKER_OPERATIONS`: launcher/fleet_worker.py (the fleet's inference worker).
+- `WORKER_OPERATIONS`: jobs/fleet/worker.py (the fleet's inference worker).
 - `IMAGE_PULL_ACTIONS`: what `docker pull` of the trainer image from ECR needs.
 
 `*_IMPLIED_ACTIONS` are IAM actions that no API call names but AWS checks anyway:

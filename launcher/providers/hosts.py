@@ -1,6 +1,6 @@
 """Where a job runs, seen from the launcher: put/get files, start detached, tail, signal.
 
-`LocalHost` is this machine (the `local` provider). `SshHost` (launcher/ssh_host.py) is any
+`LocalHost` is this machine (the `local` provider). `SshHost` (launcher/ssh/host.py) is any
 machine reached over SSH (the `ssh` provider, and AWS instances). The train flow only talks to
 this interface, so the same code drives a laptop run and a spot instance.
 """

@@ -1,10 +1,10 @@
 """Where the pinned SSH host key comes from (console output, or a key we made), and `SshTarget`.
 
-The SSH client (launcher/ssh.py) accepts exactly one host key per target and never learns one
+The SSH client (launcher/ssh/client.py) accepts exactly one host key per target and never learns one
 on first use. That key comes from one of two places, both giving a `PinnedHostKey`:
 
 - **Injected at boot** (preferred): `new_host_key()` makes an ed25519 key pair here (as
-  launcher/keys.py does for each job); the private half goes into the instance's user-data
+  launcher/ssh/keys.py does for each job); the private half goes into the instance's user-data
   (`cloud_config()` renders the cloud-init `ssh_keys` block, which cloud-init writes before sshd
   first starts; `pinned_from_private()` gives the pin of a key made elsewhere), and the public
   half is pinned before the machine even exists.
@@ -259,7 +259,7 @@ def new_host_key() -> HostKeyInjection:
 
 
 def pinned_from_private(private_openssh: str) -> PinnedHostKey:
-    """The public half of an OpenSSH private key (e.g. the one launcher/keys.py made), to pin."""
+    """The public half of an OpenSSH private key (e.g. the one launcher/ssh/keys.py made), to pin."""
     from cryptography.hazmat.primitives import serialization
 
     try:

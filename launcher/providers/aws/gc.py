@@ -19,15 +19,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ProviderError
-from launcher.keys import job_ids_with_keys, remove_job_keys
-from launcher.providers.aws_client import aws_errors
-from launcher.providers.aws_launch import TAG_LAUNCHER
-from launcher.providers.aws_setup import TAG_JOB, TAG_OWNER
+from launcher.providers.aws.client import aws_errors
+from launcher.providers.aws.launch import TAG_LAUNCHER
+from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
 from launcher.providers.base import END_USER, Instance, Leftover
+from launcher.ssh.keys import job_ids_with_keys, remove_job_keys
 from ledger.models import RentalSession
 
 if TYPE_CHECKING:
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
 
 ENDED_JOB_STATUSES = frozenset({"done", "failed", "stopped", "partial"})  # partial: infer, dead pages
 FOREIGN_LAUNCH_TRUST = timedelta(hours=1)

@@ -1,5 +1,5 @@
 """Following a job on its machine: events home, checkpoints copied off the box, the provider's
-word, reconnects, the heartbeat and the budget (the watch step of launcher/train.py).
+word, reconnects, the heartbeat and the budget (the watch step of launcher/train/flow.py).
 
 The job runs detached on the box, so the launcher only ever looks: `follow()` polls every
 POLL_S until the job is done, failed, interrupted or stopped, and comes back with that word.
@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 from launcher.errors import BudgetError, SshError
 from launcher.output import usd
-from launcher.running import stopped_elsewhere
-from launcher.watch import EventReader, JobProgress, status_line
+from launcher.status import stopped_elsewhere
+from launcher.train.events import EventReader, JobProgress, status_line
 from ledger.book import Ledger
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from launcher.hosts import Host
-    from launcher.runs import RunDir, RunState
-    from launcher.train import Machine, TrainDeps
+    from launcher.providers.hosts import Host
+    from launcher.rundir import RunDir, RunState
+    from launcher.train.flow import Machine, TrainDeps
 
 POLL_S = 0.5
 MAX_UTIL_SAMPLES = 720  # GPU utilisation samples kept on the job (an hour of 5-second progress)

@@ -3,11 +3,11 @@
 1. List the pages (jobs.htr.pages); the output folder's manifest says which are done already
    (same page, same size and mtime, outputs present): those are skipped, so a rerun sends
    nothing that is done.
-2. Plan (launcher/infer_plan.py): CPU throughput measured on this machine (past runs, or a
+2. Plan (launcher/infer/plan.py): CPU throughput measured on this machine (past runs, or a
    quick calibration on a few of the pages), GPU throughput from past fleet jobs (defaults
    otherwise), GPU prices from live spot offers (the bundled on-demand table without AWS).
 3. CPU: recognise in-process with a progress bar. Fleet: model and pages to S3, batches to
-   SQS, N workers (launcher/fleet_backends.py), results collected as they finish, lost workers
+   SQS, N workers (launcher/infer/workers.py), results collected as they finish, lost workers
    replaced while work remains, every worker stopped at the end whatever happens.
 4. Record the job (throughput, pages, USD) and print the summary; a page that could not be
    recognised (e.g. a corrupt image) is named in OUT/dead-letter.json.
@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from launcher.errors import ProviderError, SpecError
-from launcher.fleet import Collected
-from launcher.infer_plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan, PlanInputs, plan
+from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan, PlanInputs, plan
+from launcher.infer.queue import Collected
 from ledger.book import Ledger, NewSession
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
-    from launcher.fleet import Fleet
-    from launcher.fleet_backends import FleetBackend
+    from launcher.infer.queue import Fleet
+    from launcher.infer.workers import FleetBackend
 
 STATE_DIR = ".gpuhire"  # under OUT: manifest.jsonl, worker logs
 DEAD_LETTER = "dead-letter.json"
@@ -374,7 +374,7 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
 
 def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
                result: InferResult) -> None:
-    from launcher.fleet_backends import WorkerSpec
+    from launcher.infer.workers import WorkerSpec
 
     p = result.plan
     assert p is not None and deps.make_fleet is not None

@@ -37,7 +37,7 @@ _DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDenie
 
 RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 6}
 
-# S3 clients presign the URLs the box fetches its data from (launcher/staging.py). botocore
+# S3 clients presign the URLs the box fetches its data from (launcher/providers/aws/staging.py). botocore
 # presigns with SigV2 on the global endpoint unless told otherwise, and S3 refuses SigV2 for
 # buckets created since June 2020 (terraform's is); the global endpoint also fails for buckets
 # in Regions launched after March 2019. So: SigV4, virtual-hosted style on the bucket's

@@ -16,14 +16,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.runs import RunDir, RunState
+from launcher.rundir import RunDir, RunState
 from ledger.book import Ledger, SessionView
 from ledger.errors import InputError, NotFoundError
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from launcher.config import Settings
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
 
 ENDED = frozenset({"done", "failed", "stopped", "partial"})  # partial: an infer job with dead pages
 
@@ -76,7 +76,7 @@ def _local_state(ledger: Ledger, view: SessionView) -> str:
     run = run_dir_of(ledger, view.session.job_id or "")
     if run is None or not (run.path / "box").is_dir():
         return "running"
-    from launcher.hosts import LocalHost
+    from launcher.providers.hosts import LocalHost
 
     alive = LocalHost(run.path / "box").running("train.pid")
     return "running" if alive else "process gone (gpuhire resume JOB)"
@@ -155,7 +155,7 @@ def stop_owned_job(ledger: Ledger, settings: Settings, job: str, runs: Path | No
 
 def _signal(ledger: Ledger, settings: Settings, state: RunState, run: RunDir) -> bool:
     if state.provider == "local":
-        from launcher.hosts import LocalHost
+        from launcher.providers.hosts import LocalHost
 
         box = run.path / "box"
         if not box.is_dir():
@@ -165,7 +165,7 @@ def _signal(ledger: Ledger, settings: Settings, state: RunState, run: RunDir) ->
         host.signal("train.pid")
         return alive
     if state.provider == "ssh":
-        from launcher.ssh_run import SshRenter
+        from launcher.providers.ssh import SshRenter
 
         name = state.machine.get("host") or settings.train.host
         if not name or name not in settings.hosts:

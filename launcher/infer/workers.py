@@ -1,12 +1,12 @@
 """Where fleet workers run: spot instances on AWS, or worker processes on this machine.
 
-A backend starts N workers (`python -m launcher.fleet_worker`) that all pull batches from the
+A backend starts N workers (`python -m jobs.fleet.worker`) that all pull batches from the
 job's work queue; each worker is one ledger session under the job. `alive()` closes the
 sessions of workers that are gone (an interrupted instance, a killed process) and says how many
 are left; `top_up()` starts replacements while work remains; `stop()` ends every worker and
 closes every session: the launcher calls it on success, failure and Ctrl-C alike.
 
-- `aws`: one spot instance per worker, launched through launcher.providers.aws (cheapest
+- `aws`: one spot instance per worker, launched through launcher.providers.aws.provider (cheapest
   offer, locked down, dead-man switch, spot watcher). The worker runs in the trainer image; the
   box keeps its own heartbeat while the worker runs and shuts down when the worker exits (the
   queue drained), so a fleet never outlives its work, even if the launcher dies.
@@ -27,13 +27,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from launcher.fleet import FleetSettings, Queues
+from launcher.infer.queue import FleetSettings, Queues
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from launcher.providers.aws import AwsProvider
+    from launcher.providers.aws.provider import AwsProvider
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class LocalFleet:
         self.started += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"worker-{n}.log").open("ab")
-        argv = [sys.executable, "-m", "launcher.fleet_worker", *self.spec.argv(),
+        argv = [sys.executable, "-m", "jobs.fleet.worker", *self.spec.argv(),
                 "--device", self.device, "--name", f"local-{n}"]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         session = self.ledger.record_session(
@@ -148,14 +148,14 @@ def worker_user_data(spec: WorkerSpec, image: str, region: str) -> str:
     """The job part of an instance's user-data: pull the trainer image (logging in to ECR as the
     train flow does), run the worker in it, keep the box's heartbeat fresh while it runs, and
     power off when it exits (the queue drained)."""
-    from launcher.aws_run import pull_script
-    from launcher.providers.aws_userdata import HEARTBEAT_PATH, PID_FILE
+    from launcher.providers.aws.renter import pull_script
+    from launcher.providers.aws.userdata import HEARTBEAT_PATH, PID_FILE
 
     pull = pull_script(image) or f"docker pull {shlex.quote(image)}"
     worker = " ".join(shlex.quote(a) for a in ["docker", "run", "--rm", "--gpus", "all",
                                                "-e", f"AWS_DEFAULT_REGION={region}",
                                                "--entrypoint", "python", image,
-                                               "-m", "launcher.fleet_worker", *spec.argv()])
+                                               "-m", "jobs.fleet.worker", *spec.argv()])
     return (
         "# gpuhire fleet worker: heartbeat while it runs, power off when it is done\n"
         f"{pull}\n"

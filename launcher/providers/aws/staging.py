@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.errors import ProviderError
-from launcher.providers.aws_client import aws_errors
+from launcher.providers.aws.client import aws_errors
 
 MANIFEST = "MANIFEST.json"
 CHECKPOINT_TAG = "gpuhire%3Akind=checkpoint"  # URL-encoded `gpuhire:kind=checkpoint`

@@ -16,10 +16,10 @@ from pathlib import Path
 from launcher.config import HostSettings
 from launcher.errors import ConfigError
 from launcher.output import usd
-from launcher.runs import RunState
-from launcher.ssh import Ssh, SshTarget
-from launcher.ssh_host import SshHost
-from launcher.ssh_hostkeys import PinnedHostKey
+from launcher.rundir import RunState
+from launcher.ssh.client import Ssh, SshTarget
+from launcher.ssh.host import SshHost
+from launcher.ssh.hostkeys import PinnedHostKey
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.timeutil import utcnow

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from launcher.errors import ConfigError, ProviderError
-from launcher.providers.aws_client import aws_errors
+from launcher.providers.aws.client import aws_errors
 
 TAG_JOB = "gpuhire:job"
 TAG_OWNER = "gpuhire:owner"

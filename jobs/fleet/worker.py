@@ -1,4 +1,4 @@
-"""The fleet worker: `python -m launcher.fleet_worker`, one per instance (see launcher/fleet.py).
+"""The fleet worker: `python -m jobs.fleet.worker`, one per instance (see launcher/infer/queue.py).
 
 It takes a batch from the work queue, keeps the batch's lease alive with a heartbeat thread,
 fetches the pages it has no results for yet, recognises them (jobs.htr), uploads each page's
@@ -30,8 +30,8 @@ from typing import Any
 
 from jobs.htr.pages import Page, recognise_pages
 
-FLEET_TAGGING = "gpuhire%3Akind=fleet"  # as launcher/fleet.py: the bucket's lifecycle expires them
-EXAMPLE = ("python -m launcher.fleet_worker --bucket my-gpuhire --job infer-20261130-0915-1a2b "
+FLEET_TAGGING = "gpuhire%3Akind=fleet"  # as launcher/infer/queue.py: the bucket's lifecycle expires them
+EXAMPLE = ("python -m jobs.fleet.worker --bucket my-gpuhire --job infer-20261130-0915-1a2b "
            "--work-url URL --done-url URL")
 
 
@@ -220,7 +220,7 @@ class Worker:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m launcher.fleet_worker",
+    p = argparse.ArgumentParser(prog="python -m jobs.fleet.worker",
                                 description="Recognise batches of pages from gpuhire's SQS queue.",
                                 epilog=f"Example:\n  {EXAMPLE}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,1 @@
+"""The infer flow: plan CPU or GPU, recognise on this CPU, or on a spot fleet over SQS and S3."""

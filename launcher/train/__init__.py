@@ -1,0 +1,1 @@
+"""The train flow: check, quote, rent, ship, follow, recover, settle (`gpuhire train`)."""
