@@ -47,6 +47,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write(to_json(data) + "\n")
 
 
+def confirm(question: str, yes: bool = False) -> bool:
+    """Ask the user a yes/no question (default no); `yes` (from --yes) answers it. Without a
+    terminal to ask on, InputError names --yes."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        from launcher.errors import InputError
+
+        raise InputError(f"{question} needs an answer", "pass --yes to go ahead without asking")
+    import typer
+
+    return typer.confirm(question, default=False)
+
+
 def usd(value: Decimal | None, places: int = 2) -> str:
     """Money for people: rounded for display only."""
     if value is None:

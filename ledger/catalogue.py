@@ -13,6 +13,9 @@ from decimal import Decimal
 SOURCE = "gpuhire shared/facts.md: AWS EC2/EBS/VPC pricing pages and vendor launch prices"
 AS_OF = "2026-11-01"
 
+# The GPU models gpuhire rents on AWS (T4: g4dn, L4: g6). Every list of them reads this one.
+RENTED_GPUS: tuple[str, ...] = ("t4", "l4")
+
 
 @dataclass(frozen=True)
 class BillingRules:
