@@ -16,7 +16,7 @@ import platformdirs
 import pytest
 
 from launcher.config import load_settings
-from launcher.init_config import render_toml
+from launcher.init_toml import render_toml
 from tests.terraform.tfparse import TERRAFORM, blocks
 
 OUTPUTS = Path(__file__).parent / "terraform" / "outputs.json"

@@ -1,371 +1,282 @@
-"""The AWS provider: offers, launch, describe, release, and the books kept straight.
+"""The `aws` provider for training: a spot (or on-demand) T4/L4 instance per attempt.
 
-    provider = AwsProvider(settings, ledger)
-    offers = provider.offers("t4")                       # live spot prices, cheapest first
-    launched = provider.launch(LaunchRequest("train-...", "t4", tuple(offers)))
-    provider.ssh_endpoint(launched.instance)             # host, key file, pinned host key
-    provider.release("train-...", "completed")           # terminate, close session, clean up
-
-Tags decide what runs (`gpuhire:job`, `gpuhire:owner`, `gpuhire:session`); the ledger records
-what happened and `reconcile()` brings it in line with the tags (launcher/providers/aws/gc.py).
-boto3 is imported only inside this package's AWS modules, never at `gpuhire --help`.
+The instance comes from launcher.providers.aws.provider (cheapest offer, locked down, dead-man switch,
+spot-notice watcher); this module reaches it over SSH with the host key injected at boot and
+pinned, ships the job through the `Host` interface, and gives the machine back.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
+import shlex
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
 
-from launcher.errors import NotFoundError, ProviderError
-from launcher.providers.aws import offers as aws_offers
-from launcher.providers.aws import setup as aws_setup
-from launcher.providers.aws.client import aws_errors, client, make_session
-from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
-from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
-from launcher.providers.aws.userdata import (
-    HEARTBEAT_PATH,
-    NOTICE_FILE,
-    PID_FILE,
-    SafetySettings,
-    build_user_data,
-)
-from launcher.providers.base import (
-    END_SPOT_INTERRUPTION,
-    END_UNKNOWN,
-    END_USER,
-    Instance,
-    InstanceState,
-    InterruptionNotice,
-    Launched,
-    LaunchRequest,
-    Market,
-    Offer,
-    SshEndpoint,
-)
-from launcher.ssh.keys import job_keys, remove_job_keys
-from ledger.models import Job, RentalSession
-from ledger.timeutil import as_utc, utcnow
+from launcher.errors import ProviderError, SshError
+from launcher.output import usd
+from launcher.providers.aws.provider import AwsProvider
+from launcher.providers.aws.staging import S3Stage
+from launcher.providers.base import LaunchRequest, Market, Offer, SshEndpoint
+from launcher.rundir import RunState
+from launcher.ssh.client import Ssh, SshTarget
+from launcher.ssh.host import SshHost
+from launcher.ssh.hostkeys import PinnedHostKey
+from ledger.catalogue import BUILTIN_SPEEDS
 
-if TYPE_CHECKING:
-    import boto3
-
-    from launcher.config import Settings
-    from ledger.book import Ledger
-
-SPOT_TERMINATION = "Server.SpotInstanceTermination"
-# "User initiated (2026-11-22 08:22:00 GMT)" (AWS says GMT, moto UTC).
-_WHEN = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
+BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
+PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
+_BOX_USER = "GPUHIRE_BOX_UID_GID"  # placeholder for "$(id -u):$(id -g)" in the docker command
+# Ask EC2 (DescribeInstances) whether it took the box at most this often; the box's own
+# two-minute notice file is read at every poll. A 0.5 s poll would otherwise be 7,200 API
+# calls an hour per job, against the account's request rate.
+PROVIDER_CHECK_S = 15.0
 
 
-class AwsProvider:
-    """EC2 spot (and on-demand) instances for gpuhire jobs. See the module docstring."""
+# ACCOUNT.dkr.ecr.REGION.amazonaws.com (also -fips, and .com.cn in China)
+_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+PULL_TIMEOUT_S = 1800.0  # a trainer image is a few GB; the heartbeat goes on meanwhile
 
-    name = "aws"
 
-    def __init__(
-        self,
-        settings: Settings,
-        ledger: Ledger,
-        *,
-        session: boto3.Session | None = None,
-        detect_cidr: Callable[[], str] = aws_setup.detect_public_cidr,
-        now: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.settings = settings
-        self.aws = settings.aws
-        self.ledger = ledger
-        self.detect_cidr = detect_cidr  # injectable: tests never reach the internet
-        self.now = now
-        self._session = session
-        self._clients: dict[str, Any] = {}
-        self._caller: str | None = None
-        self.cleanup_problems: list[str] = []  # what the last release() could not delete yet
+def _registry(image: str) -> str | None:
+    """The registry host an image reference names (`host[:port]/...`), or None (Docker Hub)."""
+    first, slash, _ = image.partition("/")
+    return first if slash and ("." in first or ":" in first or first == "localhost") else None
 
-    # -- clients ----------------------------------------------------------------------------
-    def client(self, service: str) -> Any:
-        """The boto3 client for `service` (ec2, ssm, sts), made once."""
-        if service not in self._clients:
-            if self._session is None:
-                self._session = make_session(self.aws)
-            with aws_errors(f"connect to AWS {service} in {self.aws.region}"):
-                self._clients[service] = client(self._session, service)
-        return self._clients[service]
+
+def resolve_image(image: str, ecr_repository_url: str | None) -> str:
+    """The image the box runs: `image` as given when it names a registry; otherwise, with
+    `[aws] ecr_repository_url` set, that repository with the image's tag (or digest).
+
+        resolve_image("gpuhire-htr:1.0", "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr")
+        -> "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr:1.0"
+    """
+    if _registry(image) or not ecr_repository_url:
+        return image
+    repo = ecr_repository_url.rstrip("/")
+    if "@" in image:
+        return repo + image[image.index("@"):]
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rpartition(":")[2] if ":" in last else "latest"
+    return f"{repo}:{tag}"
+
+
+def pull_script(image: str) -> str | None:
+    """Shell run on the box before the job (docker runtime): log in to ECR with the instance
+    profile's credentials (the Deep Learning AMI has the aws CLI) and pull the image. None
+    for an image outside ECR (public, or already on the AMI)."""
+    registry = _registry(image)
+    match = _ECR_HOST.fullmatch(registry or "")
+    if registry is None or match is None:
+        return None
+    q = shlex.quote
+    return (f"aws ecr get-login-password --region {q(match.group(1))} | "
+            f"docker login --username AWS --password-stdin {q(registry)} && docker pull {q(image)}")
+
+
+def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
+    return SshTarget(host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                     key_path=endpoint.key_path, host_key=PinnedHostKey.parse(endpoint.host_key),
+                     deadline_s=deadline_s,
+                     # the box swaps in the injected key early in boot: retry a mismatch (never
+                     # accepting it) for a while rather than failing the first connect
+                     host_key_grace_s=min(300.0, deadline_s))
+
+
+@dataclass
+class AwsMachine:
+    """One instance for one attempt of a job."""
+
+    provider: AwsProvider
+    job: str
+    instance_id: str
+    session_id: int | None
+    host: SshHost
+    notice_path: str
+    description: str
+    stage: S3Stage | None = None  # data and checkpoints through S3 when [aws] bucket is set
+    setup: str | None = None  # shell run on the box before the job starts (ECR login + pull)
+    rent_timings: dict[str, float] = field(default_factory=dict)  # launch until running, SSH
+    _priced: float = field(default_factory=time.monotonic)
+    _asked: float = -PROVIDER_CHECK_S  # when EC2 was last asked (monotonic)
+
+    def ship(self, local: Path, remote: str) -> None:
+        """The dataset through S3 (content-hashed: unchanged data is not sent again), fetched
+        on the box from presigned URLs; everything else, or without a bucket, over SFTP."""
+        if self.stage is None or remote != "dataset":
+            self.host.put(local, remote)
+            return
+        staged = self.stage.put_dataset(local)
+        script = self.stage.fetch_script(staged, f"{self.host.workdir}/{remote}")
+        done = self.host.ssh.run(script, timeout_s=3600.0)
+        if done.exit_status != 0:
+            raise ProviderError(
+                f"the box could not fetch the data from S3: {done.stderr.decode(errors='replace')[-300:]}",
+                "check the box can reach S3 (its subnet's route or endpoint)",
+            )
+
+    def prepare(self) -> None:
+        """Get the runtime ready: log in to ECR and pull the trainer image (docker runtime)."""
+        if not self.setup:
+            return
+        done = self.host.ssh.run(self.setup, timeout_s=PULL_TIMEOUT_S)
+        if done.exit_status != 0:
+            why = (done.stderr or done.stdout).decode(errors="replace").strip()[-300:]
+            raise ProviderError(
+                f"the box could not pull the trainer image: {why}",
+                "check [train] image was pushed to ECR and the instance profile may pull it "
+                "(terraform's ecr:GetAuthorizationToken and BatchGetImage)",
+            )
+
+    def keep(self, local: Path, name: str) -> None:
+        """A checkpoint just copied home also goes to S3."""
+        if self.stage is not None:
+            self.stage.put_checkpoint(self.job, local, name)
+
+    def interrupted(self, fresh: bool = False) -> bool:
+        """EC2 took the instance (state reason), or the box's watcher saw the 2-minute notice.
+
+        EC2 is asked at most every PROVIDER_CHECK_S (`fresh`: now); the notice file is read
+        only over a live link, never waiting for a reconnect (the caller reconnects in short
+        turns and asks again). Also stores a new spot price when it changed (costs are
+        piecewise over price points).
+        """
+        now = time.monotonic()
+        try:
+            if self.session_id is not None and now - self._priced > PRICE_REFRESH_S:
+                self._priced = now
+                self.provider.refresh_price(self.session_id)
+            if fresh or now - self._asked >= PROVIDER_CHECK_S:
+                self._asked = now
+                if self.provider.interruption(self.instance_id) is not None:
+                    return True
+        except ProviderError:
+            pass  # AWS unreachable for a moment: the notice file, or the next check, decides
+        if not self.host.ssh.connected:
+            return False
+        try:
+            return self.host.exists(self.notice_path)
+        except SshError:  # the box may be going: EC2's word above decides
+            return False
+
+    def release(self, reason: str) -> None:
+        try:
+            self.host.close()
+        finally:
+            self.provider.release(self.job, reason)
+
+
+class AwsRenter:
+    """Rents the cheapest suitable instance for each attempt of a job."""
+
+    provider = "aws"
+
+    def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
+                 runtime: str = "docker", image: str = "gpuhire-htr:latest",
+                 python: str = "python3", ssh_deadline_s: float = 600.0,
+                 workdir_root: str = "gpuhire", stage: S3Stage | None = None,
+                 ecr_repository_url: str | None = None) -> None:
+        self.aws = aws
+        self.spot = spot
+        self.runtime = runtime
+        self.image = resolve_image(image, ecr_repository_url)
+        self.setup = pull_script(self.image) if runtime == "docker" else None
+        self.python = python
+        self.ssh_deadline_s = ssh_deadline_s
+        self.workdir_root = workdir_root  # jobs live in ROOT/<job> on the box (relative: home)
+        self.stage = stage
+        self._offers: dict[str, list[Offer]] = {}
+        self.gpu = self._choose(gpu)
 
     @property
-    def ec2(self) -> Any:
-        return self.client("ec2")
-
-    # -- offers -----------------------------------------------------------------------------
-    def _types(self, gpu: str) -> tuple[list[str], dict[str, aws_offers.TypeInfo]]:
-        gpu = gpu.lower()
-        if gpu not in self.aws.instance_types:
-            raise NotFoundError(f"no instance types for GPU {gpu!r}", "use --gpu t4 or --gpu l4")
-        return self.aws.instance_types[gpu], aws_offers.type_table(self.aws.on_demand_usd_per_hour)
+    def market(self) -> str:
+        return "spot" if self.spot else "on-demand"
 
     def offers(self, gpu: str) -> list[Offer]:
-        """Live spot offers for `gpu` in the configured region, cheapest first."""
-        types, table = self._types(gpu)
-        return aws_offers.spot_offers(self.ec2, self.aws.region, gpu.lower(), types, table, self.now())
+        """Offers for `gpu`, best first: spot (or on-demand with --on-demand); with no spot
+        price anywhere, on-demand when the policy ([aws] fallback_on_demand) allows."""
+        if gpu not in self._offers:
+            found = self.aws.offers(gpu) if self.spot else self.aws.on_demand_offers(gpu)
+            if not found and self.spot and self.aws.aws.fallback_on_demand:
+                found = self.aws.on_demand_offers(gpu)
+            if not found:
+                fix = ("try another --gpu or [aws] region, or --on-demand / [aws] fallback_on_demand"
+                       if self.spot else "try another --gpu or [aws] region")
+                raise ProviderError(f"no {gpu.upper()} {self.market} offers in {self.aws.aws.region}", fix)
+            self._offers[gpu] = found
+        return self._offers[gpu]
 
-    def on_demand_offers(self, gpu: str) -> list[Offer]:
-        """On-demand offers (bundled or configured prices), cheapest first."""
-        types, table = self._types(gpu)
-        return aws_offers.on_demand_offers(self.ec2, self.aws.region, gpu.lower(), types, table)
+    def plan(self) -> str:
+        """The offer a launch tries first, e.g. `spot g4dn.xlarge (4 vCPUs) in us-east-1b at
+        $0.1800/h (on-demand $0.526/h); 3 more offers to fall back on`."""
+        offers = self.offers(self.gpu)
+        o = offers[0]
+        text = f"{o.market} {o.instance_type} ({o.vcpus} vCPUs) in {o.zone} at {usd(o.usd_per_hour, 4)}/h"
+        if o.market == Market.spot:
+            text += f" (on-demand {usd(o.on_demand_usd_per_hour, 3)}/h)"
+        if len(offers) > 1:
+            text += f"; {len(offers) - 1} more offer(s) to fall back on"
+        if o.market == Market.spot and self.aws.aws.fallback_on_demand:
+            text += ", then on-demand"
+        return text + f"; {self.runtime} runtime" + (f" ({self.image})" if self.runtime == "docker" else "")
 
-    def refresh_price(self, session_id: int) -> Decimal | None:
-        """Store the spot price now in force for a running spot session if it changed
-        (costs are piecewise over stored price points); returns the new price, or None."""
-        row = self.ledger.get_session(session_id)
-        if row.market != "spot" or row.end_at is not None:
-            return None
-        prices = aws_offers.latest_spot_prices(self.ec2, [row.instance_type], self.now())
-        point = prices.get((row.zone, row.instance_type))
-        views = self.ledger.sessions(job_id=row.job_id)
-        current = next(v.usd_per_hour for v in views if v.session.id == session_id)
-        if point is None or point[0] == current:
-            return None
-        self.ledger.record_price(session_id, point[0], max(point[1], row.start_at))
-        return point[0]
+    def _choose(self, gpu: str) -> str:
+        """`auto`: the GPU with the lowest price per unit of training speed right now."""
+        if gpu not in ("auto", ""):
+            return gpu.lower()
+        best = min(
+            ("t4", "l4"),
+            key=lambda g: self.offers(g)[0].usd_per_hour / BUILTIN_SPEEDS.get(g, Decimal(1)),
+        )
+        return best
 
-    # -- launch -----------------------------------------------------------------------------
-    def launch(self, request: LaunchRequest) -> Launched:
-        """Launch the first offer with capacity (spot offers, then on-demand if allowed)."""
-        offers = list(request.offers)
-        allow = self.aws.fallback_on_demand if request.allow_on_demand is None else request.allow_on_demand
-        if allow and not any(o.market == Market.on_demand for o in offers):
-            offers += self.on_demand_offers(request.gpu)
-        self._ensure_job(request)
-        plan = self._plan(request, {o.zone for o in offers})
-        with aws_errors(f"launch an instance for job {request.job_id}"):
-            described, session_id, offer, attempts = launch_offers(
-                self.ec2, self.ledger, plan, offers, self.now
-            )
-        try:  # from here an instance exists: whatever goes wrong (Ctrl-C too), it goes
-            instance = self._wait_running(self.to_instance(described))
-            endpoint = self.ssh_endpoint(instance)
+    def usd_per_hour(self) -> Decimal:
+        return self.offers(self.gpu)[0].usd_per_hour
+
+    def overhead_s(self) -> int:
+        return BOOT_AND_STAGE_S
+
+    def trainer_argv(self, args: list[str]) -> list[str]:
+        if self.runtime == "process":
+            return [*shlex.split(self.python), "-m", "jobs.htr", *args]
+        # The HTR trainer image on the Deep Learning AMI; the job folder is mounted as /work and
+        # the trainer runs as the SSH user (the folder's owner), whose ids only the box knows:
+        # a shell on the box fills them in, then becomes docker (exec: the pid stays the job's).
+        docker = ["docker", "run", "--rm", "--gpus", "all", "--ipc", "host", "--user", _BOX_USER,
+                  "-v", "{workdir}:/work", "-w", "/work", "-e", "GPUHIRE_JOB", self.image, *args]
+        return ["sh", "-c", "exec " + shlex.join(docker).replace(_BOX_USER, '"$(id -u):$(id -g)"')]
+
+    def _machine(self, job: str, instance_id: str, session_id: int | None,
+                 endpoint: SshEndpoint) -> AwsMachine:
+        ssh = Ssh(_target(endpoint, self.ssh_deadline_s)).connect()
+        host = SshHost(ssh, f"{self.workdir_root}/{job}", heartbeat_path=endpoint.heartbeat_path,
+                       pid_mirror=endpoint.pid_file)
+        return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
+                          f"{instance_id} ({endpoint.host}, aws)", self.stage, self.setup)
+
+    def rent(self, job: str, attempt: int) -> AwsMachine:
+        offers = list(self.offers(self.gpu))
+        self._offers.pop(self.gpu, None)  # fresh prices for the next attempt
+        t = time.monotonic()
+        launched = self.aws.launch(LaunchRequest(job, self.gpu, tuple(offers)))
+        running = time.monotonic()  # EC2 says running: the launcher's overhead starts here
+        try:
+            machine = self._machine(job, launched.instance.instance_id, launched.session_id,
+                                    launched.ssh)
         except BaseException:
-            self._abandon(request.job_id, str(described["InstanceId"]))
+            self.aws.release(job, "user")  # never leave an unreachable machine running
             raise
-        return Launched(instance, session_id, offer, endpoint, attempts)
+        machine.rent_timings = {"launch until running": running - t,
+                                "ssh connect": time.monotonic() - running}
+        return machine
 
-    def _abandon(self, job_id: str, instance_id: str) -> None:
-        """Terminate an instance the launch cannot hand over and close its session (user).
-
-        Best effort: the error that got us here matters more; what is left (a terminate that
-        failed) carries its tags and session id, so `gpuhire gc` finds it."""
-        try:
-            self.terminate([instance_id])
-            self.close_sessions(job_id=job_id, default_reason=END_USER)
-        except Exception as exc:  # reported; the original error is raised
-            self.cleanup_problems = [f"{instance_id} may still run ({exc}); run `gpuhire gc`"]
-
-    def _wait_running(self, instance: Instance, wait_s: int = 600) -> Instance:
-        """Wait until EC2 says running (the public address exists from then on)."""
-        import botocore.exceptions as bex
-
-        try:
-            with aws_errors(f"wait for {instance.instance_id} to run"):
-                self.ec2.get_waiter("instance_running").wait(
-                    InstanceIds=[instance.instance_id],
-                    WaiterConfig={"Delay": 5, "MaxAttempts": max(1, wait_s // 5)},
-                )
-        except bex.WaiterError:
-            now = self.describe(instance.instance_id)
-            if now.state.gone:
-                self.close_sessions(job_id=instance.job_id)
-            why = now.state_reason or "no reason given"
-            raise ProviderError(
-                f"{instance.instance_id} did not start ({now.state}, {why})",
-                "run the command again; if it repeats, try another zone or region",
-            ) from None
-        return self.describe(instance.instance_id)
-
-    def _ensure_job(self, request: LaunchRequest) -> None:
-        try:
-            self.ledger.get_job(request.job_id)
-        except NotFoundError:
-            self.ledger.create_job(Job(id=request.job_id, kind=request.job_kind, gpu_model=request.gpu,
-                                       status="launching"))
-
-    def _plan(self, request: LaunchRequest, zones: set[str]) -> LaunchPlan:
-        owner = self.caller()  # fails early without credentials
-        cidrs = aws_setup.operator_cidrs(self.aws.operator_cidrs, self.detect_cidr)
-        image_id, root = aws_setup.resolve_ami(
-            self.client("ssm"), self.ec2, self.aws.ami_parameter, self.aws.ami_id
-        )
-        keys = job_keys(request.job_id)
-        key_name = aws_setup.ensure_key_pair(self.ec2, request.job_id, keys.public_key, owner)
-        subnets = aws_setup.subnets_by_zone(self.ec2, zones)
-        groups = {
-            vpc: aws_setup.ensure_security_group(self.ec2, request.job_id, vpc, cidrs, owner)
-            for vpc in sorted({v for _, v in subnets.values()})
-        }
-        lifetime_s = request.max_lifetime_s or self.aws.max_lifetime_hours * 3600
-        safety = SafetySettings(self.aws.deadman_minutes * 60, lifetime_s, self.aws.ssh_user,
-                                keys.host_private_key)
-        return LaunchPlan(
-            job_id=request.job_id, image_id=image_id, root_device=root, key_name=key_name,
-            group_ids=groups, subnets=subnets,
-            user_data=build_user_data(safety, request.extra_user_data),
-            volume_gb=request.volume_gb or self.aws.volume_gb, owner=owner,
-            instance_profile=self.aws.instance_profile, billing=self.settings.billing_rules("aws"),
-        )
-
-    # -- describe ---------------------------------------------------------------------------
-    def to_instance(self, d: dict[str, Any]) -> Instance:
-        """Our view of an EC2 instance description."""
-        tags = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
-        try:
-            state = InstanceState(d.get("State", {}).get("Name", "unknown"))
-        except ValueError:
-            state = InstanceState.unknown
-        code = str(d.get("StateReason", {}).get("Code", ""))
-        end_reason, ended_at = None, None
-        if state.gone:
-            end_reason = END_SPOT_INTERRUPTION if code == SPOT_TERMINATION else (
-                END_USER if code == "Client.UserInitiatedShutdown" else END_UNKNOWN
-            )
-            match = _WHEN.search(str(d.get("StateTransitionReason", "")))
-            ended_at = datetime.fromisoformat(match.group(1) + "+00:00") if match else None
-        launched = d.get("LaunchTime")
-        return Instance(
-            provider="aws", instance_id=d["InstanceId"], job_id=tags.get(TAG_JOB),
-            region=self.aws.region, zone=d.get("Placement", {}).get("AvailabilityZone", ""),
-            instance_type=d.get("InstanceType", ""),
-            market=Market.spot if d.get("InstanceLifecycle") == "spot" else Market.on_demand,
-            state=state, launched_at=as_utc(launched) if launched else None,
-            public_ip=d.get("PublicIpAddress"), state_reason=code, end_reason=end_reason,
-            ended_at=ended_at, session_id=_int(tags.get(TAG_SESSION)), owner=tags.get(TAG_OWNER, ""),
-        )
-
-    def describe(self, instance_id: str) -> Instance:
-        """The instance now; one AWS no longer knows is reported terminated (reason unknown)."""
-        import botocore.exceptions as bex
-
-        try:
-            with aws_errors(f"describe {instance_id}"):
-                found = self._describe(InstanceIds=[instance_id])
-        except ProviderError as exc:
-            if "InvalidInstanceID.NotFound" not in str(exc):
-                raise
-            found = []
-        except bex.ParamValidationError:
-            found = []
-        if not found:
-            return Instance("aws", instance_id, None, self.aws.region, "", "", Market.spot,
-                            InstanceState.terminated, None, end_reason=END_UNKNOWN)
-        return self.to_instance(found[0])
-
-    def _describe(self, **kwargs: Any) -> list[dict[str, Any]]:
-        out = []
-        for page in self.ec2.get_paginator("describe_instances").paginate(**kwargs):
-            for reservation in page["Reservations"]:
-                out.extend(reservation["Instances"])
-        return out
-
-    def instances(self, job_id: str | None = None) -> list[Instance]:
-        """gpuhire-tagged instances (all jobs, or one), including recently terminated ones."""
-        flt = [{"Name": f"tag:{TAG_JOB}", "Values": [job_id]}] if job_id else [
-            {"Name": "tag-key", "Values": [TAG_JOB]}
-        ]
-        with aws_errors("list gpuhire instances"):
-            found = self._describe(Filters=flt)
-        return [self.to_instance(d) for d in found]
-
-    def ssh_endpoint(self, instance: Instance) -> SshEndpoint:
-        """How to reach the instance; [aws] ssh_targets overrides host:port (bastions, tests)."""
-        if instance.job_id is None:
-            raise ProviderError(f"{instance.instance_id} has no {TAG_JOB} tag", "it is not gpuhire's")
-        keys = job_keys(instance.job_id)
-        target = self.aws.ssh_targets.get(instance.instance_id) or self.aws.ssh_targets.get("*")
-        host, port = instance.public_ip or "", 22
-        if target:
-            host, _, port_text = target.rpartition(":") if ":" in target else (target, "", "22")
-            port = int(port_text or 22)
-        if not host:
-            raise ProviderError(
-                f"{instance.instance_id} has no public address ({instance.state})",
-                'wait until it runs, or reach it another way: [aws] ssh_targets = {"*" = "host:port"}',
-            )
-        return SshEndpoint(host=host, port=port, user=self.aws.ssh_user, key_path=keys.private_key_path,
-                           host_key=keys.host_public_key, heartbeat_path=HEARTBEAT_PATH, pid_file=PID_FILE,
-                           notice_path=NOTICE_FILE)
-
-    def interruption(self, instance_id: str) -> InterruptionNotice | None:
-        """EC2's own word after the fact (StateReason). The two-minute notice is read on the box
-        by the spot watcher, which writes it to SshEndpoint.notice_path."""
-        instance = self.describe(instance_id)
-        if instance.state_reason != SPOT_TERMINATION:
+    def reattach(self, state: RunState) -> AwsMachine | None:
+        alive = [i for i in self.aws.instances(state.job) if not i.state.gone]
+        if not alive:
+            self.aws.close_sessions(job_id=state.job)  # record how the old ones ended
             return None
-        return InterruptionNotice(instance_id, "terminate", instance.ended_at, "state-reason")
+        instance = alive[0]
+        return self._machine(state.job, instance.instance_id, state.session_id,
+                             self.aws.ssh_endpoint(instance))
 
-    # -- ending -----------------------------------------------------------------------------
-    def terminate(self, instance_ids: list[str]) -> None:
-        """Terminate instances (already-gone ones are fine)."""
-        if instance_ids:
-            with aws_errors("terminate " + ", ".join(instance_ids)):
-                self.ec2.terminate_instances(InstanceIds=instance_ids)
-
-    def release(self, job_id: str, reason: str) -> list[Instance]:
-        """Terminate the job's instances, close their sessions, delete its key pair and group.
-
-        The session of an instance EC2 already took keeps EC2's reason (spot-interruption).
-        """
-        from launcher.providers.aws.gc import cleanup_job
-
-        alive = [i for i in self.instances(job_id) if not i.state.gone]
-        self.terminate([i.instance_id for i in alive])
-        closed = {i.instance_id: i for i in self.close_sessions(job_id=job_id, default_reason=reason)}
-        # A group still in use by a dying instance stays until `gpuhire gc`: say so.
-        self.cleanup_problems = cleanup_job(self, job_id)
-        return [closed.get(i.instance_id, replace(i, state=InstanceState.shutting_down)) for i in alive]
-
-    def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:
-        """Close open aws sessions (all, or `job_id`'s) whose instance is gone, with EC2's end
-        time and reason (`default_reason` replaces a plain user/unknown one). Returns the
-        instances whose sessions were closed."""
-        closed = []
-        for view in self.ledger.sessions(open_only=True, job_id=job_id):
-            row = view.session
-            if not self.owns(row) or row.instance_id is None or row.id is None:
-                continue
-            instance = self.describe(row.instance_id)
-            if not instance.state.gone:
-                continue  # still billed: its session stays open
-            reason = instance.end_reason
-            if reason in (None, END_UNKNOWN, END_USER) and default_reason is not None:
-                reason = default_reason  # we ended it, and the caller says why
-            end = instance.ended_at or self.now()
-            self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
-            closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
-        return closed
-
-    def caller(self) -> str:
-        """The gpuhire:owner name of whoever runs this (the IAM identity's name), asked once."""
-        if self._caller is None:
-            self._caller = aws_setup.caller_owner(self.client("sts"))
-        return self._caller
-
-    def owns(self, row: RentalSession) -> bool:
-        """A ledger session this provider launched in its region (not one recorded by hand,
-        not one in another region, whose instance this region cannot see)."""
-        return (
-            row.provider == "aws"
-            and row.region in ("", self.aws.region)
-            and (row.instance_id is not None or row.state == "launching")
-        )
-
-    def forget_keys(self, job_id: str) -> None:
-        """Remove the job's local key files."""
-        remove_job_keys(job_id)
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None

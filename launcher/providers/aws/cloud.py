@@ -1,0 +1,371 @@
+"""The AWS provider: offers, launch, describe, release, and the books kept straight.
+
+    provider = AwsProvider(settings, ledger)
+    offers = provider.offers("t4")                       # live spot prices, cheapest first
+    launched = provider.launch(LaunchRequest("train-...", "t4", tuple(offers)))
+    provider.ssh_endpoint(launched.instance)             # host, key file, pinned host key
+    provider.release("train-...", "completed")           # terminate, close session, clean up
+
+Tags decide what runs (`gpuhire:job`, `gpuhire:owner`, `gpuhire:session`); the ledger records
+what happened and `reconcile()` brings it in line with the tags (launcher/providers/aws/gc.py).
+boto3 is imported only inside this package's AWS modules, never at `gpuhire --help`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from launcher.errors import NotFoundError, ProviderError
+from launcher.providers.aws import offers as aws_offers
+from launcher.providers.aws import setup as aws_setup
+from launcher.providers.aws.client import aws_errors, client, make_session
+from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
+from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
+from launcher.providers.aws.userdata import (
+    HEARTBEAT_PATH,
+    NOTICE_FILE,
+    PID_FILE,
+    SafetySettings,
+    build_user_data,
+)
+from launcher.providers.base import (
+    END_SPOT_INTERRUPTION,
+    END_UNKNOWN,
+    END_USER,
+    Instance,
+    InstanceState,
+    InterruptionNotice,
+    Launched,
+    LaunchRequest,
+    Market,
+    Offer,
+    SshEndpoint,
+)
+from launcher.ssh.keys import job_keys, remove_job_keys
+from ledger.models import Job, RentalSession
+from ledger.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    import boto3
+
+    from launcher.config import Settings
+    from ledger.book import Ledger
+
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
+# "User initiated (2026-11-22 08:22:00 GMT)" (AWS says GMT, moto UTC).
+_WHEN = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
+
+
+class AwsProvider:
+    """EC2 spot (and on-demand) instances for gpuhire jobs. See the module docstring."""
+
+    name = "aws"
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        *,
+        session: boto3.Session | None = None,
+        detect_cidr: Callable[[], str] = aws_setup.detect_public_cidr,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.aws = settings.aws
+        self.ledger = ledger
+        self.detect_cidr = detect_cidr  # injectable: tests never reach the internet
+        self.now = now
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        self._caller: str | None = None
+        self.cleanup_problems: list[str] = []  # what the last release() could not delete yet
+
+    # -- clients ----------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """The boto3 client for `service` (ec2, ssm, sts), made once."""
+        if service not in self._clients:
+            if self._session is None:
+                self._session = make_session(self.aws)
+            with aws_errors(f"connect to AWS {service} in {self.aws.region}"):
+                self._clients[service] = client(self._session, service)
+        return self._clients[service]
+
+    @property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    # -- offers -----------------------------------------------------------------------------
+    def _types(self, gpu: str) -> tuple[list[str], dict[str, aws_offers.TypeInfo]]:
+        gpu = gpu.lower()
+        if gpu not in self.aws.instance_types:
+            raise NotFoundError(f"no instance types for GPU {gpu!r}", "use --gpu t4 or --gpu l4")
+        return self.aws.instance_types[gpu], aws_offers.type_table(self.aws.on_demand_usd_per_hour)
+
+    def offers(self, gpu: str) -> list[Offer]:
+        """Live spot offers for `gpu` in the configured region, cheapest first."""
+        types, table = self._types(gpu)
+        return aws_offers.spot_offers(self.ec2, self.aws.region, gpu.lower(), types, table, self.now())
+
+    def on_demand_offers(self, gpu: str) -> list[Offer]:
+        """On-demand offers (bundled or configured prices), cheapest first."""
+        types, table = self._types(gpu)
+        return aws_offers.on_demand_offers(self.ec2, self.aws.region, gpu.lower(), types, table)
+
+    def refresh_price(self, session_id: int) -> Decimal | None:
+        """Store the spot price now in force for a running spot session if it changed
+        (costs are piecewise over stored price points); returns the new price, or None."""
+        row = self.ledger.get_session(session_id)
+        if row.market != "spot" or row.end_at is not None:
+            return None
+        prices = aws_offers.latest_spot_prices(self.ec2, [row.instance_type], self.now())
+        point = prices.get((row.zone, row.instance_type))
+        views = self.ledger.sessions(job_id=row.job_id)
+        current = next(v.usd_per_hour for v in views if v.session.id == session_id)
+        if point is None or point[0] == current:
+            return None
+        self.ledger.record_price(session_id, point[0], max(point[1], row.start_at))
+        return point[0]
+
+    # -- launch -----------------------------------------------------------------------------
+    def launch(self, request: LaunchRequest) -> Launched:
+        """Launch the first offer with capacity (spot offers, then on-demand if allowed)."""
+        offers = list(request.offers)
+        allow = self.aws.fallback_on_demand if request.allow_on_demand is None else request.allow_on_demand
+        if allow and not any(o.market == Market.on_demand for o in offers):
+            offers += self.on_demand_offers(request.gpu)
+        self._ensure_job(request)
+        plan = self._plan(request, {o.zone for o in offers})
+        with aws_errors(f"launch an instance for job {request.job_id}"):
+            described, session_id, offer, attempts = launch_offers(
+                self.ec2, self.ledger, plan, offers, self.now
+            )
+        try:  # from here an instance exists: whatever goes wrong (Ctrl-C too), it goes
+            instance = self._wait_running(self.to_instance(described))
+            endpoint = self.ssh_endpoint(instance)
+        except BaseException:
+            self._abandon(request.job_id, str(described["InstanceId"]))
+            raise
+        return Launched(instance, session_id, offer, endpoint, attempts)
+
+    def _abandon(self, job_id: str, instance_id: str) -> None:
+        """Terminate an instance the launch cannot hand over and close its session (user).
+
+        Best effort: the error that got us here matters more; what is left (a terminate that
+        failed) carries its tags and session id, so `gpuhire gc` finds it."""
+        try:
+            self.terminate([instance_id])
+            self.close_sessions(job_id=job_id, default_reason=END_USER)
+        except Exception as exc:  # reported; the original error is raised
+            self.cleanup_problems = [f"{instance_id} may still run ({exc}); run `gpuhire gc`"]
+
+    def _wait_running(self, instance: Instance, wait_s: int = 600) -> Instance:
+        """Wait until EC2 says running (the public address exists from then on)."""
+        import botocore.exceptions as bex
+
+        try:
+            with aws_errors(f"wait for {instance.instance_id} to run"):
+                self.ec2.get_waiter("instance_running").wait(
+                    InstanceIds=[instance.instance_id],
+                    WaiterConfig={"Delay": 5, "MaxAttempts": max(1, wait_s // 5)},
+                )
+        except bex.WaiterError:
+            now = self.describe(instance.instance_id)
+            if now.state.gone:
+                self.close_sessions(job_id=instance.job_id)
+            why = now.state_reason or "no reason given"
+            raise ProviderError(
+                f"{instance.instance_id} did not start ({now.state}, {why})",
+                "run the command again; if it repeats, try another zone or region",
+            ) from None
+        return self.describe(instance.instance_id)
+
+    def _ensure_job(self, request: LaunchRequest) -> None:
+        try:
+            self.ledger.get_job(request.job_id)
+        except NotFoundError:
+            self.ledger.create_job(Job(id=request.job_id, kind=request.job_kind, gpu_model=request.gpu,
+                                       status="launching"))
+
+    def _plan(self, request: LaunchRequest, zones: set[str]) -> LaunchPlan:
+        owner = self.caller()  # fails early without credentials
+        cidrs = aws_setup.operator_cidrs(self.aws.operator_cidrs, self.detect_cidr)
+        image_id, root = aws_setup.resolve_ami(
+            self.client("ssm"), self.ec2, self.aws.ami_parameter, self.aws.ami_id
+        )
+        keys = job_keys(request.job_id)
+        key_name = aws_setup.ensure_key_pair(self.ec2, request.job_id, keys.public_key, owner)
+        subnets = aws_setup.subnets_by_zone(self.ec2, zones)
+        groups = {
+            vpc: aws_setup.ensure_security_group(self.ec2, request.job_id, vpc, cidrs, owner)
+            for vpc in sorted({v for _, v in subnets.values()})
+        }
+        lifetime_s = request.max_lifetime_s or self.aws.max_lifetime_hours * 3600
+        safety = SafetySettings(self.aws.deadman_minutes * 60, lifetime_s, self.aws.ssh_user,
+                                keys.host_private_key)
+        return LaunchPlan(
+            job_id=request.job_id, image_id=image_id, root_device=root, key_name=key_name,
+            group_ids=groups, subnets=subnets,
+            user_data=build_user_data(safety, request.extra_user_data),
+            volume_gb=request.volume_gb or self.aws.volume_gb, owner=owner,
+            instance_profile=self.aws.instance_profile, billing=self.settings.billing_rules("aws"),
+        )
+
+    # -- describe ---------------------------------------------------------------------------
+    def to_instance(self, d: dict[str, Any]) -> Instance:
+        """Our view of an EC2 instance description."""
+        tags = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
+        try:
+            state = InstanceState(d.get("State", {}).get("Name", "unknown"))
+        except ValueError:
+            state = InstanceState.unknown
+        code = str(d.get("StateReason", {}).get("Code", ""))
+        end_reason, ended_at = None, None
+        if state.gone:
+            end_reason = END_SPOT_INTERRUPTION if code == SPOT_TERMINATION else (
+                END_USER if code == "Client.UserInitiatedShutdown" else END_UNKNOWN
+            )
+            match = _WHEN.search(str(d.get("StateTransitionReason", "")))
+            ended_at = datetime.fromisoformat(match.group(1) + "+00:00") if match else None
+        launched = d.get("LaunchTime")
+        return Instance(
+            provider="aws", instance_id=d["InstanceId"], job_id=tags.get(TAG_JOB),
+            region=self.aws.region, zone=d.get("Placement", {}).get("AvailabilityZone", ""),
+            instance_type=d.get("InstanceType", ""),
+            market=Market.spot if d.get("InstanceLifecycle") == "spot" else Market.on_demand,
+            state=state, launched_at=as_utc(launched) if launched else None,
+            public_ip=d.get("PublicIpAddress"), state_reason=code, end_reason=end_reason,
+            ended_at=ended_at, session_id=_int(tags.get(TAG_SESSION)), owner=tags.get(TAG_OWNER, ""),
+        )
+
+    def describe(self, instance_id: str) -> Instance:
+        """The instance now; one AWS no longer knows is reported terminated (reason unknown)."""
+        import botocore.exceptions as bex
+
+        try:
+            with aws_errors(f"describe {instance_id}"):
+                found = self._describe(InstanceIds=[instance_id])
+        except ProviderError as exc:
+            if "InvalidInstanceID.NotFound" not in str(exc):
+                raise
+            found = []
+        except bex.ParamValidationError:
+            found = []
+        if not found:
+            return Instance("aws", instance_id, None, self.aws.region, "", "", Market.spot,
+                            InstanceState.terminated, None, end_reason=END_UNKNOWN)
+        return self.to_instance(found[0])
+
+    def _describe(self, **kwargs: Any) -> list[dict[str, Any]]:
+        out = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(**kwargs):
+            for reservation in page["Reservations"]:
+                out.extend(reservation["Instances"])
+        return out
+
+    def instances(self, job_id: str | None = None) -> list[Instance]:
+        """gpuhire-tagged instances (all jobs, or one), including recently terminated ones."""
+        flt = [{"Name": f"tag:{TAG_JOB}", "Values": [job_id]}] if job_id else [
+            {"Name": "tag-key", "Values": [TAG_JOB]}
+        ]
+        with aws_errors("list gpuhire instances"):
+            found = self._describe(Filters=flt)
+        return [self.to_instance(d) for d in found]
+
+    def ssh_endpoint(self, instance: Instance) -> SshEndpoint:
+        """How to reach the instance; [aws] ssh_targets overrides host:port (bastions, tests)."""
+        if instance.job_id is None:
+            raise ProviderError(f"{instance.instance_id} has no {TAG_JOB} tag", "it is not gpuhire's")
+        keys = job_keys(instance.job_id)
+        target = self.aws.ssh_targets.get(instance.instance_id) or self.aws.ssh_targets.get("*")
+        host, port = instance.public_ip or "", 22
+        if target:
+            host, _, port_text = target.rpartition(":") if ":" in target else (target, "", "22")
+            port = int(port_text or 22)
+        if not host:
+            raise ProviderError(
+                f"{instance.instance_id} has no public address ({instance.state})",
+                'wait until it runs, or reach it another way: [aws] ssh_targets = {"*" = "host:port"}',
+            )
+        return SshEndpoint(host=host, port=port, user=self.aws.ssh_user, key_path=keys.private_key_path,
+                           host_key=keys.host_public_key, heartbeat_path=HEARTBEAT_PATH, pid_file=PID_FILE,
+                           notice_path=NOTICE_FILE)
+
+    def interruption(self, instance_id: str) -> InterruptionNotice | None:
+        """EC2's own word after the fact (StateReason). The two-minute notice is read on the box
+        by the spot watcher, which writes it to SshEndpoint.notice_path."""
+        instance = self.describe(instance_id)
+        if instance.state_reason != SPOT_TERMINATION:
+            return None
+        return InterruptionNotice(instance_id, "terminate", instance.ended_at, "state-reason")
+
+    # -- ending -----------------------------------------------------------------------------
+    def terminate(self, instance_ids: list[str]) -> None:
+        """Terminate instances (already-gone ones are fine)."""
+        if instance_ids:
+            with aws_errors("terminate " + ", ".join(instance_ids)):
+                self.ec2.terminate_instances(InstanceIds=instance_ids)
+
+    def release(self, job_id: str, reason: str) -> list[Instance]:
+        """Terminate the job's instances, close their sessions, delete its key pair and group.
+
+        The session of an instance EC2 already took keeps EC2's reason (spot-interruption).
+        """
+        from launcher.providers.aws.gc import cleanup_job
+
+        alive = [i for i in self.instances(job_id) if not i.state.gone]
+        self.terminate([i.instance_id for i in alive])
+        closed = {i.instance_id: i for i in self.close_sessions(job_id=job_id, default_reason=reason)}
+        # A group still in use by a dying instance stays until `gpuhire gc`: say so.
+        self.cleanup_problems = cleanup_job(self, job_id)
+        return [closed.get(i.instance_id, replace(i, state=InstanceState.shutting_down)) for i in alive]
+
+    def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:
+        """Close open aws sessions (all, or `job_id`'s) whose instance is gone, with EC2's end
+        time and reason (`default_reason` replaces a plain user/unknown one). Returns the
+        instances whose sessions were closed."""
+        closed = []
+        for view in self.ledger.sessions(open_only=True, job_id=job_id):
+            row = view.session
+            if not self.owns(row) or row.instance_id is None or row.id is None:
+                continue
+            instance = self.describe(row.instance_id)
+            if not instance.state.gone:
+                continue  # still billed: its session stays open
+            reason = instance.end_reason
+            if reason in (None, END_UNKNOWN, END_USER) and default_reason is not None:
+                reason = default_reason  # we ended it, and the caller says why
+            end = instance.ended_at or self.now()
+            self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
+            closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
+        return closed
+
+    def caller(self) -> str:
+        """The gpuhire:owner name of whoever runs this (the IAM identity's name), asked once."""
+        if self._caller is None:
+            self._caller = aws_setup.caller_owner(self.client("sts"))
+        return self._caller
+
+    def owns(self, row: RentalSession) -> bool:
+        """A ledger session this provider launched in its region (not one recorded by hand,
+        not one in another region, whose instance this region cannot see)."""
+        return (
+            row.provider == "aws"
+            and row.region in ("", self.aws.region)
+            and (row.instance_id is not None or row.state == "launching")
+        )
+
+    def forget_keys(self, job_id: str) -> None:
+        """Remove the job's local key files."""
+        remove_job_keys(job_id)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
