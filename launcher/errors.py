@@ -1,12 +1,6 @@
-"""The launcher's errors: subclasses of the one hierarchy in ledger.errors.
-
-    GpuhireError (ledger.errors)
-    ├── ConfigError, InputError, LedgerError, NotFoundError   (ledger.errors)
-    ├── SpecError        a job spec or ground truth that cannot run
-    ├── ProviderError    a cloud or host refused or failed a call
-    │   └── CapacityError   no capacity anywhere we were allowed to try
-    ├── SshError         an SSH connection, host key or transfer failed
-    └── BudgetError      a quote or a running job passed --max-usd
+"""The launcher's errors: it adds SpecError, ProviderError (and its CapacityError), SshError
+and BudgetError to the one hierarchy, whose whole tree is drawn in `ledger/errors.py`; the
+ledger's own errors are re-exported here, so launcher code imports all of them from one place.
 """
 
 from __future__ import annotations

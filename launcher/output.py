@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
-from enum import Enum, StrEnum
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from ledger import money
@@ -27,20 +26,7 @@ class ListFormat(StrEnum):
     json = "json"
 
 
-def _default(value: Any) -> Any:
-    # Money stays exact: Decimals are written as fixed-point strings ("0.000000028", never
-    # "2.8E-8"), see docs/json.md.
-    if isinstance(value, Decimal):
-        return money.exact(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def to_json(data: Any) -> str:
-    return json.dumps(data, default=_default, indent=2, ensure_ascii=False)
+to_json = money.to_json  # the one JSON writer (ledger.money): Decimals exact, see docs/json.md
 
 
 def print_json(data: Any) -> None:
@@ -69,9 +55,10 @@ def usd(value: Decimal | None, places: int = 2) -> str:
 
 
 def number(value: Decimal | float | None, places: int = 1) -> str:
+    """A number for people, rounded for display only."""
     if value is None:
         return "-"
-    return f"{Decimal(str(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):,}"
+    return money.rounded(value, places)
 
 
 def iso(value: datetime | None) -> str:
@@ -110,5 +97,6 @@ def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(headers)
     for row in rows:
-        writer.writerow([_default(c) if isinstance(c, Decimal | datetime) else c for c in row])
+        writer.writerow([money.json_default(c) if isinstance(c, Decimal | datetime) else c
+                         for c in row])
     sys.stdout.write(buf.getvalue())

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-SOURCE = "gpuhire shared/facts.md: AWS EC2/EBS/VPC pricing pages and vendor launch prices"
-AS_OF = "2026-11-01"
+AS_OF = "2026-11-01"  # the date of every figure below; `gpuhire cards` prints it
+# The consumer cards: NVIDIA's launch prices (MSRP) and board power.
+SOURCE = "NVIDIA launch price (MSRP) and board power (nvidia.com)"
+# The data-centre cards, for which NVIDIA publishes no MSRP.
+DATACENTRE_SOURCE = "typical list price (NVIDIA publishes no MSRP); board power from NVIDIA's datasheet"
 
 # The GPU models gpuhire rents on AWS (T4: g4dn, L4: g6). Every list of them reads this one.
 RENTED_GPUS: tuple[str, ...] = ("t4", "l4")
@@ -28,8 +32,11 @@ class BillingRules:
     owned: bool = False  # hardware the user owns (local, ssh): its hours are not rent
 
 
-# AWS Linux: per-second billing, 60 s minimum; EC2-interrupted spot free in its first hour;
-# gp3 0.08 USD/GB-month; public IPv4 0.005 USD/h.
+# AWS, us-east-1, Linux, as of 2026-11-01: per-second billing with a 60 s minimum (EC2
+# On-Demand pricing page, aws.amazon.com/ec2/pricing/on-demand/); spot that EC2 interrupts in
+# its first hour is free (docs.aws.amazon.com, "Billing for interrupted Spot Instances"); gp3
+# 0.08 USD/GB-month (EBS pricing, aws.amazon.com/ebs/pricing/); a public IPv4 address 0.005
+# USD/h (VPC pricing, aws.amazon.com/vpc/pricing/).
 BUILTIN_PROVIDERS: dict[str, BillingRules] = {
     "aws": BillingRules(
         min_billed_s=60,
@@ -68,8 +75,17 @@ class CardProfile:
     as_of: str = AS_OF
 
 
-def _card(name: str, label: str, price: str, power: str, speed: str) -> CardProfile:
-    return CardProfile(name, label, Decimal(price), Decimal(power), Decimal(speed))
+def card_dict(c: CardProfile) -> dict[str, Any]:
+    """One card of `gpuhire cards --format json` (docs/json.md)."""
+    return {"name": c.name, "label": c.label, "price_usd": c.price_usd, "power_w": c.power_w,
+            "speed_vs_t4": c.speed, "resale_fraction": c.resale_fraction,
+            "lifetime_months": c.lifetime_months, "source": c.source, "as_of": c.as_of}
+
+
+def _card(name: str, label: str, price: str, power: str, speed: str,
+          source: str = SOURCE) -> CardProfile:
+    return CardProfile(name, label, Decimal(price), Decimal(power), Decimal(speed),
+                       source=source)
 
 
 BUILTIN_CARDS: dict[str, CardProfile] = {
@@ -79,8 +95,8 @@ BUILTIN_CARDS: dict[str, CardProfile] = {
         _card("rtx4060ti", "RTX 4060 Ti 16 GB", "499", "165", "1.6"),
         _card("rtx4070", "RTX 4070 12 GB", "599", "200", "2.0"),
         _card("rtx4090", "RTX 4090 24 GB", "1599", "450", "4.0"),
-        _card("t4", "T4 16 GB (data-centre)", "2300", "70", "1.0"),
-        _card("l4", "L4 24 GB (data-centre)", "3300", "72", "2.0"),
+        _card("t4", "T4 16 GB (data-centre)", "2300", "70", "1.0", DATACENTRE_SOURCE),
+        _card("l4", "L4 24 GB (data-centre)", "3300", "72", "2.0", DATACENTRE_SOURCE),
     )
 }
 

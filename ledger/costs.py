@@ -1,6 +1,7 @@
 """The cost model: pure functions, `Decimal` dollars, UTC times, no I/O.
 
-Rules (../shared/design.md, "Cost model"; AWS billing as documented for Linux instances):
+Rules (docs/ledger.md, "The cost model"; AWS billing as documented for Linux instances, its
+sources and date in ledger.catalogue):
 
 * Compute is billed per second with a minimum (`min_billed_s`, 60 on AWS, 0 elsewhere unless a
   provider entry says otherwise): billed seconds = max(minimum, ceil(end - start)). The billed
@@ -28,7 +29,7 @@ from ledger.timeutil import as_utc, split_by_month
 
 SECONDS_PER_HOUR = Decimal(3600)
 HOURS_PER_GB_MONTH = Decimal(730)
-_US = Decimal(1_000_000)
+MICROS_PER_S = Decimal(1_000_000)
 
 END_REASONS = ("completed", "user", "spot-interruption", "unknown")
 MARKETS = ("spot", "on-demand")
@@ -133,19 +134,13 @@ def _price_segments(
 
 
 def _us(delta: timedelta) -> Decimal:
-    return Decimal(delta // timedelta(microseconds=1)) / _US
+    return Decimal(delta // timedelta(microseconds=1)) / MICROS_PER_S
 
 
-def session_cost(inp: CostInput, now: datetime) -> SessionCost:
-    """Cost one session; a running one is costed up to `now`."""
-    start = as_utc(inp.start_at)
-    running = inp.end_at is None
-    end = as_utc(now) if inp.end_at is None else as_utc(inp.end_at)
-    end = max(end, start)
-    duration_s = _us(end - start)
-    billed = billed_seconds(duration_s, inp.min_billed_s)
-    free = is_interruption_free(inp, duration_s)
-
+def _billed_compute(
+    inp: CostInput, start: datetime, billed: int, free: bool
+) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Compute USD and billed seconds per month, over the billed span [start, start + billed)."""
     compute: dict[str, Decimal] = {}
     billed_by_month: dict[str, Decimal] = {}
     billed_end = start + timedelta(seconds=billed)
@@ -155,7 +150,13 @@ def session_cost(inp: CostInput, now: datetime) -> SessionCost:
             billed_by_month[month] = billed_by_month.get(month, Decimal(0)) + secs
             usd = Decimal(0) if free else secs * usd_per_hour / SECONDS_PER_HOUR
             compute[month] = compute.get(month, Decimal(0)) + usd
+    return compute, billed_by_month
 
+
+def _month_costs(inp: CostInput, start: datetime, end: datetime, compute: dict[str, Decimal],
+                 billed_by_month: dict[str, Decimal]) -> tuple[MonthCost, ...]:
+    """The session's months, oldest first: its wall seconds, disk and IPv4 in each, with the
+    compute billed there."""
     months: dict[str, MonthCost] = {}
     for month, piece_start, piece_end in split_by_month(start, end):
         secs = _us(piece_end - piece_start)
@@ -178,8 +179,20 @@ def session_cost(inp: CostInput, now: datetime) -> SessionCost:
         if month not in months:
             zero = Decimal(0)
             months[month] = MonthCost(month, usd, zero, zero, zero, billed_by_month[month], zero)
+    return tuple(months[m] for m in sorted(months))
 
-    ordered = tuple(months[m] for m in sorted(months))
+
+def session_cost(inp: CostInput, now: datetime) -> SessionCost:
+    """Cost one session; a running one is costed up to `now`."""
+    start = as_utc(inp.start_at)
+    running = inp.end_at is None
+    end = as_utc(now) if inp.end_at is None else as_utc(inp.end_at)
+    end = max(end, start)
+    duration_s = _us(end - start)
+    billed = billed_seconds(duration_s, inp.min_billed_s)
+    free = is_interruption_free(inp, duration_s)
+    compute, billed_by_month = _billed_compute(inp, start, billed, free)
+    ordered = _month_costs(inp, start, end, compute, billed_by_month)
     return SessionCost(
         duration_s=duration_s,
         billed_s=billed,

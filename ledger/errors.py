@@ -1,15 +1,25 @@
-"""The one error hierarchy of gpuhire.
+"""The one error hierarchy of gpuhire, drawn whole here.
 
-It lives in `ledger` because imports go one way (`launcher -> ledger`): the launcher's errors
-subclass these, and the CLI turns any of them into one line on stderr and a non-zero exit.
+It is rooted in `ledger` because imports go one way (`launcher -> ledger`): `launcher.errors`
+adds the launcher's own subclasses, and the CLI turns any of them into one line on stderr and
+a non-zero exit (`exit_code`: 2 for config and input, 1 for the rest).
 
-    GpuhireError                  every expected failure; `.fix` says what the user should do
-    ├── ConfigError               a bad config file, variable or flag value
-    ├── InputError                bad user input: a CSV row, a date, a month
+    GpuhireError                    every expected failure; `.fix` says what the user should do
+    ├── ConfigError                 a bad config file, variable or flag value
+    ├── InputError                  bad user input: a CSV row, a date, a month
     │   └── DuplicateSessionsError  sessions identical to recorded ones (a file imported twice)
-    ├── LedgerError               the database cannot be opened, migrated or written
-    ├── NotFoundError             a job, card or session that does not exist
-    └── (launcher.errors)         SpecError, CapacityError, ProviderError, SshError, ...
+    ├── LedgerError                 the database cannot be opened, migrated or written
+    ├── NotFoundError               a job, card or session that does not exist
+    ├── DeliveryError               (ledger.alerts.channels) an alert channel could not deliver
+    ├── SpecError                   (launcher.errors) a job spec or ground truth that cannot run
+    ├── ProviderError               (launcher.errors) a cloud or host refused or failed a call
+    │   └── CapacityError           (launcher.errors) no capacity anywhere we were allowed to try
+    ├── SshError                    (launcher.errors) an SSH connection, host key or transfer failed
+    └── BudgetError                 (launcher.errors) a quote or a running job passed --max-usd
+
+`jobs.htr.errors.HtrError` stands apart: the trainer image holds `jobs` only, so it cannot
+subclass these; it carries the same `message` and `fix`, and the launcher turns it into one
+of the above where it meets it.
 
 Messages never carry credentials: a database URL is shown with its password masked.
 """

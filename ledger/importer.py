@@ -12,9 +12,9 @@ import io
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from ledger.book import MAX_USD_PER_HOUR, NewSession
 from ledger.errors import InputError
 from ledger.models import NANO
+from ledger.recording import MAX_USD_PER_HOUR, NewSession
 from ledger.timeutil import parse_time
 
 REQUIRED = ("provider", "gpu", "start", "usd_per_hour")
@@ -116,11 +116,6 @@ def session_from_fields(
                          "add --end" if flags else "fill the end column")
     new.check()
     return new
-
-
-def parse_csv(text: str, source: str = "CSV", now: datetime | None = None) -> list[NewSession]:
-    """Every row as a NewSession, or one InputError naming every bad row and its fix."""
-    return [new for _, new in parse_csv_rows(text, source, now)]
 
 
 def parse_csv_rows(

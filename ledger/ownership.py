@@ -1,6 +1,6 @@
 """The ownership model and the buy signal: pure functions, `Decimal`, no I/O.
 
-Formulas (../shared/design.md, "Ownership model and buy signal"):
+Formulas (docs/ledger.md, "The ownership model and the buy signal"):
 
 * owned hours for a rented GPU-hour on GPU g = speed(g) / speed(card)
 * own running cost per rented GPU-hour = speed(g) / speed(card) x (power_w + host_w) / 1000
@@ -86,10 +86,16 @@ def speed_of(gpu: str, speeds: Mapping[str, Decimal]) -> Decimal:
         ) from None
 
 
+def running_usd_per_hour(watts: Decimal, usd_per_kwh: Decimal) -> Decimal:
+    """What an owned machine drawing `watts` costs per hour in electricity."""
+    return watts / Decimal(1000) * usd_per_kwh
+
+
 def own_running_per_gpu_hour(gpu: str, card: CardProfile, params: OwnershipParams) -> Decimal:
-    """USD of electricity to do one rented GPU-hour of work on the owned card."""
+    """USD of electricity to do one rented GPU-hour of work on the owned card: the card and
+    its host draw their watts for speed(gpu) / speed(card) hours."""
     ratio = speed_of(gpu, params.speeds) / card.speed
-    return ratio * (card.power_w + params.host_w) / Decimal(1000) * params.usd_per_kwh
+    return running_usd_per_hour(ratio * (card.power_w + params.host_w), params.usd_per_kwh)
 
 
 def own_fixed_per_month(card: CardProfile) -> Decimal:
@@ -116,32 +122,13 @@ def advise(
     if len(usage) != params.window_months:
         raise ValueError("usage must hold exactly window_months months")
     fixed = own_fixed_per_month(card)
-    rows: list[MonthVerdict] = []
-    for month in usage:
-        running = month_running_usd(month, card, params)
-        hours = sum(month.gpu_hours.values(), ZERO)
-        rows.append(
-            MonthVerdict(
-                month=month.month,
-                rent_usd=month.rent_usd,
-                gpu_hours=hours,
-                own_running_usd=running,
-                savings_usd=month.rent_usd - running,
-                exceeds=month.rent_usd > fixed + running,
-            )
-        )
+    rows = [_month_verdict(month, card, params, fixed) for month in usage]
     n = Decimal(len(rows))
     total_rent = sum((r.rent_usd for r in rows), ZERO)
     total_running = sum((r.own_running_usd for r in rows), ZERO)
-    total_hours = sum((r.gpu_hours for r in rows), ZERO)
     mean_savings = sum((r.savings_usd for r in rows), ZERO) / n
     payback = card.price_usd / mean_savings if mean_savings > 0 else None
-
-    breakeven: Decimal | None = None
-    if total_hours > 0:
-        margin = total_rent / total_hours - total_running / total_hours
-        if margin > 0:
-            breakeven = fixed / margin
+    breakeven = _breakeven(rows, fixed, total_rent, total_running)
 
     exceeding = sum(r.exceeds for r in rows)
     verdict, reason = _verdict(payback, exceeding, len(rows), params, card)
@@ -158,6 +145,29 @@ def advise(
         cumulative_rent_usd=cumulative_rent_usd,
         reason=reason,
     )
+
+
+def _month_verdict(month: MonthUsage, card: CardProfile, params: OwnershipParams,
+                   fixed: Decimal) -> MonthVerdict:
+    running = month_running_usd(month, card, params)
+    return MonthVerdict(
+        month=month.month,
+        rent_usd=month.rent_usd,
+        gpu_hours=sum(month.gpu_hours.values(), ZERO),
+        own_running_usd=running,
+        savings_usd=month.rent_usd - running,
+        exceeds=month.rent_usd > fixed + running,
+    )
+
+
+def _breakeven(rows: list[MonthVerdict], fixed: Decimal, total_rent: Decimal,
+               total_running: Decimal) -> Decimal | None:
+    """GPU-hours a month above which owning is cheaper; None without use or margin."""
+    total_hours = sum((r.gpu_hours for r in rows), ZERO)
+    if total_hours <= 0:
+        return None
+    margin = total_rent / total_hours - total_running / total_hours
+    return fixed / margin if margin > 0 else None
 
 
 def _verdict(

@@ -8,6 +8,7 @@ matplotlib is imported inside `render_chart` only, so nothing else pays for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlmodel import col, select
 
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
-from ledger.errors import InputError
+from ledger.errors import GpuhireError, InputError
 from ledger.models import CostLine
 from ledger.ownership import MonthUsage, OwnershipParams, month_running_usd
 from ledger.timeutil import months_back
@@ -77,6 +78,26 @@ def series_from_ledger(
     usage = ledger.month_usage(months)
     rows = [MonthUsage(m, usage[m][0], usage[m][1]) for m in months]
     return ownership_series(rows, card, params)
+
+
+def report_chart(ledger: Ledger, month: str, card: CardProfile, params: OwnershipParams, *,
+                 plot: Path | None, needed: bool, warn: Callable[[str], None]) -> bytes | None:
+    """The chart of a monthly report as PNG, for the HTML page or the mail.
+
+    With `plot`, it is also drawn to that file (PNG or SVG by its suffix), and a chart that
+    cannot be drawn is an error; drawn only because it is `needed`, a failure is a warning
+    passed to `warn` and the report stands without its picture."""
+    if plot is not None:
+        series = series_from_ledger(ledger, month, card, params)
+        render_chart(series, plot)
+        return render_chart(series, None, "png")
+    if not needed:
+        return None
+    try:
+        return render_chart(series_from_ledger(ledger, month, card, params), None, "png")
+    except GpuhireError as exc:
+        warn(f"warning: no chart: {exc}")
+        return None
 
 
 def render_chart(series: OwnershipSeries, path: Path | None = None, fmt: str = "png") -> bytes:

@@ -30,14 +30,19 @@ from sqlmodel import col
 from ledger.advice import advise_from_ledger
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
+from ledger.costs import MICROS_PER_S, SECONDS_PER_HOUR
 from ledger.errors import GpuhireError
 from ledger.models import CostLine, Job, RentalSession
 from ledger.ownership import Advice, OwnershipParams
 from ledger.timeutil import month_end, prev_month
 
 ZERO = Decimal(0)
-_US = Decimal(1_000_000)
-_HOUR = Decimal(3600)
+_HOUR = SECONDS_PER_HOUR
+
+
+def _hours(micros: Any) -> Decimal:
+    """Hours from a sum of stored microseconds."""
+    return Decimal(micros) / MICROS_PER_S / _HOUR
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,7 @@ def closed_facts(ledger: Ledger, month: str) -> list[Fact]:
                 interrupted=bool(intr), util=None if u is None else float(u), sessions=int(n),
                 # sums of NanoUSD columns come back as USD Decimals already
                 compute_usd=Decimal(c), storage_usd=Decimal(s), ipv4_usd=Decimal(i),
-                gpu_hours=Decimal(g) / _US / _HOUR,
-                billed_hours=Decimal(b) / _US / _HOUR, hours=Decimal(d) / _US / _HOUR,
+                gpu_hours=_hours(g), billed_hours=_hours(b), hours=_hours(d),
             ))
     return facts
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ledger.money import exact, usd
+from ledger.advice import advice_dict, breakeven_text, payback_text
+from ledger.money import json_default, rounded, to_json, usd
 from ledger.report import MonthlyReport, Part
 
 UNKNOWN = "unknown"
@@ -28,7 +29,7 @@ def money(value: Decimal | None) -> str:
 
 
 def hours(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):,}"
+    return rounded(value, 1)
 
 
 def pct(value: Decimal | None) -> str:
@@ -77,16 +78,9 @@ def report_dict(r: MonthlyReport) -> dict[str, Any]:
             "month": r.previous_month, "total_usd": r.previous_total_usd,
             "change_usd": r.change_usd, "change_pct": r.change_pct,
         },
+        # as `gpuhire advise`, less the window's length and the months one by one
         "advice": None if a is None else {
-            "verdict": a.verdict, "card": a.card.name,
-            "months": [m.month for m in a.months],
-            "rent_usd_per_month": a.rent_usd_per_month,
-            "own_fixed_usd_per_month": a.own_fixed_usd_per_month,
-            "own_running_usd_per_month": a.own_running_usd_per_month,
-            "payback_months": a.payback_months,
-            "breakeven_hours_per_month": a.breakeven_hours_per_month,
-            "cumulative_rent_usd": a.cumulative_rent_usd,
-            "reason": a.reason,
+            k: v for k, v in advice_dict(a).items() if k not in ("window_months", "by_month")
         },
         "advice_error": r.advice_error,
     }
@@ -131,19 +125,14 @@ def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
     a = r.advice
     if a is None:
         return [("unavailable", r.advice_error)] if r.advice_error else []
-    payback = "never" if a.payback_months is None else f"{hours(a.payback_months)} months"
-    breakeven = (
-        "-" if a.breakeven_hours_per_month is None
-        else f"{hours(a.breakeven_hours_per_month)} GPU-hours/month"
-    )
     return [
         ("verdict", f"{a.verdict.upper()} ({a.card.label}, {money(a.card.price_usd)})"),
         ("window", f"{a.months[0].month} .. {a.months[-1].month}"),
         ("rent per month", money(a.rent_usd_per_month)),
         ("owning, fixed per month", money(a.own_fixed_usd_per_month)),
         ("owning, running per month", money(a.own_running_usd_per_month)),
-        ("payback", payback),
-        ("break-even use", breakeven),
+        ("payback", payback_text(a)),
+        ("break-even use", breakeven_text(a)),
         ("cumulative rent", money(a.cumulative_rent_usd)),
         ("why", a.reason),
     ]
@@ -151,6 +140,17 @@ def advice_rows(r: MonthlyReport) -> list[tuple[str, str]]:
 
 def title(r: MonthlyReport) -> str:
     return f"gpuhire report {r.month}: {money(r.total_usd)} rent, {hours(r.gpu_hours)} GPU-h"
+
+
+def render(r: MonthlyReport, fmt: str, chart_png: bytes | None = None) -> str:
+    """The report as text: `fmt` is table, markdown, csv, json or html (HTML inlines the
+    chart's PNG)."""
+    if fmt == "json":
+        return to_json(report_dict(r)) + "\n"
+    if fmt == "html":
+        return render_html(r, chart_png)
+    renderers = {"table": render_table, "markdown": render_markdown, "csv": render_csv}
+    return renderers[fmt](r)
 
 
 # -- plain table ------------------------------------------------------------------------
@@ -213,13 +213,12 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
 
 
 def _scalar(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return exact(value)
+    """A CSV cell as the JSON has it: exact Decimals, ISO times, true/false."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat()).replace("+00:00", "Z")
-    return str(value)
+    if isinstance(value, str | int | float):
+        return str(value)
+    return str(json_default(value))
 
 
 def render_csv(r: MonthlyReport) -> str:

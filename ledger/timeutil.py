@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from ledger.errors import InputError
 
@@ -116,9 +116,3 @@ def split_by_month(start: datetime, end: datetime) -> Iterator[tuple[str, dateti
         piece_end = min(boundary, stop)
         yield month, cursor, piece_end
         cursor = piece_end
-
-
-def seconds_between(start: datetime, end: datetime) -> int:
-    """Whole microseconds kept: returns the exact span in microseconds (an int)."""
-    delta: timedelta = as_utc(end) - as_utc(start)
-    return delta // timedelta(microseconds=1)

@@ -1,42 +1,20 @@
-"""`gpuhire alerts check|list|test`, and the quiet check after every recorded session."""
+"""`gpuhire alerts check|list|test`; the quiet check after a job is ledger.alerts.check."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from launcher.context import AppContext, app_context
 from launcher.output import ListFormat, iso, print_json, print_table
 
-if TYPE_CHECKING:
-    from ledger.alerts.check import CheckResult
-
 alerts_app = typer.Typer(
     help="Threshold alerts: budgets, idle GPUs, machines left running, the buy signal.\n\n"
     "Example:  gpuhire alerts check --dry-run",
     no_args_is_help=True,
 )
-
-
-def _result_dict(result: CheckResult) -> dict[str, Any]:
-    return {
-        "fired": [{"rule": a.rule, "period": a.period, "subject": a.subject, "text": a.text,
-                   "channels": list(a.channels)} for a in result.fired],
-        "deliveries": [{"rule": d.rule, "period": d.period, "channel": d.channel,
-                        "status": d.status, "error": d.error} for d in result.deliveries],
-        "errors": result.errors,
-    }
-
-
-def summary(result: CheckResult) -> str:
-    """One line: what fired and what happened to it."""
-    counts: dict[str, int] = {}
-    for d in result.deliveries:
-        counts[d.status] = counts.get(d.status, 0) + 1
-    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-    return f"{len(result.fired)} alert(s) fired" + (f"; {', '.join(parts)}" if parts else "")
 
 
 @alerts_app.command("check")
@@ -52,13 +30,13 @@ def check(
 
     Example:  gpuhire alerts check
     """
-    from ledger.alerts.check import run_checks
+    from ledger.alerts.check import result_dict, run_checks, summary
 
     app = app_context(ctx)
     result = run_checks(app.ledger, app.settings, dry_run=dry_run,
                         out=sys.stderr if fmt is ListFormat.json else sys.stdout)
     if fmt is ListFormat.json:
-        print_json(_result_dict(result))
+        print_json(result_dict(result))
     else:
         for d in result.deliveries:
             if d.status == "dry-run":
@@ -85,14 +63,9 @@ def list_alerts(
 
     Example:  gpuhire alerts list --format json
     """
-    from ledger.alerts.check import history
+    from ledger.alerts.check import history, send_dict
 
-    rows = history(app_context(ctx).ledger)
-    data: list[dict[str, Any]] = [
-        {"rule": r.rule, "period": r.period, "channel": r.channel, "status": r.status,
-         "subject": r.subject, "attempts": r.attempts, "last_error": r.last_error,
-         "created_at": r.created_at, "sent_at": r.sent_at} for r in rows
-    ]
+    data = [send_dict(r) for r in history(app_context(ctx).ledger)]
     if fmt is ListFormat.json:
         print_json(data)
         return
@@ -120,21 +93,10 @@ def test_channel(
 
 
 def check_after_recording(app: AppContext) -> None:
-    """Run the alert checks after a session was recorded; a failure only prints a warning."""
-    try:
-        settings = app.settings
-        if not settings.alerts.rules:
-            return
-        from ledger.alerts.check import run_checks
+    """The quiet check after a job (train, infer): ledger.alerts.check.check_quietly."""
+    from ledger.alerts.check import check_quietly
 
-        result = run_checks(app.ledger, settings)
-        for d in result.failed:
-            typer.echo(f"warning: alert {d.rule} on {d.channel} not sent (retried at the next "
-                       f"check): {d.error}", err=True)
-        for line in result.errors:
-            typer.echo(f"warning: {line}", err=True)
-    except Exception as exc:  # the session is recorded: an alert problem must not fail it
-        typer.echo(f"warning: alert check failed: {exc}", err=True)
+    check_quietly(app.ledger, app.settings, warn=lambda m: typer.echo(m, err=True))
 
 
 def register(app: typer.Typer) -> None:

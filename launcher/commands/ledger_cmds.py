@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from launcher.context import app_context
+from launcher.context import AppContext, app_context
 from launcher.output import (
     ListFormat,
     TableFormat,
     iso,
-    number,
     print_csv,
     print_json,
     print_table,
@@ -22,10 +21,6 @@ from launcher.output import (
 )
 from ledger.errors import InputError
 from ledger.timeutil import parse_month, parse_time, utcnow
-
-if TYPE_CHECKING:
-    from ledger.book import SessionView
-    from ledger.ownership import Advice
 
 ledger_app = typer.Typer(
     help="Record and list rental sessions.\n\nExample:  gpuhire ledger list --month 2026-10",
@@ -73,12 +68,10 @@ def add(
     }
     new = session_from_fields(fields, flags=True, now=utcnow())
     session_id = app.ledger.record_session(new, app.settings.billing_rules(new.provider))
-    view = next(v for v in app.ledger.sessions() if v.session.id == session_id)
+    view = app.ledger.session_view(session_id)
     state = "running" if view.running else f"{view.cost.billed_s} s billed"
     typer.echo(f"recorded session {session_id}: {state}, {usd(view.cost.total_usd, 4)}")
-    from launcher.commands.alerts_cmds import check_after_recording
-
-    check_after_recording(app)
+    _check_alerts(app)
 
 
 @ledger_app.command("import")
@@ -121,26 +114,14 @@ def import_csv(
             "--allow-duplicates if they are other sessions",
         ) from None
     typer.echo(f"imported {len(ids)} session(s) from {file} (ids {ids[0]}-{ids[-1]})")
-    from launcher.commands.alerts_cmds import check_after_recording
-
-    check_after_recording(app)
+    _check_alerts(app)
 
 
-def _session_dict(v: SessionView) -> dict[str, Any]:
-    s = v.session
-    return {
-        "id": s.id, "provider": s.provider, "region": s.region, "zone": s.zone,
-        "instance_type": s.instance_type, "instance_id": s.instance_id,
-        "gpu_model": s.gpu_model, "gpu_count": s.gpu_count, "market": s.market,
-        "state": s.state, "start": s.start_at, "end": s.end_at, "end_reason": s.end_reason,
-        "running": v.running, "volume_gb": s.volume_gb, "public_ipv4": s.public_ipv4,
-        "job": s.job_id, "note": s.note, "usd_per_hour": v.usd_per_hour,
-        "on_demand_usd_per_hour": s.on_demand_usd_per_hour,
-        "duration_s": v.cost.duration_s, "billed_s": v.cost.billed_s,
-        "compute_usd": v.cost.compute_usd, "storage_usd": v.cost.storage_usd,
-        "ipv4_usd": v.cost.ipv4_usd, "total_usd": v.cost.total_usd,
-        "interruption_free": v.cost.interruption_free,
-    }
+def _check_alerts(app: AppContext) -> None:
+    """The alert checks after recording: a problem is a warning, the sessions stay recorded."""
+    from ledger.alerts.check import check_quietly
+
+    check_quietly(app.ledger, app.settings, warn=lambda m: typer.echo(m, err=True))
 
 
 @ledger_app.command("list")
@@ -153,9 +134,11 @@ def list_sessions(
 
     Example:  gpuhire ledger list --month 2026-10 --format csv
     """
+    from ledger.queries import session_dict
+
     app = app_context(ctx)
     views = app.ledger.sessions(parse_month(month) if month else None)
-    rows = [_session_dict(v) for v in views]
+    rows = [session_dict(v) for v in views]
     if fmt is TableFormat.json:
         print_json(rows)
         return
@@ -182,13 +165,10 @@ def cards(
 
     Example:  gpuhire cards --format json
     """
+    from ledger.catalogue import card_dict
+
     settings = app_context(ctx).settings
-    rows: list[dict[str, Any]] = [
-        {"name": c.name, "label": c.label, "price_usd": c.price_usd, "power_w": c.power_w,
-         "speed_vs_t4": c.speed, "resale_fraction": c.resale_fraction,
-         "lifetime_months": c.lifetime_months, "source": c.source, "as_of": c.as_of}
-        for c in settings.all_cards().values()
-    ]
+    rows = [card_dict(c) for c in settings.all_cards().values()]
     if fmt is ListFormat.json:
         print_json(rows)
         return
@@ -199,56 +179,6 @@ def cards(
         [[r["name"], r["label"], usd(r["price_usd"], 0), r["power_w"], r["speed_vs_t4"],
           r["resale_fraction"], r["lifetime_months"]] for r in rows],
     )
-
-
-def advice_dict(a: Advice) -> dict[str, Any]:
-    """The stable JSON of `gpuhire advise` (docs/json.md)."""
-    return {
-        "verdict": a.verdict,
-        "card": a.card.name,
-        "window_months": a.window_months,
-        "months": [m.month for m in a.months],
-        "rent_usd_per_month": a.rent_usd_per_month,
-        "own_fixed_usd_per_month": a.own_fixed_usd_per_month,
-        "own_running_usd_per_month": a.own_running_usd_per_month,
-        "payback_months": a.payback_months,
-        "breakeven_hours_per_month": a.breakeven_hours_per_month,
-        "cumulative_rent_usd": a.cumulative_rent_usd,
-        "reason": a.reason,
-        "by_month": [
-            {"month": m.month, "rent_usd": m.rent_usd, "gpu_hours": m.gpu_hours,
-             "own_running_usd": m.own_running_usd, "savings_usd": m.savings_usd,
-             "exceeds_owning": m.exceeds}
-            for m in a.months
-        ],
-    }
-
-
-def advice_text(a: Advice) -> str:
-    payback = "never" if a.payback_months is None else f"{number(a.payback_months)} months"
-    breakeven = (
-        "-" if a.breakeven_hours_per_month is None
-        else f"{number(a.breakeven_hours_per_month)} GPU-hours/month"
-    )
-    lines = [
-        f"verdict: {a.verdict.upper()}  ({a.card.label}, {usd(a.card.price_usd, 0)})",
-        f"window: {a.months[0].month} .. {a.months[-1].month} ({a.window_months} complete months)",
-        f"rent per month:         {usd(a.rent_usd_per_month)}",
-        f"owning, fixed/month:    {usd(a.own_fixed_usd_per_month)}"
-        f"  (price x (1 - {a.card.resale_fraction}) / {a.card.lifetime_months})",
-        f"owning, running/month:  {usd(a.own_running_usd_per_month)}",
-        f"payback:                {payback}",
-        f"break-even use:         {breakeven}",
-        f"cumulative rent:        {usd(a.cumulative_rent_usd)}",
-    ]
-    for m in a.months:
-        mark = "rent > owning" if m.exceeds else "owning >= rent"
-        lines.append(
-            f"  {m.month}: rent {usd(m.rent_usd)}, {number(m.gpu_hours)} GPU-h, "
-            f"own running {usd(m.own_running_usd)} ({mark})"
-        )
-    lines.append(f"why: {a.reason}")
-    return "\n".join(lines)
 
 
 def advise(
@@ -276,7 +206,7 @@ def advise(
     Example:  gpuhire advise --card rtx3060 --as-of 2026-11-01 --format json
     """
     from launcher.config import load_settings
-    from ledger.advice import advise_from_ledger
+    from ledger.advice import advice_dict, advice_text, advise_from_ledger
 
     if fmt not in ("text", "json"):
         raise InputError(f"--format {fmt!r} is unknown", "use --format text or --format json")

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from launcher.context import AppContext, app_context
-from launcher.output import to_json
-from ledger.errors import ConfigError, GpuhireError, InputError
+from launcher.context import app_context
+from ledger.errors import InputError
 from ledger.timeutil import last_complete_month, parse_month
-
-if TYPE_CHECKING:
-    from ledger.alerts.config import EmailChannel
-    from ledger.plot import OwnershipSeries
-    from ledger.report import MonthlyReport
 
 
 class ReportFormat(StrEnum):
@@ -25,69 +19,6 @@ class ReportFormat(StrEnum):
     csv = "csv"
     json = "json"
     html = "html"
-
-
-def _series(app: AppContext, report: MonthlyReport, card: str | None) -> OwnershipSeries:
-    from ledger.plot import series_from_ledger
-
-    settings = app.settings
-    return series_from_ledger(app.ledger, report.month, settings.card(card),
-                              settings.ownership_params())
-
-
-def _chart(series: OwnershipSeries, fmt: str = "png", path: Path | None = None) -> bytes:
-    from ledger.plot import render_chart
-
-    return render_chart(series, path, fmt)
-
-
-def render(report: MonthlyReport, fmt: ReportFormat, chart_png: bytes | None) -> str:
-    """The report as text in one format (HTML inlines the chart)."""
-    from ledger import report_formats as rf
-
-    if fmt is ReportFormat.json:
-        return to_json(rf.report_dict(report)) + "\n"
-    if fmt is ReportFormat.html:
-        return rf.render_html(report, chart_png)
-    renderers = {ReportFormat.table: rf.render_table, ReportFormat.markdown: rf.render_markdown,
-                 ReportFormat.csv: rf.render_csv}
-    return renderers[fmt](report)
-
-
-def mail_channel(app: AppContext) -> EmailChannel:
-    """The email channel the report is mailed on, checked before any work is done."""
-    from ledger.alerts.config import EmailChannel
-
-    settings = app.settings
-    name = settings.report.channel
-    if name is None:
-        raise ConfigError("no channel to mail the report on",
-                          "set [report] channel to an email channel of [alerts.channels]")
-    channel = settings.alerts.channel(name)
-    if not isinstance(channel, EmailChannel):
-        raise ConfigError(f"[report] channel {name!r} is a {channel.type} channel",
-                          "name an email channel in report.channel")
-    return channel
-
-
-def send_report(app: AppContext, report: MonthlyReport, chart_png: bytes | None) -> list[str]:
-    """Mail the report (HTML body, text alternative, chart attached); returns the recipients."""
-    from ledger import report_formats as rf
-    from ledger.alerts.channels import Attachment, Message, send_email
-
-    settings = app.settings
-    channel = mail_channel(app)
-    recipients = list(settings.report.recipients) or list(channel.to)
-    cid = f"chart-{report.month}@gpuhire"
-    message = Message(
-        subject=f"{settings.report.subject_prefix} {rf.title(report)}".strip(),
-        text=rf.render_table(report),
-        html=rf.render_html(report, chart_src=f"cid:{cid}" if chart_png else None),
-        attachments=(Attachment(f"rent-vs-owning-{report.month}.png", chart_png, cid=cid),)
-        if chart_png else (),
-    )
-    send_email(channel, message, recipients)
-    return recipients
 
 
 def report(
@@ -106,7 +37,10 @@ def report(
 
     Example:  gpuhire report --month 2026-10 --format html --output october.html
     """
+    from ledger.plot import report_chart
     from ledger.report import build_report
+    from ledger.report_formats import render
+    from ledger.report_send import mail_channel, send_report
 
     app = app_context(ctx)
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
@@ -115,21 +49,15 @@ def report(
         if path is not None:
             _check_writable(flag, path)
     if send:
-        mail_channel(app)
+        mail_channel(app.settings)
     chosen = parse_month(month) if month else last_complete_month(app.ledger.now())
-    card_name = card or app.settings.report.card
     settings = app.settings
-    result = build_report(app.ledger, chosen, settings.card(card_name), settings.ownership_params())
-    chart_png: bytes | None = None
-    if plot is not None:  # asked for: a chart that cannot be drawn is an error
-        series = _series(app, result, card_name)
-        _chart(series, path=plot)
-        chart_png = _chart(series, "png")
-    elif fmt is ReportFormat.html or send:
-        try:
-            chart_png = _chart(_series(app, result, card_name), "png")
-        except GpuhireError as exc:  # the report stands without its picture
-            typer.echo(f"warning: no chart: {exc}", err=True)
+    chosen_card = settings.card(card or settings.report.card)
+    params = settings.ownership_params()
+    result = build_report(app.ledger, chosen, chosen_card, params)
+    chart_png = report_chart(app.ledger, chosen, chosen_card, params, plot=plot,
+                             needed=fmt is ReportFormat.html or send,
+                             warn=lambda m: typer.echo(m, err=True))
     text = render(result, fmt, chart_png)
     if output is not None:
         try:
@@ -140,7 +68,7 @@ def report(
     else:
         typer.echo(text, nl=False)
     if send:
-        to = send_report(app, result, chart_png)
+        to = send_report(settings, result, chart_png)
         typer.echo(f"mailed the {chosen} report to {', '.join(to)}", err=True)
 
 

@@ -15,11 +15,10 @@ _EXPORTS = {
     "CheckResult": "ledger.alerts.check",
     "Delivery": "ledger.alerts.check",
     "run_checks": "ledger.alerts.check",
-    "job_cost_usd": "ledger.alerts.rules",
     "job_over_cap": "ledger.alerts.rules",
 }
 
-__all__ = ["CheckResult", "Delivery", "job_cost_usd", "job_over_cap", "run_checks"]
+__all__ = ["CheckResult", "Delivery", "job_over_cap", "run_checks"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ independent: one that fails is recorded and the others still deliver.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -45,10 +46,6 @@ class CheckResult:
     fired: list[Alert] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # rules that could not be evaluated
-
-    @property
-    def sent(self) -> list[Delivery]:
-        return [d for d in self.deliveries if d.status == "sent"]
 
     @property
     def failed(self) -> list[Delivery]:
@@ -177,6 +174,49 @@ def run_checks(ledger: Ledger, settings: SettingsLike, *, dry_run: bool = False,
     return result
 
 
+def check_quietly(ledger: Ledger, settings: SettingsLike, warn: Callable[[str], None]) -> None:
+    """Run the checks after a session or job was recorded, when there are rules; whatever
+    fails is only a warning line passed to `warn`: what was recorded stays recorded."""
+    try:
+        if not settings.alerts.rules:
+            return
+        result = run_checks(ledger, settings)
+        for d in result.failed:
+            warn(f"warning: alert {d.rule} on {d.channel} not sent (retried at the next "
+                 f"check): {d.error}")
+        for line in result.errors:
+            warn(f"warning: {line}")
+    except Exception as exc:  # the session is recorded: an alert problem must not fail it
+        warn(f"warning: alert check failed: {exc}")
+
+
+def summary(result: CheckResult) -> str:
+    """One line: what fired and what happened to it."""
+    counts: dict[str, int] = {}
+    for d in result.deliveries:
+        counts[d.status] = counts.get(d.status, 0) + 1
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    return f"{len(result.fired)} alert(s) fired" + (f"; {', '.join(parts)}" if parts else "")
+
+
+def result_dict(result: CheckResult) -> dict[str, Any]:
+    """The stable JSON of `gpuhire alerts check` (docs/json.md)."""
+    return {
+        "fired": [{"rule": a.rule, "period": a.period, "subject": a.subject, "text": a.text,
+                   "channels": list(a.channels)} for a in result.fired],
+        "deliveries": [{"rule": d.rule, "period": d.period, "channel": d.channel,
+                        "status": d.status, "error": d.error} for d in result.deliveries],
+        "errors": result.errors,
+    }
+
+
+def send_dict(row: AlertSend) -> dict[str, Any]:
+    """One row of `gpuhire alerts list --format json` (docs/json.md)."""
+    return {"rule": row.rule, "period": row.period, "channel": row.channel,
+            "status": row.status, "subject": row.subject, "attempts": row.attempts,
+            "last_error": row.last_error, "created_at": row.created_at, "sent_at": row.sent_at}
+
+
 def history(ledger: Ledger, limit: int = 200) -> list[AlertSend]:
     """What fired and when, newest first."""
     with ledger.reading() as db:
@@ -192,4 +232,5 @@ def channel_test_message(channel: str) -> Message:
                    fields={"rule": "test", "channel": channel})
 
 
-__all__ = ["CheckResult", "Delivery", "DeliveryError", "history", "run_checks", "unsent"]
+__all__ = ["CheckResult", "Delivery", "DeliveryError", "check_quietly", "history", "result_dict",
+           "run_checks", "send_dict", "summary", "unsent"]

@@ -117,8 +117,6 @@ Rule = Annotated[
     | IdleGpuRule,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ("monthly_budget", "job_budget", "buy_signal", "rent_fraction", "long_running",
-              "idle_gpu")
 
 
 # -- channels -----------------------------------------------------------------------------

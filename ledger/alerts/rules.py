@@ -32,8 +32,6 @@ from ledger.money import usd
 from ledger.ownership import OwnershipParams
 from ledger.timeutil import as_utc, month_end, month_of, month_start, prev_month
 
-ZERO = Decimal(0)
-
 
 class SettingsLike(Protocol):
     """What the checks need from the launcher's Settings."""
@@ -58,18 +56,9 @@ class Alert:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _money(value: Decimal) -> str:
-    return usd(value)
-
-
-def job_cost_usd(ledger: Ledger, job_id: str) -> Decimal:
-    """Everything a job's sessions cost so far (running ones up to now)."""
-    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job_id)), ZERO)
-
-
 def job_over_cap(ledger: Ledger, job_id: str, cap_usd: Decimal) -> bool:
     """True once the job's cost has passed `cap_usd`: the launcher stops hard-capped jobs."""
-    return job_cost_usd(ledger, job_id) > cap_usd
+    return ledger.job_usd(job_id) > cap_usd
 
 
 def monthly_budget(ledger: Ledger, rule: MonthlyBudgetRule, now: datetime) -> list[Alert]:
@@ -79,8 +68,8 @@ def monthly_budget(ledger: Ledger, rule: MonthlyBudgetRule, now: datetime) -> li
     for level in rule.levels_pct:
         if spend >= rule.budget_usd * level / 100:
             out.append(_alert(rule, f"{month}:{level}%",
-                              f"{month} rent {_money(spend)} passed {level}% of the "
-                              f"{_money(rule.budget_usd)} budget",
+                              f"{month} rent {usd(spend)} passed {level}% of the "
+                              f"{usd(rule.budget_usd)} budget",
                               spend_usd=spend, budget_usd=rule.budget_usd, level_pct=level))
     start, end = month_start(month), month_end(month)
     elapsed = as_utc(now) - start
@@ -90,8 +79,8 @@ def monthly_budget(ledger: Ledger, rule: MonthlyBudgetRule, now: datetime) -> li
             elapsed.total_seconds())
         if projected > rule.budget_usd:
             out.append(_alert(rule, f"{month}:projected",
-                              f"{month} rent is on course for {_money(projected)}, over the "
-                              f"{_money(rule.budget_usd)} budget ({_money(spend)} so far)",
+                              f"{month} rent is on course for {usd(projected)}, over the "
+                              f"{usd(rule.budget_usd)} budget ({usd(spend)} so far)",
                               spend_usd=spend, projected_usd=projected,
                               budget_usd=rule.budget_usd))
     return out
@@ -110,8 +99,8 @@ def job_budget(ledger: Ledger, rule: JobBudgetRule, now: datetime) -> list[Alert
             continue
         if cost > cap:
             out.append(_alert(rule, f"job:{job_id}",
-                              f"job {job_id} has cost {_money(cost)}, over its "
-                              f"{_money(cap)} cap", job=job_id, cost_usd=cost, cap_usd=cap))
+                              f"job {job_id} has cost {usd(cost)}, over its "
+                              f"{usd(cap)} cap", job=job_id, cost_usd=cost, cap_usd=cap))
     return out
 
 
@@ -137,8 +126,8 @@ def rent_fraction(ledger: Ledger, rule: RentFractionRule, now: datetime,
     for fraction in rule.fractions:
         if rent >= card.price_usd * fraction:
             out.append(_alert(rule, f"{card.name}:{fraction}",
-                              f"all rent so far, {_money(rent)}, passed {fraction * 100:g}% of "
-                              f"the {card.label}'s price ({_money(card.price_usd)})",
+                              f"all rent so far, {usd(rent)}, passed {fraction * 100:g}% of "
+                              f"the {card.label}'s price ({usd(card.price_usd)})",
                               card=card.name, rent_usd=rent, fraction=fraction))
     return out
 
@@ -152,7 +141,7 @@ def long_running(ledger: Ledger, rule: LongRunningRule, now: datetime) -> list[A
             out.append(_alert(rule, f"session:{s.id}",
                               f"{s.provider} {s.gpu_model} session {s.id} "
                               f"({s.instance_id or 'no instance id'}) has run "
-                              f"{hours:.1f} h, over {rule.hours} h; {_money(view.cost.total_usd)} "
+                              f"{hours:.1f} h, over {rule.hours} h; {usd(view.cost.total_usd)} "
                               "so far", session=s.id, hours=hours))
     return out
 
