@@ -30,8 +30,8 @@ def main() -> None:
 
     from launcher.config import Settings
     from launcher.providers.aws import gc as aws_gc
-    from launcher.providers.aws.provider import AwsProvider
-    from launcher.providers.base import LaunchRequest
+    from launcher.providers.aws.cloud import AwsCloud
+    from launcher.providers.aws.types import LaunchRequest
     from ledger.book import Ledger
     from ledger.db import open_engine
 
@@ -43,7 +43,7 @@ def main() -> None:
         settings = Settings.model_validate({"aws": {
             "ami_id": ami["Images"][0]["ImageId"], "operator_cidrs": ["198.51.100.23/32"]}})
         ledger = Ledger(open_engine(f"sqlite:///{tmp}/ledger.db"))
-        provider = AwsProvider(settings, ledger, session=session)
+        provider = AwsCloud(settings, ledger, session=session)
         offers = provider.offers("t4")
         offer_calls = sum(calls.values())
         calls.clear()

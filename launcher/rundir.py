@@ -18,13 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from launcher.providers.base import JobRef
 from ledger.errors import InputError, NotFoundError
 
 
 def new_job_id(kind: str = "train") -> str:
-    """A readable, unique job id: train-20261122-1402-a3f9."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    return f"{kind}-{stamp}-{secrets.token_hex(2)}"
+    """A readable, sortable, unique job id: train-20261122-140233-a3f9c1 (two jobs started in
+    the same second differ by the random part)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{kind}-{stamp}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -49,6 +51,10 @@ class RunState:
     workdir: str = ""  # on the host
     event_offset: int = 0
     log_offset: int = 0
+
+    def ref(self) -> JobRef:
+        """What a provider needs to find the job's machine again."""
+        return JobRef(self.job, self.session_id, dict(self.machine))
 
 
 class RunDir:
@@ -149,6 +155,22 @@ class RunDir:
                 f"{self.path / 'state.json'} is unreadable ({exc})",
                 "the run directory is damaged; check `gpuhire status` and the ledger",
             ) from None
+
+    def log_path(self) -> Path | None:
+        """The log to print: the settled copy, else the newest attempt's log on this machine."""
+        candidates = [self.log, *sorted((self.path / "box").glob("train-*.log"), reverse=True)]
+        return next((p for p in candidates if p.exists()), None)
+
+    def empty_log_note(self, path: Path) -> str:
+        """What to say when the trainer's log is empty: where the job's events are instead."""
+        from launcher.train.events import EventReader
+
+        events = EventReader().feed(self.events.read_bytes()) if self.events.exists() else []
+        if not events:
+            return f"note: {path} is empty and the job has sent no events yet ({self.events})"
+        last = events[-1]
+        return (f"note: {path} is empty; the job's {len(events)} event(s) are in {self.events} "
+                f"(the last: {last.get('event', '?')} at {last.get('time', '?')})")
 
     def append_events(self, data: bytes) -> None:
         with self.events.open("ab") as fh:

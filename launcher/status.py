@@ -4,12 +4,13 @@
     stop_owned_job(ledger, settings, "train-...")   # a local or ssh job: no AWS needed
 
 The ledger knows every job's open sessions (local, ssh, aws) and their cost so far; for AWS
-the tags decide what runs (`AwsProvider.instances()`), so the AWS part needs AWS, the rest
+the tags decide what runs (`AwsCloud.instances()`), so the AWS part needs AWS, the rest
 does not. A local job's process is checked through its run directory (`runs/<job>/box`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +24,7 @@ from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from launcher.config import Settings
-    from launcher.providers.aws.provider import AwsProvider
+    from launcher.providers.aws.cloud import AwsCloud
 
 ENDED = frozenset({"done", "failed", "stopped", "partial"})  # partial: an infer job with dead pages
 
@@ -59,15 +60,24 @@ def job_provider(ledger: Ledger, job: str) -> str | None:
     return open_rows[0].session.provider if open_rows else None
 
 
-def run_dir_of(ledger: Ledger, job: str, base: Path | None = None) -> RunDir | None:
-    """The job's run directory (where the ledger says, or under `base`), if it can be found."""
+def known_run_dir(ledger: Ledger, job: str) -> Path | None:
+    """Where the ledger says the job's run directory is (any folder it was started from)."""
     try:
         spec = ledger.get_job(job).spec
     except NotFoundError:
-        spec = {}
-    known = Path(spec["run_dir"]) if spec.get("run_dir") else None
+        return None
+    return Path(spec["run_dir"]) if spec.get("run_dir") else None
+
+
+def find_run_dir(ledger: Ledger, job: str, base: Path | None = None) -> RunDir:
+    """The job's run directory: where the ledger says, or under `base` (errors name the fix)."""
+    return RunDir.find(job, base, known_run_dir(ledger, job))
+
+
+def run_dir_of(ledger: Ledger, job: str, base: Path | None = None) -> RunDir | None:
+    """The job's run directory (where the ledger says, or under `base`), if it can be found."""
     try:
-        return RunDir.find(job, base, known)
+        return find_run_dir(ledger, job, base)
     except (NotFoundError, InputError):  # none, or its state file is damaged (RunDir.find)
         return None
 
@@ -76,10 +86,22 @@ def _local_state(ledger: Ledger, view: SessionView) -> str:
     run = run_dir_of(ledger, view.session.job_id or "")
     if run is None or not (run.path / "box").is_dir():
         return "running"
-    from launcher.providers.hosts import LocalHost
+    from launcher.providers.local import LocalHost
 
     alive = LocalHost(run.path / "box").running("train.pid")
     return "running" if alive else "process gone (gpuhire resume JOB)"
+
+
+def job_ended(run: RunDir) -> bool:
+    """Settled by its launcher, or (local) its process gone with no launcher to settle it."""
+    from launcher.providers.local import LocalHost
+
+    state = run.load()
+    if state.status in ("done", "failed", "stopped"):
+        return True
+    box = run.path / "box"
+    return state.provider == "local" and state.status == "running" and box.is_dir() \
+        and not LocalHost(box).running("train.pid")
 
 
 def _owned_row(ledger: Ledger, view: SessionView) -> RunningJob:
@@ -90,7 +112,7 @@ def _owned_row(ledger: Ledger, view: SessionView) -> RunningJob:
                       state, s.start_at, None, s.id, view.usd_per_hour, view.cost.total_usd)
 
 
-def _aws_rows(ledger: Ledger, provider: AwsProvider) -> list[RunningJob]:
+def _aws_rows(ledger: Ledger, provider: AwsCloud) -> list[RunningJob]:
     sessions = {
         v.session.instance_id: v for v in ledger.sessions(open_only=True)
         if v.session.provider == "aws" and v.session.instance_id
@@ -109,7 +131,7 @@ def _aws_rows(ledger: Ledger, provider: AwsProvider) -> list[RunningJob]:
     return rows
 
 
-def running_jobs(ledger: Ledger, aws: AwsProvider | None) -> tuple[list[RunningJob], str | None]:
+def running_jobs(ledger: Ledger, aws: AwsCloud | None) -> tuple[list[RunningJob], str | None]:
     """Every provider's running jobs with their cost so far, and a note when AWS could not be
     asked (its open sessions are then listed from the ledger, state unknown)."""
     from launcher.errors import GpuhireError
@@ -140,45 +162,36 @@ def stop_owned_job(ledger: Ledger, settings: Settings, job: str, runs: Path | No
     open sessions (reason `user`) and mark the job stopped. Returns what was done, in words."""
     run = run_dir_of(ledger, job, runs)
     state = run.load() if run is not None else None
+    open_ids = [v.session.id for v in ledger.sessions(open_only=True, job_id=job) if v.session.id is not None]
     signalled = False
     if run is not None and state is not None:
         signalled = _signal(ledger, settings, state, run)
-    closed = 0
-    for view in ledger.sessions(open_only=True, job_id=job):
-        if view.session.id is not None:
-            ledger.end_session(view.session.id, utcnow(), "user")
-            closed += 1
+    still_open = {v.session.id for v in ledger.sessions(open_only=True, job_id=job)}
+    for session_id in open_ids:
+        if session_id in still_open:  # releasing the machine may have closed its own already
+            ledger.end_session(session_id, utcnow(), "user")
     mark_stopped(ledger, job, run)
     what = "process signalled" if signalled else "no process found"
-    return f"{job}: {what}, {closed} session(s) closed"
+    return f"{job}: {what}, {len(open_ids)} session(s) closed"
 
 
 def _signal(ledger: Ledger, settings: Settings, state: RunState, run: RunDir) -> bool:
-    if state.provider == "local":
-        from launcher.providers.hosts import LocalHost
+    """SIGTERM the job's process through its own provider (it checkpoints), and release the
+    machine; False when there is no process to find."""
+    from launcher.errors import GpuhireError
+    from launcher.providers.factory import make_provider
 
-        box = run.path / "box"
-        if not box.is_dir():
-            return False
-        host = LocalHost(box)
-        alive = host.running("train.pid")
-        host.signal("train.pid")
-        return alive
-    if state.provider == "ssh":
-        from launcher.providers.ssh import SshRenter
-
-        name = state.machine.get("host") or settings.train.host
-        if not name or name not in settings.hosts:
-            return False
-        renter = SshRenter(ledger, name, settings.hosts[name], settings.ownership.usd_per_kwh,
-                           settings.billing_rules("ssh"))
-        machine = renter.reattach(state)
-        if machine is None:
-            return False
-        alive = machine.host.running("train.pid")
-        machine.release("user")  # signals a running job, closes the link and the session
-        return alive
-    return False
+    try:
+        provider = make_provider(settings, ledger, state.provider, gpu=state.gpu, run_root=run.path,
+                                 host=state.machine.get("host"))
+        machine = provider.reattach(state.ref())
+    except GpuhireError:
+        return False
+    if machine is None:
+        return False
+    alive = machine.host.running("train.pid")
+    machine.release("user")  # signals a running job, closes the link and the session
+    return alive
 
 
 def mark_stopped(ledger: Ledger, job: str, run: RunDir | None = None) -> None:
@@ -203,3 +216,77 @@ def stopped_elsewhere(ledger: Ledger, job: str) -> bool:
         return ledger.get_job(job).status == "stopped"
     except NotFoundError:
         return False
+
+
+def aws_asked_for(settings: Settings, region: str | None = None) -> bool:
+    """Whether AWS is set up (`gpuhire init`, a profile) or asked for (--region)."""
+    from launcher.providers.factory import aws_configured
+
+    return bool(region or settings.aws.profile or aws_configured(settings))
+
+
+def aws_if_any(settings: Settings, ledger: Ledger,
+               region: str | None = None) -> tuple[AwsCloud | None, str | None]:
+    """The AWS layer when [aws] is configured or AWS credentials exist, else None; with a
+    one-line note when AWS was expected (configured, or the ledger has AWS jobs) but cannot
+    be asked."""
+    from launcher.errors import GpuhireError
+    from launcher.providers.aws.client import make_session
+    from launcher.providers.factory import aws_cloud
+
+    expected = aws_asked_for(settings, region) or any(
+        v.session.provider == "aws" for v in ledger.sessions(open_only=True))
+    try:
+        found = make_session(settings.aws).get_credentials() is not None
+        why = "no AWS credentials found (aws configure, or aws sso login)"
+    except GpuhireError as exc:
+        found, why = False, exc.message
+    except Exception as exc:  # a broken AWS config file: say it, list the rest
+        found, why = False, f"AWS credentials unreadable ({exc})"
+    if found:
+        return aws_cloud(settings, ledger, region), None
+    return None, (f"note: AWS not asked: {why}" if expected else None)
+
+
+def provider_of(ledger: Ledger, job: str) -> str | None:
+    """Where `job` runs by the ledger, else by its run folder; None when neither knows it."""
+    from launcher.errors import GpuhireError
+
+    provider = job_provider(ledger, job)
+    run = None if provider else run_dir_of(ledger, job)
+    if run is not None:
+        try:
+            provider = run.load().provider
+        except GpuhireError:
+            return None
+    return provider
+
+
+def stop_jobs(settings: Settings, ledger: Ledger, jobs: list[str], *, named: bool,
+              region: str | None = None) -> Iterator[tuple[str, str | None]]:
+    """Stop each job on its own provider (`gpuhire stop`): local and ssh jobs without AWS,
+    the rest by AWS tag. Yields what was done per job, and a note for stderr or None.
+    NotFoundError for a job `named` by hand that nothing knows."""
+    from launcher.providers.factory import aws_cloud
+
+    where = {j: provider_of(ledger, j) for j in jobs}
+    # A JOB named by hand and known nowhere here: say so, asking AWS only where it is set up.
+    unknown = {j for j, p in where.items() if p is None and named}
+    if unknown and not aws_asked_for(settings, region):
+        raise NotFoundError(f"no job {sorted(unknown)[0]} in the ledger or under ./runs",
+                            "check the id: `gpuhire status` lists the running jobs")
+    on_aws = [j for j in jobs if (where[j] or "aws") == "aws"]  # AWS tags may know it
+    for name in jobs:  # no AWS needed for these
+        if name not in on_aws:
+            yield stop_owned_job(ledger, settings, name), None
+    cloud = aws_cloud(settings, ledger, region) if on_aws else None
+    for name in on_aws:
+        assert cloud is not None
+        gone = cloud.release(name, "user")
+        if name in unknown and not gone:
+            raise NotFoundError(f"no job {name} in the ledger, under ./runs or running on AWS",
+                                "check the id: `gpuhire status` lists the running jobs")
+        mark_stopped(ledger, name, run_dir_of(ledger, name))
+        note = (f"note: {name}: {'; '.join(cloud.cleanup_problems)} (still in use while the instance "
+                "shuts down: run `gpuhire gc` in a minute)") if cloud.cleanup_problems else None
+        yield (f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running"), note

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from launcher.context import AppContext, app_context
-from launcher.errors import GpuhireError, InputError, NotFoundError
-from launcher.output import ListFormat, iso, print_json, print_table, usd
+from launcher.context import app_context
+from launcher.errors import InputError
+from launcher.output import ListFormat, confirm, iso, print_json, print_table, usd
+from ledger.catalogue import RENTED_GPUS
 
 if TYPE_CHECKING:
-    from launcher.providers.aws.provider import AwsProvider
-    from launcher.providers.base import Offer
-
-
-def make_provider(app: AppContext, region: str | None = None) -> AwsProvider:
-    """The AWS provider on the user's settings (optionally another region)."""
-    from launcher.providers.aws.provider import AwsProvider
-
-    settings = app.settings
-    if region:
-        settings = settings.model_copy(update={"aws": settings.aws.model_copy(update={"region": region})})
-    return AwsProvider(settings, app.ledger)
-
-
-def _confirm(question: str, yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        raise InputError(f"{question} needs an answer", "pass --yes to go ahead without asking")
-    return typer.confirm(question, default=False)
+    from launcher.providers.aws.types import Offer
 
 
 def _offer_row(o: Offer) -> dict[str, Any]:
@@ -57,11 +38,14 @@ def offers(
 
     Example:  gpuhire offers --gpu t4 --region us-east-1
     """
-    gpus = [gpu.lower()] if gpu else ["t4", "l4"]
+    from launcher.providers.factory import aws_cloud
+
+    gpus = [gpu.lower()] if gpu else list(RENTED_GPUS)
     for g in gpus:
-        if g not in ("t4", "l4"):
+        if g not in RENTED_GPUS:
             raise InputError(f"--gpu {gpu!r} is not offered", "use --gpu t4 or --gpu l4")
-    provider = make_provider(app_context(ctx), region)
+    app = app_context(ctx)
+    provider = aws_cloud(app.settings, app.ledger, region)
     found = [o for g in gpus for o in provider.offers(g)]
     rows = [_offer_row(o) for o in found]
     if fmt == ListFormat.json:
@@ -80,28 +64,6 @@ def offers(
     )
 
 
-def _aws_if_any(app: AppContext, region: str | None) -> tuple[AwsProvider | None, str | None]:
-    """The AWS provider when [aws] is configured or AWS credentials exist, else None; with a
-    one-line note when AWS was expected (configured, or the ledger has AWS jobs) but cannot
-    be asked."""
-    from launcher.errors import GpuhireError
-    from launcher.providers.aws.client import make_session
-
-    aws = app.settings.aws
-    expected = bool(region or aws.profile or aws.bucket or aws.instance_profile) or any(
-        v.session.provider == "aws" for v in app.ledger.sessions(open_only=True))
-    try:
-        found = make_session(aws).get_credentials() is not None
-        why = "no AWS credentials found (aws configure, or aws sso login)"
-    except GpuhireError as exc:
-        found, why = False, exc.message
-    except Exception as exc:  # a broken AWS config file: say it, list the rest
-        found, why = False, f"AWS credentials unreadable ({exc})"
-    if found:
-        return make_provider(app, region), None
-    return None, (f"note: AWS not asked: {why}" if expected else None)
-
-
 def status(
     ctx: typer.Context,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
@@ -114,10 +76,10 @@ def status(
 
     Example:  gpuhire status --format json
     """
-    from launcher.status import running_jobs
+    from launcher.status import aws_if_any, running_jobs
 
     app = app_context(ctx)
-    aws, note = _aws_if_any(app, region)
+    aws, note = aws_if_any(app.settings, app.ledger, region)
     rows, unreachable = running_jobs(app.ledger, aws)
     for line in (note, unreachable and f"note: {unreachable}"):
         if line:
@@ -150,13 +112,13 @@ def stop(
 
     Example:  gpuhire stop train-20261122-1402-a3f9
     """
-    from launcher.status import running_jobs
+    from launcher.status import aws_if_any, running_jobs, stop_jobs
 
     if (job is None) == (not all_jobs):
         raise InputError("give a JOB or --all (not both)", "e.g. gpuhire stop JOB, or gpuhire stop --all")
     app = app_context(ctx)
     if all_jobs:
-        aws, note = _aws_if_any(app, region)
+        aws, note = aws_if_any(app.settings, app.ledger, region)
         if note:
             typer.echo(note, err=True)
         rows, _ = running_jobs(app.ledger, aws)
@@ -164,64 +126,14 @@ def stop(
         if not jobs:
             typer.echo("nothing to stop")
             return
-        if not _confirm(f"stop {len(jobs)} job(s): {', '.join(jobs)}?", yes):
+        if not confirm(f"stop {len(jobs)} job(s): {', '.join(jobs)}?", yes):
             raise typer.Exit(1)
     else:
         jobs = [str(job)]
-    where = {j: _provider_of(app, j) for j in jobs}
-    # A JOB named by hand and known nowhere here: say so, asking AWS only where it is set up.
-    unknown = {j for j, p in where.items() if p is None and not all_jobs}
-    if unknown and not _aws_configured(app, region):
-        raise NotFoundError(f"no job {sorted(unknown)[0]} in the ledger or under ./runs",
-                            "check the id: `gpuhire status` lists the running jobs")
-    on_aws = [j for j in jobs if (where[j] or "aws") == "aws"]  # AWS tags may know it
-    for name in jobs:  # no AWS needed for these
-        if name not in on_aws:
-            _stop_owned(app, name)
-    provider = make_provider(app, region) if on_aws else None
-    for name in on_aws:
-        assert provider is not None
-        gone = provider.release(name, "user")
-        if name in unknown and not gone:
-            raise NotFoundError(f"no job {name} in the ledger, under ./runs or running on AWS",
-                                "check the id: `gpuhire status` lists the running jobs")
-        _mark_stopped(app, name)
-        typer.echo(f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running")
-        if provider.cleanup_problems:
-            typer.echo(f"note: {name}: {'; '.join(provider.cleanup_problems)} "
-                       "(still in use while the instance shuts down: run `gpuhire gc` in a minute)", err=True)
-
-
-def _aws_configured(app: AppContext, region: str | None) -> bool:
-    """Whether AWS is set up (`gpuhire init`, a profile) or asked for (--region)."""
-    aws = app.settings.aws
-    return bool(region or aws.profile or aws.bucket or aws.instance_profile)
-
-
-def _provider_of(app: AppContext, job: str) -> str | None:
-    """Where `job` runs by the ledger, else by its run folder; None when neither knows it."""
-    from launcher.status import job_provider, run_dir_of
-
-    provider = job_provider(app.ledger, job)
-    run = None if provider else run_dir_of(app.ledger, job)
-    if run is not None:
-        try:
-            provider = run.load().provider
-        except GpuhireError:
-            return None
-    return provider
-
-
-def _stop_owned(app: AppContext, job: str) -> None:
-    from launcher.status import stop_owned_job
-
-    typer.echo(stop_owned_job(app.ledger, app.settings, job))
-
-
-def _mark_stopped(app: AppContext, job: str) -> None:
-    from launcher.status import mark_stopped, run_dir_of
-
-    mark_stopped(app.ledger, job, run_dir_of(app.ledger, job))
+    for line, note in stop_jobs(app.settings, app.ledger, jobs, named=not all_jobs, region=region):
+        typer.echo(line)
+        if note:
+            typer.echo(note, err=True)
 
 
 def gc(
@@ -237,8 +149,10 @@ def gc(
     Example:  gpuhire gc --yes
     """
     from launcher.providers.aws import gc as aws_gc
+    from launcher.providers.factory import aws_cloud
 
-    provider = make_provider(app_context(ctx), region)
+    app = app_context(ctx)
+    provider = aws_cloud(app.settings, app.ledger, region)
     found = aws_gc.plan(provider, all_owners=all_owners)
     if not found.leftovers:
         closed = provider.close_sessions()
@@ -246,7 +160,7 @@ def gc(
         return
     print_table("Leftovers", ["kind", "id", "job", "detail"],
                 [[x.kind, x.ident, x.job_id or "?", x.detail] for x in found.leftovers])
-    if dry_run or not _confirm(f"remove these {len(found.leftovers)} leftover(s)?", yes):
+    if dry_run or not confirm(f"remove these {len(found.leftovers)} leftover(s)?", yes):
         return
     problems = aws_gc.collect(provider, found)
     for line in problems:

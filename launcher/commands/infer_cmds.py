@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import re
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from launcher.context import AppContext, app_context
+from launcher.context import app_context
 from launcher.errors import InputError
-from launcher.output import print_json, usd
+from launcher.output import confirm, print_json, usd
 
 if TYPE_CHECKING:
-    from launcher.infer.flow import InferDeps, InferResult
-    from launcher.infer.plan import GpuPrice
+    from launcher.infer.flow import InferResult
 
-GPU_CHOICES = ("none", "auto", "t4", "l4")
 
 
 def parse_duration(text: str | None) -> int | None:
@@ -62,98 +59,6 @@ class RichBar:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-
-
-def _gpu_prices(app: AppContext, live: bool) -> list[GpuPrice]:
-    """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table."""
-    from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice
-
-    settings = app.settings
-    rates = {**DEFAULT_INFER_LINES_PER_S, **settings.infer.lines_per_s}
-    prices: list[GpuPrice] = []
-    for gpu in ("t4", "l4"):
-        measured = app.ledger.measured_lines_per_s("infer", gpu)
-        rate, source = (measured, "measured") if measured else (rates[gpu], "default")
-        if live:
-            from launcher.providers.aws.provider import AwsProvider
-
-            offers = AwsProvider(settings, app.ledger).offers(gpu)
-            if not offers:
-                continue
-            best = offers[0]
-            usd_per_hour, where = best.usd_per_hour, f"{best.market} {best.instance_type} {best.zone}"
-        else:
-            from launcher.providers.aws.offers import type_table
-
-            table = type_table(settings.aws.on_demand_usd_per_hour)
-            usd_per_hour = min(t.on_demand_usd_per_hour for t in table.values() if t.gpu == gpu)
-            where = "on-demand table (no live spot prices)"
-        prices.append(GpuPrice(gpu, usd_per_hour, rate, source, settings.infer.boot_s, where))
-    return prices
-
-
-def _aws_configured(app: AppContext) -> bool:
-    aws = app.settings.aws
-    return bool(aws.bucket or aws.instance_profile)
-
-
-def _fleet_maker(app: AppContext, fleet_kind: str, out: Path) -> Any:
-    """Makes the job's Fleet (queues, bucket) and its worker backend; None without a bucket."""
-    settings = app.settings
-    if not settings.aws.bucket:
-        return None
-
-    def make(job: str, plan: Any) -> Any:
-        from launcher.infer.queue import Fleet, FleetSettings
-        from launcher.infer.workers import AwsFleet, LocalFleet
-        from launcher.providers.aws.provider import AwsProvider
-
-        s = settings.infer
-        fleet_settings = FleetSettings(batch_pages=s.batch_pages, visibility_s=s.visibility_s,
-                                       max_receives=s.max_receives, retry_delay_s=s.retry_delay_s,
-                                       idle_exit_s=s.idle_exit_s, batch_timeout_s=s.batch_timeout_s)
-        aws = AwsProvider(settings, app.ledger)
-        fleet = Fleet(aws.client("s3"), aws.client("sqs"), settings.aws.bucket or "", job, fleet_settings)
-        out_state = out / ".gpuhire" / "workers"
-
-        def backend(spec: Any) -> Any:
-            if fleet_kind == "local":
-                return LocalFleet(spec, app.ledger, out_state, settings.local.watts / Decimal(1000)
-                                  * settings.ownership.usd_per_kwh, settings.billing_rules("local"),
-                                  device="cpu")
-            from launcher.providers.aws.renter import resolve_image
-
-            image = resolve_image(settings.train.image, settings.aws.ecr_repository_url)
-            return AwsFleet(spec, aws, plan.choice, image)
-
-        return fleet, backend
-
-    return make
-
-
-def _deps(app: AppContext, fleet_kind: str, out: Path) -> InferDeps:
-    from launcher.commands.alerts_cmds import check_after_recording
-    from launcher.infer.flow import InferDeps
-
-    settings = app.settings
-
-    def confirm(question: str) -> bool:
-        if not sys.stdin.isatty():
-            raise InputError(f"{question} needs an answer", "pass --yes to go ahead without asking")
-        return typer.confirm(question, default=False)
-
-    maker = _fleet_maker(app, fleet_kind, out)
-    s = settings.infer
-    return InferDeps(
-        ledger=app.ledger, say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar(),
-        gpu_prices=lambda: _gpu_prices(app, live=fleet_kind == "aws" and _aws_configured(app)),
-        cpu_usd_per_hour=settings.local.watts / Decimal(1000) * settings.ownership.usd_per_kwh,
-        cpu_rules=settings.billing_rules("local"), make_fleet=maker,
-        cpu_lines_per_s=s.lines_per_s.get("cpu"),
-        plan_settings={"coffee_break_s": int(s.coffee_break_minutes * 60), "max_instances": s.max_instances,
-                       "hours_per_instance": s.hours_per_instance},
-        after_job=lambda job: check_after_recording(app),
-    )
 
 
 def summary(result: InferResult) -> str:
@@ -203,8 +108,9 @@ def infer(
     """
     from launcher.infer.flow import InferOptions
     from launcher.infer.flow import infer as run_infer
+    from launcher.infer.plan import CHOICES
 
-    if gpu not in GPU_CHOICES:
+    if gpu not in CHOICES:
         raise InputError(f"--gpu {gpu!r} is unknown", "use --gpu none, auto, t4 or l4")
     if fmt not in ("text", "json"):
         raise InputError(f"--format {fmt!r} is unknown", "use --format text or json")
@@ -215,7 +121,11 @@ def infer(
     opts = InferOptions(inputs=tuple(pages), model=model, out=out, gpu=gpu, instances=instances,
                         deadline_s=parse_duration(deadline), plan_only=plan_only, yes=yes, int8=int8,
                         calibrate=calibrate, fleet=kind)
-    result = run_infer(opts, _deps(app, kind, out))
+    from launcher.infer.setup import infer_deps
+
+    deps = infer_deps(app.settings, app.ledger, fleet_kind=kind, out=out,
+                      say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar())
+    result = run_infer(opts, deps)
     if fmt == "json":
         print_json(_json(result))
     elif result.status not in ("plan", "nothing-to-do", "stopped"):

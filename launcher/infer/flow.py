@@ -7,7 +7,7 @@
    quick calibration on a few of the pages), GPU throughput from past fleet jobs (defaults
    otherwise), GPU prices from live spot offers (the bundled on-demand table without AWS).
 3. CPU: recognise in-process with a progress bar. Fleet: model and pages to S3, batches to
-   SQS, N workers (launcher/infer/workers.py), results collected as they finish, lost workers
+   SQS, N workers (`Provider.workers`: launcher/providers/), results collected as they finish, lost workers
    replaced while work remains, every worker stopped at the end whatever happens.
 4. Record the job (throughput, pages, USD) and print the summary; a page that could not be
    recognised (e.g. a corrupt image) is named in OUT/dead-letter.json.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import secrets
 import socket
 import tempfile
 import time
@@ -28,18 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from launcher.errors import ProviderError, SpecError
+from launcher.infer.manifest import Manifest
 from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan, PlanInputs, plan
 from launcher.infer.queue import Collected
+from launcher.rundir import new_job_id
 from ledger.book import Ledger, NewSession
+from ledger.catalogue import RENTED_GPUS
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
     from launcher.infer.queue import Fleet
-    from launcher.infer.workers import FleetBackend
+    from launcher.providers.base import Workers, WorkerSpec
 
-STATE_DIR = ".gpuhire"  # under OUT: manifest.jsonl, worker logs
 DEAD_LETTER = "dead-letter.json"
 CALIBRATION_LINES = 48
 MEASURE_MIN_LINES = 500  # a CPU run this long measures throughput for later plans
@@ -102,45 +103,11 @@ class InferDeps:
     gpu_prices: Callable[[], list[GpuPrice]]  # offers now (may be empty)
     cpu_usd_per_hour: Decimal
     cpu_rules: object  # BillingRules of the local provider
-    make_fleet: Callable[[str, Plan], tuple[Fleet, Callable[[object], FleetBackend]]] | None = None
+    make_fleet: Callable[[str, Plan], tuple[Fleet, Callable[[WorkerSpec], Workers]]] | None = None
     cpu_lines_per_s: float | None = None  # [infer.lines_per_s] cpu: overrides measuring
     plan_settings: dict[str, object] = field(default_factory=dict)  # coffee break, max instances
     after_job: Callable[[str], None] = lambda job: None
 
-
-# -- the manifest -----------------------------------------------------------------------------
-class Manifest:
-    """OUT/.gpuhire/manifest.jsonl: one line per page done (key, input signature, model, job).
-
-    A page counts as done when its entry has the same input signature (size and mtime of its
-    files) and the same model (size and mtime), and its outputs exist.
-    """
-
-    def __init__(self, out: Path, model: Path) -> None:
-        self.path = out / STATE_DIR / "manifest.jsonl"
-        self.out = out
-        st = model.stat()
-        self.model = f"{model.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        self.entries: dict[str, tuple[str, str]] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: that page is simply done again
-                self.entries[item["page"]] = (item.get("signature", ""), item.get("model", ""))
-
-    def is_done(self, page: Page) -> bool:
-        return (self.entries.get(page.key) == (page.signature(), self.model)
-                and all((self.out / rel).exists() for rel in page.outputs))
-
-    def add(self, page: Page, job: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        sig = page.signature()
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"page": page.key, "signature": sig, "model": self.model, "job": job,
-                                 "at": utcnow().isoformat()}) + "\n")
-        self.entries[page.key] = (sig, self.model)
 
 
 # -- throughput -------------------------------------------------------------------------------
@@ -198,7 +165,7 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
     else:
         cpu_rate, cpu_source = DEFAULT_INFER_LINES_PER_S["cpu"], "default"
     gpus = [] if opts.gpu == "none" else deps.gpu_prices()
-    if opts.gpu in ("t4", "l4") and not any(g.gpu == opts.gpu for g in gpus):
+    if opts.gpu in RENTED_GPUS and not any(g.gpu == opts.gpu for g in gpus):
         raise ProviderError(f"no {opts.gpu.upper()} offer to rent now", "try the other --gpu, or --gpu auto")
     settings = dict(deps.plan_settings)
     return PlanInputs(pages=len(pending), lines=lines, cpu_lines_per_s=cpu_rate, cpu_source=cpu_source,
@@ -242,7 +209,7 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     pages = _pages(opts)
     manifest = Manifest(opts.out, opts.model)
     pending = [p for p in pages if not manifest.is_done(p)]
-    job = opts.job or f"infer-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"  # unique, sortable
+    job = opts.job or new_job_id("infer")
     result = InferResult(job, "nothing-to-do", None, opts.out, pages=len(pages),
                          skipped=len(pages) - len(pending))
     if not pending:
@@ -284,7 +251,7 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
         raise
     finally:
         result.seconds = time.monotonic() - started
-        result.usd = _job_usd(deps.ledger, job)
+        result.usd = deps.ledger.job_usd(job)
     _write_dead_letters(opts.out, result.dead)
     result.status = "done" if not result.dead else "partial"
     deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
@@ -294,14 +261,9 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     return result
 
 
-def _say_notes(backend: FleetBackend, deps: InferDeps) -> None:
+def _say_notes(backend: Workers, deps: InferDeps) -> None:
     while backend.notes:
         deps.say(backend.notes.pop(0))
-
-
-def _job_usd(ledger: Ledger, job: str) -> Decimal:
-    """USD of every session of the job so far (running ones costed to now)."""
-    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
 
 
 def _pages(opts: InferOptions) -> list[Page]:
@@ -374,8 +336,6 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
 
 def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
                result: InferResult) -> None:
-    from launcher.infer.workers import WorkerSpec
-
     p = result.plan
     assert p is not None and deps.make_fleet is not None
     fleet, make_backend = deps.make_fleet(result.job, p)
@@ -409,7 +369,7 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
     result.dead = dict(seen.dead)
 
 
-def _follow(fleet: Fleet, backend: FleetBackend, deps: InferDeps, by_key: dict[str, Page],
+def _follow(fleet: Fleet, backend: Workers, deps: InferDeps, by_key: dict[str, Page],
             manifest: Manifest, seen: Collected, result: InferResult, wanted: int,
             fleet_kind: str) -> None:
     """Collect results until every page is done or dead-lettered; replace lost workers."""
@@ -425,7 +385,7 @@ def _follow(fleet: Fleet, backend: FleetBackend, deps: InferDeps, by_key: dict[s
         if lines >= 0:
             manifest.add(by_key[key], result.job)
         if time.monotonic() - read_at[0] > USD_REFRESH_S:
-            read_at[0], spent[0] = time.monotonic(), _job_usd(deps.ledger, result.job)
+            read_at[0], spent[0] = time.monotonic(), deps.ledger.job_usd(result.job)
         deps.bar.advance(1, spent[0])
 
     def left() -> int:

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
+from ledger.catalogue import RENTED_GPUS
+
 # Inference lines/s until a measurement exists, by device. From the field: CPU inference is
 # 2-10x slower than a GPU for line models; a batched CRNN on a T4 recognises a few hundred
 # lines/s, an L4 about twice that. Override in [infer.lines_per_s].
@@ -26,7 +28,7 @@ DEFAULT_COFFEE_BREAK_S = 15 * 60
 DEFAULT_BOOT_S = 300  # instance start, image pull, model and first pages fetched
 DEFAULT_MAX_INSTANCES = 8
 DEFAULT_HOURS_PER_INSTANCE = 2.0  # above this, split the work over more instances
-CHOICES = ("none", "auto", "t4", "l4")
+CHOICES = ("none", "auto", *RENTED_GPUS)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def plan(p: PlanInputs) -> Plan:
     minutes = p.coffee_break_s / 60
     if p.gpu == "none":
         return made("cpu", "--gpu none")
-    if p.gpu in ("t4", "l4") and any(o.name == p.gpu for o in gpus):
+    if p.gpu in RENTED_GPUS and any(o.name == p.gpu for o in gpus):
         return made(p.gpu, f"--gpu {p.gpu}")
     quick = cpu.seconds <= p.coffee_break_s and (p.deadline_s is None or cpu.seconds <= p.deadline_s)
     if quick and not p.instances:  # --instances N asks for a fleet

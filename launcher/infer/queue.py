@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ProviderError
 from launcher.providers.aws.client import aws_errors
+from launcher.providers.base import FleetSettings, Queues
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
@@ -36,26 +37,6 @@ FLEET_TAGGING = "gpuhire%3Akind=fleet"  # URL-encoded `gpuhire:kind=fleet`
 SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
 TRANSFERS = 16  # S3 uploads and downloads in flight at once
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024  # SQS's limit per message and per batch call, with a margin
-
-
-@dataclass(frozen=True)
-class FleetSettings:
-    """How the queue behaves; [infer] in the config, the tests shorten the times."""
-
-    batch_pages: int = 20  # pages per message: what an interruption can cost, at most
-    visibility_s: int = 300  # a batch's lease; the worker's heartbeat extends it every V/3
-    max_receives: int = 3  # deliveries before a batch goes to the dead-letter queue
-    retry_delay_s: int = 30  # a batch with failed pages comes back after this
-    idle_exit_s: int = 120  # a worker that finds no batch this long exits (and its box stops)
-    batch_timeout_s: int = 3600  # a worker whose batch takes longer is hung: it exits
-    retention_s: int = 4 * 24 * 3600  # SQS keeps unread messages this long
-
-
-@dataclass(frozen=True)
-class Queues:
-    work: str
-    dead: str
-    done: str
 
 
 @dataclass

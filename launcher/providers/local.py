@@ -1,21 +1,29 @@
-"""The `local` provider for training: this machine, the embedded default without AWS.
+"""The `local` provider: this machine, the embedded default without AWS.
 
-Its hours go into the ledger as owned hardware (not rent), at the machine's running cost:
-watts / 1000 x USD per kWh, from `[local]` and `[ownership]` in the config.
+Its hours go into the ledger as owned hardware (not rent), at the machine's running cost
+(`ledger.ownership.running_usd_per_hour`: watts and USD per kWh from `[local]` and
+`[ownership]` in the config). The trainer is a detached process (the `process` runtime); an
+inference fleet is worker processes here, through the same queue and bucket as on AWS (for
+trying the fleet path without renting, and the loopback tests).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from launcher.output import usd
-from launcher.providers.hosts import LocalHost
-from launcher.rundir import RunState
+from launcher.providers.base import JobRef, Plan, RentRequest, WorkerSpec
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
+from ledger.ownership import running_usd_per_hour
 from ledger.timeutil import utcnow
 
 
@@ -47,11 +55,10 @@ class LocalMachine:
             self.ledger.end_session(self.session_id, utcnow(), reason)
 
 
-class LocalRenter:
+class LocalProvider:
     """Runs the trainer as a detached process on this machine (the `process` runtime)."""
 
-    provider = "local"
-    market = "owned"
+    name = "local"
 
     def __init__(self, ledger: Ledger, run_root: Path, gpu: str, watts: Decimal,
                  usd_per_kwh: Decimal, rules: BillingRules) -> None:
@@ -59,34 +66,208 @@ class LocalRenter:
         self.run_root = run_root
         self.gpu = gpu
         self.watts = watts
-        self.usd_per_kwh = usd_per_kwh
+        self.usd_per_hour = running_usd_per_hour(watts, usd_per_kwh)
         self.rules = rules
 
-    def usd_per_hour(self) -> Decimal:
-        return self.watts / Decimal(1000) * self.usd_per_kwh
-
-    def plan(self) -> str:
-        return (f"this machine ({self.gpu}), the trainer as a local process, at "
-                f"{usd(self.usd_per_hour(), 4)}/h running cost ({self.watts} W)")
-
-    def overhead_s(self) -> int:
-        return 10  # starting python and torch
+    def plan(self) -> Plan:
+        return Plan(self.gpu, "owned",
+                    f"this machine ({self.gpu}), the trainer as a local process, at "
+                    f"{usd(self.usd_per_hour, 4)}/h running cost ({self.watts} W)",
+                    self.usd_per_hour, overhead_s=10)  # starting python and torch
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         return [sys.executable, "-m", "jobs.htr", *args]
 
-    def reattach(self, state: RunState) -> LocalMachine | None:
+    def reattach(self, job: JobRef) -> LocalMachine | None:
         box = self.run_root / "box"
         if not box.exists():
             return None
-        return LocalMachine(LocalHost(box), state.session_id, self.ledger)
+        return LocalMachine(LocalHost(box), job.session_id, self.ledger)
 
-    def rent(self, job: str, attempt: int) -> LocalMachine:
+    def rent(self, request: RentRequest) -> LocalMachine:
         host = LocalHost(self.run_root / "box")
         session_id = self.ledger.record_session(
             NewSession(provider="local", gpu_model=self.gpu, start_at=utcnow(),
-                       usd_per_hour=self.usd_per_hour(), job_id=job, state="running",
-                       note=f"attempt {attempt}"),
+                       usd_per_hour=self.usd_per_hour, job_id=request.job, state="running",
+                       note=f"attempt {request.attempt}"),
             self.rules,
         )
         return LocalMachine(host, session_id, self.ledger)
+
+    def workers(self, spec: WorkerSpec, gpu: str, state_dir: Path) -> LocalFleet:
+        return LocalFleet(spec, self.ledger, state_dir, self.usd_per_hour, self.rules, device="cpu")
+
+
+@dataclass
+class _Proc:
+    proc: subprocess.Popen[bytes]
+    session_id: int
+
+
+@dataclass
+class LocalFleet:
+    """Worker processes on this machine (see the module docstring)."""
+
+    spec: WorkerSpec
+    ledger: Ledger
+    log_dir: Path
+    usd_per_hour: Decimal
+    rules: BillingRules
+    gpu: str = "cpu"
+    device: str = "cpu"
+    description: str = "worker processes on this machine (local fleet)"
+    started: int = 0
+    procs: list[_Proc] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def _one(self) -> None:
+        n = self.started
+        self.started += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"worker-{n}.log").open("ab")
+        argv = [sys.executable, "-m", "jobs.fleet.worker", *self.spec.argv(),
+                "--device", self.device, "--name", f"local-{n}"]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        session = self.ledger.record_session(
+            NewSession(provider="local", gpu_model=self.gpu, start_at=utcnow(),
+                       usd_per_hour=self.usd_per_hour, job_id=self.spec.job,
+                       note=f"fleet worker {n}"), self.rules)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        log.close()
+        self.procs.append(_Proc(proc, session))
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            self._one()
+
+    def alive(self) -> int:
+        left = []
+        for p in self.procs:
+            code = p.proc.poll()
+            if code is None:
+                left.append(p)
+            else:  # exit 0: the queue drained; anything else: lost (killed, crashed)
+                self.ledger.end_session(p.session_id, utcnow(), "completed" if code == 0 else "unknown")
+        self.procs = left
+        return len(left)
+
+    def top_up(self, wanted: int) -> int:
+        missing = max(0, wanted - self.alive())
+        self.start(missing)
+        return missing
+
+    def stop(self, reason: str) -> None:
+        for p in self.procs:
+            if p.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.proc.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.proc.pid, signal.SIGKILL)
+                p.proc.wait()
+            self.ledger.end_session(p.session_id, utcnow(), reason)
+        self.procs = []
+
+
+class LocalHost:
+    """This machine: files are copied, the job is a detached local process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = str(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, remote: str) -> Path:
+        p = Path(remote)
+        return p if p.is_absolute() else Path(self.workdir) / p
+
+    def put(self, local: Path, remote: str) -> None:
+        target = self._path(remote)
+        if local.resolve() == target.resolve():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if local.is_dir():
+            shutil.copytree(local, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(local, target)
+
+    def get(self, remote: str, local: Path) -> None:
+        source = self._path(remote)
+        if source.resolve() == local.resolve():
+            return
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, local, dirs_exist_ok=True)
+        else:
+            tmp = local.with_name(local.name + ".part")
+            shutil.copy2(source, tmp)
+            os.replace(tmp, local)
+
+    def exists(self, remote: str) -> bool:
+        return self._path(remote).exists()
+
+    def start(self, argv: list[str], log: str, pid_file: str, env: dict[str, str]) -> int:
+        log_path = self._path(log)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, env={**os.environ, **env}, start_new_session=True,
+            )
+        self._path(pid_file).write_text(str(proc.pid))
+        self._child = proc  # reaped in running(); a detached job outlives us otherwise
+        return proc.pid
+
+    def _pid(self, pid_file: str) -> int | None:
+        try:
+            return int(self._path(pid_file).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self, pid_file: str) -> bool:
+        child = getattr(self, "_child", None)
+        if child is not None and child.poll() is not None:
+            return False
+        pid = self._pid(pid_file)
+        return pid is not None and pid_alive(pid)
+
+    def tail(self, remote: str, offset: int) -> tuple[bytes, int]:
+        path = self._path(remote)
+        if not path.exists():
+            return b"", offset
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        return data, offset + len(data)
+
+    def signal(self, pid_file: str, sig: int = signal.SIGTERM) -> None:
+        pid = self._pid(pid_file)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def heartbeat(self, lease_s: float = 0.0) -> None:
+        """Nothing to keep alive: this machine is not rented."""
+
+    def reconnect(self, deadline_s: float) -> None:
+        """Always reachable."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet reaped, is dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -1,8 +1,8 @@
-"""The `ssh` provider for training: a machine you own, reached over SSH ([hosts.NAME]).
+"""The `ssh` provider: a machine you own, reached over SSH ([hosts.NAME]).
 
 After buying the card the ledger keeps counting: its hours are recorded as owned hardware at
-its running cost (watts / 1000 x USD per kWh). The trainer runs directly (`process` runtime)
-with the host's Python, in WORKDIR/<job>.
+its running cost (`ledger.ownership.running_usd_per_hour`). The trainer runs directly
+(`process` runtime) with the host's Python, in WORKDIR/<job>. It runs no inference fleet.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 
 from launcher.config import HostSettings
-from launcher.errors import ConfigError
+from launcher.errors import ConfigError, SpecError
 from launcher.output import usd
-from launcher.rundir import RunState
+from launcher.providers.base import JobRef, Plan, RentRequest, Workers, WorkerSpec
 from launcher.ssh.client import Ssh, SshTarget
 from launcher.ssh.host import SshHost
 from launcher.ssh.hostkeys import PinnedHostKey
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
+from ledger.ownership import running_usd_per_hour
 from ledger.timeutil import utcnow
 
 
@@ -66,48 +67,48 @@ class SshMachine:
                 self.ledger.end_session(self.session_id, utcnow(), reason)
 
 
-class SshRenter:
+class SshProvider:
     """Runs jobs on one configured host."""
 
-    provider = "ssh"
-    market = "owned"
+    name = "ssh"
 
     def __init__(self, ledger: Ledger, name: str, settings: HostSettings, usd_per_kwh: Decimal,
                  rules: BillingRules) -> None:
-        self.ledger, self.name, self.settings = ledger, name, settings
+        self.ledger, self.host_name, self.settings = ledger, name, settings
         self.gpu = settings.gpu
-        self.rate = settings.watts / Decimal(1000) * usd_per_kwh
+        self.rate = running_usd_per_hour(settings.watts, usd_per_kwh)
         self.rules = rules
 
-    def usd_per_hour(self) -> Decimal:
-        return self.rate
-
-    def plan(self) -> str:
-        return (f"{self.name} ({self.settings.user}@{self.settings.host}, {self.gpu}) over SSH, "
-                f"at {usd(self.rate, 4)}/h running cost ({self.settings.watts} W)")
-
-    def overhead_s(self) -> int:
-        return 30
+    def plan(self) -> Plan:
+        return Plan(self.gpu, "owned",
+                    f"{self.host_name} ({self.settings.user}@{self.settings.host}, {self.gpu}) over SSH, "
+                    f"at {usd(self.rate, 4)}/h running cost ({self.settings.watts} W)",
+                    self.rate, overhead_s=30, machine={"host": self.host_name})
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         return [*shlex.split(self.settings.python), "-m", "jobs.htr", *args]
 
     def _host(self, job: str) -> SshHost:
-        ssh = Ssh(target_of(self.name, self.settings)).connect()
+        ssh = Ssh(target_of(self.host_name, self.settings)).connect()
         return SshHost(ssh, f"{self.settings.workdir}/{job}")
 
-    def rent(self, job: str, attempt: int) -> SshMachine:
+    def rent(self, request: RentRequest) -> SshMachine:
+        job = request.job
         t = time.monotonic()
         host = self._host(job)
         connect_s = time.monotonic() - t
         session_id = self.ledger.record_session(
             NewSession(provider="ssh", gpu_model=self.gpu, start_at=utcnow(), usd_per_hour=self.rate,
-                       job_id=job, state="running", zone=self.name, note=f"attempt {attempt}"),
+                       job_id=job, state="running", zone=self.host_name,
+                       note=f"attempt {request.attempt}"),
             self.rules,
         )
-        return SshMachine(host, session_id, self.ledger, f"{self.name} ({self.settings.host}, ssh)",
+        return SshMachine(host, session_id, self.ledger, f"{self.host_name} ({self.settings.host}, ssh)",
                           {"ssh connect": connect_s})
 
-    def reattach(self, state: RunState) -> SshMachine | None:
-        host = self._host(state.job)
-        return SshMachine(host, state.session_id, self.ledger, f"{self.name} (ssh)")
+    def reattach(self, job: JobRef) -> SshMachine | None:
+        host = self._host(job.job)
+        return SshMachine(host, job.session_id, self.ledger, f"{self.host_name} (ssh)")
+
+    def workers(self, spec: WorkerSpec, gpu: str, state_dir: Path) -> Workers:
+        raise SpecError("the ssh provider runs no inference fleet", "use --fleet aws or local")

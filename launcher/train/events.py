@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -135,5 +134,3 @@ def status_line(p: JobProgress, usd_so_far: Decimal) -> str:
     return (f"epoch {p.epoch}{total}  CER {cer} (best {best})  {lps} lines/s  "
             f"{usd(usd_so_far, 4)} so far  ETA {eta_text}")
 
-
-Printer = Callable[[str], None]

@@ -1,7 +1,8 @@
-"""`gpuhire train`: check, quote, rent, ship, follow, recover, settle (design.md, main flow).
+"""`gpuhire train`: check, quote, rent, ship, follow, recover, settle.
 
-The flow talks to a `Renter` (which machine, at what price) and the `Host` it returns (files,
-processes), so the local machine, an SSH host and a spot instance go through the same steps.
+The flow talks to a `Provider` (which machine, at what price; launcher/providers/base.py) and
+the `Machine` it rents, so the local machine, an SSH host and a spot instance go through the
+same steps.
 A machine is always released: on success, failure, Ctrl-C-and-stop, or an exception; only an
 explicit detach leaves the job running (and then its dead-man switch still guards the bill).
 The watch step (events, checkpoints home, reconnects, the provider's word, the budget) is
@@ -13,14 +14,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
 
 from launcher.errors import BudgetError, SpecError, SshError
-from launcher.providers.hosts import Host, beating
+from launcher.providers.base import Host, Machine, RentRequest
 from launcher.rundir import RunDir, RunState, new_job_id
 from launcher.status import stopped_elsewhere
 from launcher.train.events import EventReader, JobProgress
@@ -28,137 +25,17 @@ from launcher.train.follow import (
     HEARTBEAT_S,
     RECONNECT_TRY_S,
     Detached,
+    beating,
     check_budget,
     events_file,
     follow,
-    job_usd,
 )
 from launcher.train.quote import Quote, quote
-from ledger.book import Ledger
+from launcher.train.types import TrainDeps, TrainOptions, TrainResult
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
 DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
-
-
-class Machine(Protocol):
-    """One machine rented (or borrowed) for one attempt of a job."""
-
-    @property
-    def host(self) -> Host: ...
-
-    @property
-    def session_id(self) -> int | None: ...
-
-    @property
-    def description(self) -> str: ...
-
-    @property
-    def rent_timings(self) -> dict[str, float]:
-        """Seconds renting took, by stage (launch until running, SSH connect); {} if one."""
-
-    def interrupted(self, fresh: bool = False) -> bool:
-        """True once the provider has announced or carried out an interruption (`fresh`: ask
-        the provider now rather than trusting a recent answer)."""
-
-    def ship(self, local: Path, remote: str) -> None:
-        """Send the compiled dataset (or other files) to the job's folder on the host."""
-
-    def prepare(self) -> None:
-        """Get the runtime ready on the box (docker on AWS: log in to ECR, pull the image)."""
-
-    def keep(self, local: Path, name: str) -> None:
-        """Keep a checkpoint just copied home somewhere durable too (S3 on AWS)."""
-
-    def release(self, reason: str) -> None:
-        """Terminate (if rented) and close the ledger session with `reason`."""
-
-
-class Renter(Protocol):
-    """Finds and rents machines of one provider for a job."""
-
-    provider: str
-    gpu: str  # the GPU model the job will get (t4, l4, cpu, rtx3060, ...)
-    @property
-    def market(self) -> str:
-        """spot | on-demand (aws) | owned (local, ssh): kept in the run state for `resume`."""
-
-    def plan(self) -> str:
-        """What would be rented, in one line (`--dry-run` shows it before renting)."""
-
-    def usd_per_hour(self) -> Decimal:
-        """The price a quote should use: the best current offer, or the running cost."""
-
-    def overhead_s(self) -> int:
-        """Boot and staging seconds to add to a quote."""
-
-    def rent(self, job: str, attempt: int) -> Machine: ...
-
-    def reattach(self, state: RunState) -> Machine | None:
-        """The machine of a job whose launcher died, if it is still there."""
-
-    def trainer_argv(self, args: list[str]) -> list[str]:
-        """The command that runs `python -m jobs.htr ARGS` on this provider's runtime."""
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data: tuple[Path, ...]
-    preset: str = "default"
-    epochs: int | None = None
-    max_usd: Decimal | None = None
-    max_restarts: int = 3
-    yes: bool = False
-    dry_run: bool = False
-    detach: bool = False
-    out: Path | None = None  # default runs/<job>
-    job: str | None = None
-
-
-@dataclass
-class TrainResult:
-    job: str
-    status: str  # done | failed | stopped | detached | dry-run
-    quote: Quote | None
-    run_dir: Path
-    progress: JobProgress = field(default_factory=JobProgress)
-    seconds: float = 0.0
-    usd: Decimal = Decimal(0)
-    attempts: int = 0
-    message: str = ""
-    timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds, summed
-    attempt_timings: list[dict[str, float]] = field(default_factory=list)  # the same, per attempt
-
-    def time(self, stage: str, since: float) -> None:
-        """Add the seconds since `since` (monotonic) to `stage`."""
-        self.add(stage, time.monotonic() - since)
-
-    def add(self, stage: str, seconds: float) -> None:
-        """Add `seconds` to `stage`, in the sums and in the current attempt's figures."""
-        for bucket in (self.timings, *self.attempt_timings[-1:]):
-            bucket[stage] = bucket.get(stage, 0.0) + seconds
-
-    @property
-    def usd_per_epoch(self) -> Decimal | None:
-        return self.usd / self.progress.epoch if self.progress.epoch else None
-
-    @property
-    def idle_usd(self) -> Decimal | None:
-        util = self.progress.mean(self.progress.gpu_utils)
-        return None if util is None else self.usd * Decimal(str(1 - util))
-
-
-@dataclass
-class TrainDeps:
-    """What the flow needs from outside: the books, the renter, and how to talk to the user."""
-
-    ledger: Ledger
-    renter: Renter
-    say: Callable[[str], None]
-    confirm: Callable[[str], bool]
-    compile_dataset: Callable[[list[Path], Path], int]  # returns usable line count
-    after_job: Callable[[str], None] = lambda job: None  # alert checks
-    default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
 
 
 def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
@@ -172,12 +49,12 @@ def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
 
 def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDeps) -> Quote:
     """The quote, said; BudgetError when it is above --max-usd."""
-    renter = deps.renter
-    q = quote(gpu=renter.gpu, lines=lines, epochs=epochs, usd_per_hour=renter.usd_per_hour(),
-              measured_lines_per_s=deps.ledger.measured_lines_per_s("train", renter.gpu),
-              overhead_s=renter.overhead_s(), default_lines_per_s=deps.default_lines_per_s)
-    deps.say(f"job {job}: {lines:,} usable lines, {renter.provider} / {renter.gpu}")
-    deps.say(f"plan: {renter.plan()}")
+    plan = deps.provider.plan()
+    q = quote(gpu=plan.gpu, lines=lines, epochs=epochs, usd_per_hour=plan.usd_per_hour,
+              measured_lines_per_s=deps.ledger.measured_lines_per_s("train", plan.gpu),
+              overhead_s=plan.overhead_s, default_lines_per_s=deps.default_lines_per_s)
+    deps.say(f"job {job}: {lines:,} usable lines, {deps.provider.name} / {plan.gpu}")
+    deps.say(f"plan: {plan.description}")
     deps.say(f"quote: {q.describe()}")
     if opts.max_usd is not None and q.usd > opts.max_usd:
         raise BudgetError(
@@ -218,12 +95,12 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
     if opts.dry_run:
         return _dry_run(job, run, epochs, opts, deps)
     fresh, had_dataset = run.create(job), run.dataset.exists()
-    renter = deps.renter
     try:
         lines = prepare(opts, deps, run.dataset)
         q = _quote(job, lines, epochs, opts, deps)
         preset = _ship_preset(opts.preset, run)
-        confirmed = opts.yes or deps.confirm(f"Rent {renter.gpu} for about ${q.usd}?")
+        plan = deps.provider.plan()
+        confirmed = opts.yes or deps.confirm(f"Rent {plan.gpu} for about ${q.usd}?")
     except BaseException:  # nothing recorded yet: leave nothing behind either
         _discard(run, fresh, had_dataset)
         raise
@@ -234,16 +111,15 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
         result.message = "not confirmed; nothing rented"
         return result
     deps.ledger.create_job(Job(
-        id=job, kind="train", status="launching", gpu_model=renter.gpu, max_usd=opts.max_usd,
+        id=job, kind="train", status="launching", gpu_model=plan.gpu, max_usd=opts.max_usd,
         spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
-              "provider": renter.provider, "lines": lines, "run_dir": str(run.path)},
+              "provider": deps.provider.name, "lines": lines, "run_dir": str(run.path)},
     ))
-    state = RunState(job=job, provider=renter.provider, gpu=renter.gpu,
+    state = RunState(job=job, provider=deps.provider.name, gpu=plan.gpu,
                      data=[str(p) for p in opts.data], preset=preset, epochs=epochs,
-                     max_restarts=opts.max_restarts, market=renter.market,
-                     max_usd=None if opts.max_usd is None else str(opts.max_usd))
-    if getattr(renter, "name", None):  # which configured host, for `resume`
-        state.machine["host"] = renter.name  # type: ignore[attr-defined]
+                     max_restarts=opts.max_restarts, market=plan.market,
+                     max_usd=None if opts.max_usd is None else str(opts.max_usd),
+                     machine=dict(plan.machine))  # e.g. which configured host, for `resume`
     run.save(state)
     return drive(state, run, deps, result, opts.detach)
 
@@ -267,7 +143,7 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             if machine is None:
                 result.attempt_timings.append({})
                 t = time.monotonic()
-                machine = deps.renter.rent(state.job, state.attempt)
+                machine = deps.provider.rent(RentRequest(state.job, state.attempt))
                 for stage, seconds in machine.rent_timings.items():  # launch, SSH connect
                     result.add(stage, seconds)
                 if not machine.rent_timings:
@@ -350,7 +226,7 @@ def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Mach
         result.time("prepare runtime (image pull)", t)
         t = time.monotonic()
         argv = [a.replace("{workdir}", host.workdir)
-                for a in deps.renter.trainer_argv(trainer_args(state))]
+                for a in deps.provider.trainer_argv(trainer_args(state))]
         host.start(argv, f"train-{state.attempt}.log", "train.pid", {"GPUHIRE_JOB": state.job})
         result.time("start detached", t)
     result.progress.started_at = time.monotonic()
@@ -380,7 +256,7 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     status = {"done": "done", "stopped": "stopped"}.get(outcome, "failed")
     result.status, result.attempts = status, state.attempt + 1
     result.seconds = time.monotonic() - started
-    result.usd = job_usd(deps.ledger, state.job)
+    result.usd = deps.ledger.job_usd(state.job)
     if outcome == "interrupted":  # out of restarts: the checkpoints are home, resume goes on
         result.message = (f"interrupted {state.attempt + 1} time(s), more than --max-restarts "
                           f"{state.max_restarts} allows; `gpuhire resume {state.job}` continues "
@@ -426,7 +302,7 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")
     check_budget(state, deps)  # over the cap already: say so before renting anything
-    machine = deps.renter.reattach(state)
+    machine = deps.provider.reattach(state.ref())
     _replay(state, run, result.progress)
     if machine is not None:
         # What the job wrote while nobody was watching: it may even have finished.

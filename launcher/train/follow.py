@@ -7,8 +7,11 @@ POLL_S until the job is done, failed, interrupted or stopped, and comes back wit
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +24,9 @@ from ledger.book import Ledger
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from launcher.providers.hosts import Host
+    from launcher.providers.base import Host, Machine
     from launcher.rundir import RunDir, RunState
-    from launcher.train.flow import Machine, TrainDeps
+    from launcher.train.types import TrainDeps
 
 POLL_S = 0.5
 MAX_UTIL_SAMPLES = 720  # GPU utilisation samples kept on the job (an hour of 5-second progress)
@@ -152,7 +155,7 @@ def _on_event(ev: dict[str, object], state: RunState, run: RunDir, deps: TrainDe
         machine.host.get(f"run/{rel}", run.run / rel)  # keep a copy off the box
         machine.keep(run.run / rel, rel)
     elif kind == "epoch":
-        deps.say(status_line(progress, job_usd(deps.ledger, state.job)))
+        deps.say(status_line(progress, deps.ledger.job_usd(state.job)))
     elif kind == "error":
         deps.say(f"trainer error: {ev.get('message')}")
 
@@ -175,15 +178,10 @@ def record_gpu_util(ledger: Ledger, job: str, util: float, at: str = "") -> None
     ledger.update_job(job, metrics=metrics, gpu_util=sum(s[1] for s in samples) / len(samples))
 
 
-def job_usd(ledger: Ledger, job: str) -> Decimal:
-    """USD of every session of the job so far (running ones costed to now)."""
-    return sum((v.cost.total_usd for v in ledger.sessions(job_id=job)), Decimal(0))
-
-
 def check_budget(state: RunState, deps: TrainDeps) -> None:
     if state.max_usd is None:
         return
-    spent = job_usd(deps.ledger, state.job)
+    spent = deps.ledger.job_usd(state.job)
     if spent > Decimal(state.max_usd):
         raise BudgetError(
             f"job {state.job} has spent {usd(spent, 4)}, above --max-usd {state.max_usd}; "
@@ -191,3 +189,30 @@ def check_budget(state: RunState, deps: TrainDeps) -> None:
             f"the checkpoints are in runs/{state.job}/run; `gpuhire resume {state.job} "
             "--max-usd X` continues with a higher cap",
         )
+
+
+@contextlib.contextmanager
+def beating(host: Host, every_s: float) -> Iterator[None]:
+    """Touch the host's heartbeat from a thread every `every_s` while the caller works.
+
+    Shipping data (SFTP, or the box fetching it from S3) can take longer than the box's
+    dead-man switch waits. The heartbeat goes over its own exec channel, so it runs beside a
+    transfer (tests/ssh/test_ssh_transfer.py). A failed beat is not the caller's problem:
+    the transfer in the main thread notices a dead link itself.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                host.heartbeat()
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=beat, name="gpuhire-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)  # a beat stuck on a dead link must not hold us up

@@ -19,8 +19,9 @@ import pytest
 from infer_env import BUCKET, REGION
 
 from jobs.fleet.worker import Worker
-from launcher.infer.queue import Collected, Fleet, FleetSettings
+from launcher.infer.queue import Collected, Fleet
 from launcher.providers.aws.ops import FLEET_OPERATIONS, WORKER_OPERATIONS
+from launcher.providers.base import FleetSettings
 
 
 def _recorded(service: str, calls: set[tuple[str, str]]) -> Any:

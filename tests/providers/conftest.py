@@ -12,8 +12,8 @@ import pytest
 from aws_fakes import REGION, AwsWorld, aws_settings, instrument, no_detection, put_ami_parameter
 
 from launcher.providers.aws import client as aws_client
+from launcher.providers.aws.cloud import AwsCloud
 from launcher.providers.aws.ops import AWS_OPERATIONS
-from launcher.providers.aws.provider import AwsProvider
 from ledger.book import Ledger
 from ledger.db import open_engine
 from ledger.timeutil import utcnow
@@ -38,7 +38,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
     w.seed_default_prices()
     real = aws_client.make_session
     monkeypatch.setattr(aws_client, "make_session", lambda s: instrument(real(s), w))
-    monkeypatch.setattr("launcher.providers.aws.provider.make_session", lambda s: instrument(real(s), w))
+    monkeypatch.setattr("launcher.providers.aws.cloud.make_session", lambda s: instrument(real(s), w))
     yield w
     unknown = {(s, o) for s, o in w.calls if o not in AWS_OPERATIONS.get(s, frozenset())}
     assert not unknown, f"operations missing from AWS_OPERATIONS: {sorted(unknown)}"
@@ -58,12 +58,12 @@ def book(tmp_path: Path) -> Ledger:
 
 
 @pytest.fixture
-def make_provider(moto: None, world: AwsWorld, book: Ledger) -> Callable[..., AwsProvider]:
-    """make_provider(fallback_on_demand=True, ...) -> AwsProvider on moto with the AMI published."""
+def make_provider(moto: None, world: AwsWorld, book: Ledger) -> Callable[..., AwsCloud]:
+    """make_provider(fallback_on_demand=True, ...) -> AwsCloud on moto with the AMI published."""
     put_ami_parameter()
 
-    def make(now: Callable[[], datetime] = utcnow, **aws: Any) -> AwsProvider:
-        return AwsProvider(aws_settings(**aws), book, detect_cidr=no_detection, now=now)
+    def make(now: Callable[[], datetime] = utcnow, **aws: Any) -> AwsCloud:
+        return AwsCloud(aws_settings(**aws), book, detect_cidr=no_detection, now=now)
 
     return make
 

@@ -7,7 +7,7 @@ import pytest
 from aws_fakes import REGION, AwsWorld
 
 from launcher.errors import CapacityError, ProviderError
-from launcher.providers.base import LaunchRequest, Market
+from launcher.providers.aws.types import LaunchRequest, Market
 from ledger.book import Ledger
 
 

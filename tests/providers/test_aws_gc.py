@@ -26,14 +26,14 @@ from ledger.db import open_engine
 LAUNCHER = """
 import json, sys
 from launcher.config import Settings
-from launcher.providers.aws.provider import AwsProvider
-from launcher.providers.base import LaunchRequest
+from launcher.providers.aws.cloud import AwsCloud
+from launcher.providers.aws.types import LaunchRequest
 from ledger.book import Ledger
 from ledger.db import open_engine
 
 
 settings = Settings.model_validate(json.loads(sys.argv[1]))
-provider = AwsProvider(settings, Ledger(open_engine(sys.argv[2])))
+provider = AwsCloud(settings, Ledger(open_engine(sys.argv[2])))
 provider.launch(LaunchRequest(sys.argv[3], "t4", tuple(provider.offers("t4"))))
 print("launched")
 """
@@ -68,7 +68,7 @@ def _run_killed_launcher(point: str, db: str, job: str, tmp: Path) -> None:
     put_ami_parameter()
     settings = {"aws": {"operator_cidrs": [OPERATOR], "ami_parameter": AMI_PARAMETER}}
     marker = tmp / f"{point}.reached"
-    env = {**os.environ, "GPUHIRE_TEST_PAUSE_AT": f"{point}:{marker}"}
+    env = {**os.environ, "GPUHIRE_FAILPOINTS": f"aws.{point}=pause({marker})"}
     proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps(settings), db, job], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -128,12 +128,12 @@ def test_gc_reconciles_a_killed_launch(point: str, endpoint: str, world: AwsWorl
 def test_gc_leaves_a_live_job_alone(endpoint: str, world: AwsWorld, cli, tmp_path: Path) -> None:
     from aws_fakes import aws_settings
 
-    from launcher.providers.aws.provider import AwsProvider
-    from launcher.providers.base import LaunchRequest
+    from launcher.providers.aws.cloud import AwsCloud
+    from launcher.providers.aws.types import LaunchRequest
 
     put_ami_parameter()
     book = Ledger(open_engine(cli.db))
-    provider = AwsProvider(aws_settings(), book)
+    provider = AwsCloud(aws_settings(), book)
     launched = provider.launch(LaunchRequest("job-live", "t4", tuple(provider.offers("t4"))))
     result = cli("gc", "--yes")
     assert result.stdout.strip() == "nothing to collect"
@@ -179,12 +179,12 @@ def test_gc_ignores_sessions_it_did_not_launch(make_provider, world: AwsWorld, b
 def test_stop_all_and_gc_asks_first(moto, world: AwsWorld, cli) -> None:
     from aws_fakes import aws_settings, put_ami_parameter
 
-    from launcher.providers.aws.provider import AwsProvider
-    from launcher.providers.base import LaunchRequest
+    from launcher.providers.aws.cloud import AwsCloud
+    from launcher.providers.aws.types import LaunchRequest
 
     put_ami_parameter()
     book = Ledger(open_engine(cli.db))
-    provider = AwsProvider(aws_settings(), book)
+    provider = AwsCloud(aws_settings(), book)
     for job in ("job-a", "job-b"):
         provider.launch(LaunchRequest(job, "t4", tuple(provider.offers("t4"))))
     book.update_job("job-b", status="done")  # its launcher finished but never released it
@@ -222,12 +222,12 @@ def test_gc_leaves_other_owners_alone_unless_asked(moto, world: AwsWorld, cli) -
 def test_group_in_use_is_left_for_gc_with_a_note(moto, world: AwsWorld, cli) -> None:
     from aws_fakes import aws_settings, put_ami_parameter
 
-    from launcher.providers.aws.provider import AwsProvider
-    from launcher.providers.base import LaunchRequest
+    from launcher.providers.aws.cloud import AwsCloud
+    from launcher.providers.aws.types import LaunchRequest
 
     put_ami_parameter()
     book = Ledger(open_engine(cli.db))
-    provider = AwsProvider(aws_settings(), book)
+    provider = AwsCloud(aws_settings(), book)
     provider.launch(LaunchRequest("job-dv", "t4", tuple(provider.offers("t4"))))
     # Real EC2 refuses to delete a group while its instance is still shutting down.
     world.errors["DeleteSecurityGroup"] = ["DependencyViolation"]

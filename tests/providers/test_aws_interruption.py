@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from aws_fakes import REGION, AwsWorld
 
-from launcher.providers.base import InstanceState, LaunchRequest
+from launcher.providers.aws.types import InstanceState, LaunchRequest
 from ledger.book import Ledger
 from ledger.timeutil import utcnow
 

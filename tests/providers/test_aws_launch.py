@@ -11,8 +11,8 @@ import pytest
 from aws_fakes import OPERATOR, REGION, AwsWorld, aws_settings
 
 from launcher.errors import ConfigError
-from launcher.providers.aws.provider import AwsProvider
-from launcher.providers.base import LaunchRequest, Market
+from launcher.providers.aws.cloud import AwsCloud
+from launcher.providers.aws.types import LaunchRequest, Market
 from ledger.book import Ledger
 
 
@@ -100,7 +100,7 @@ def test_operator_address_detected_when_not_configured(moto, world: AwsWorld, bo
 
     put_ami_parameter()
     settings = aws_settings(operator_cidrs=[])
-    provider = AwsProvider(settings, book, detect_cidr=lambda: "203.0.113.9/32")
+    provider = AwsCloud(settings, book, detect_cidr=lambda: "203.0.113.9/32")
     launched = provider.launch(LaunchRequest("job-detect", "t4", tuple(provider.offers("t4"))))
     group_id = _instance(launched.instance.instance_id)["SecurityGroups"][0]["GroupId"]
     group = boto3.client("ec2", region_name=REGION).describe_security_groups(GroupIds=[group_id])

@@ -10,7 +10,7 @@ from aws_fakes import AwsWorld
 
 from launcher.providers.aws import gc as aws_gc
 from launcher.providers.aws.ops import AWS_IMPLIED_ACTIONS, AWS_OPERATIONS, iam_actions
-from launcher.providers.base import LaunchRequest
+from launcher.providers.aws.types import LaunchRequest
 
 
 def test_full_life_calls_exactly_the_listed_operations(make_provider, world: AwsWorld) -> None:

@@ -12,8 +12,8 @@ from aws_fakes import REGION, AwsWorld
 from test_aws_interruption import interrupt
 
 from launcher.errors import ConfigError
-from launcher.infer.queue import FleetSettings, Queues
-from launcher.infer.workers import AwsFleet, WorkerSpec
+from launcher.providers.aws.fleet import AwsFleet
+from launcher.providers.base import FleetSettings, Queues, WorkerSpec
 from ledger.book import Ledger
 
 QUEUES = Queues("https://sqs.example/1/gpuhire-job-work", "https://sqs.example/1/gpuhire-job-dead",

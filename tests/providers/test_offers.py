@@ -9,7 +9,7 @@ import pytest
 from aws_fakes import AwsWorld
 
 from launcher.providers.aws.offers import type_table
-from launcher.providers.base import Market
+from launcher.providers.aws.types import Market
 
 
 def test_offers_rank_latest_point_per_zone_and_type(make_provider, world: AwsWorld) -> None:

@@ -23,10 +23,11 @@ from sshd import Sshd, free_port
 from test_aws_interruption import interrupt
 
 from jobs.htr.synth import synth
-from launcher.commands.train_cmds import compile_ground_truth
-from launcher.providers.aws.renter import AwsRenter
+from launcher.providers.aws.provider import AwsProvider
 from launcher.ssh.keys import job_keys
-from launcher.train.flow import TrainDeps, TrainOptions, train
+from launcher.train.flow import train
+from launcher.train.ground_truth import compile_ground_truth
+from launcher.train.types import TrainDeps, TrainOptions
 from ledger.book import Ledger
 
 pytestmark = pytest.mark.slow
@@ -101,13 +102,13 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
     job = "train-e2e-aws"
     box = instance_box(job)
     provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())
-    renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
+    renter = AwsProvider(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
                        workdir_root=str(tmp_path / "box-home"))
-    assert renter.usd_per_hour() == provider.offers("t4")[0].usd_per_hour
+    assert renter.plan().usd_per_hour == provider.offers("t4")[0].usd_per_hour
     synth(tmp_path / "gt", 160, seed=3)
     run = tmp_path / "runs" / job
     said: list[str] = []
-    deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: True,
+    deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: True,
                      compile_dataset=compile_ground_truth)
 
     interrupted: list[str] = []
@@ -173,12 +174,12 @@ def test_box_taken_without_notice_and_unreachable_is_relaunched(
     box = instance_box(job)
     provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"}, ssh_user=_user())
     home = tmp_path / "box-home"
-    renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
+    renter = AwsProvider(provider, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
                        workdir_root=str(home))
     synth(tmp_path / "gt", 160, seed=3)
     run = tmp_path / "runs" / job
     said: list[str] = []
-    deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: True,
+    deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: True,
                      compile_dataset=compile_ground_truth)
     taken: list[str] = []
 

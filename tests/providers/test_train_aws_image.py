@@ -8,7 +8,8 @@ import pytest
 from sshd import Sshd
 
 from launcher.errors import ProviderError
-from launcher.providers.aws.renter import AwsMachine, AwsRenter, pull_script, resolve_image
+from launcher.providers.aws.image import pull_script, resolve_image
+from launcher.providers.aws.provider import AwsMachine, AwsProvider
 from launcher.ssh.client import Ssh
 from launcher.ssh.host import SshHost
 
@@ -39,12 +40,12 @@ def test_pull_script_logs_in_to_the_images_registry_then_pulls() -> None:
 
 def test_renter_runs_the_resolved_image_and_pulls_it_first(make_provider) -> None:
     provider = make_provider()
-    renter = AwsRenter(provider, "t4", image="gpuhire-htr:1.0", ecr_repository_url=ECR)
+    renter = AwsProvider(provider, "t4", image="gpuhire-htr:1.0", ecr_repository_url=ECR)
     argv = renter.trainer_argv(["train", "dataset"])
     assert argv[:2] == ["sh", "-c"] and argv[2].startswith("exec docker run --rm --gpus all")
     assert f"{ECR}:1.0 train dataset" in argv[2]
     assert renter.setup == pull_script(f"{ECR}:1.0")
-    assert AwsRenter(provider, "t4", runtime="process", image=f"{ECR}:1.0").setup is None
+    assert AwsProvider(provider, "t4", runtime="process", image=f"{ECR}:1.0").setup is None
 
 
 def test_a_failed_pull_stops_the_attempt_with_the_boxes_words(tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_the_trainer_container_runs_as_the_boxes_user(make_provider, tmp_path: P
     bin_dir.mkdir()
     (bin_dir / "docker").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n')
     (bin_dir / "docker").chmod(0o755)
-    renter = AwsRenter(make_provider(), "t4", image="gpuhire-htr:1.0")
+    renter = AwsProvider(make_provider(), "t4", image="gpuhire-htr:1.0")
     argv = [a.replace("{workdir}", str(tmp_path / "job")) for a in renter.trainer_argv(["train", "dataset"])]
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGV_OUT": str(tmp_path / "argv")}
     subprocess.run(argv, env=env, check=True)

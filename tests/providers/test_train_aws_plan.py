@@ -61,7 +61,7 @@ def test_resume_rents_on_demand_again(make_provider, world: AwsWorld, gt: Path, 
     def unreachable(*_: object, **__: object) -> None:  # no box to SSH into in this test
         raise SshError("cannot reach the box", "it is a test")
 
-    monkeypatch.setattr("launcher.providers.aws.renter.AwsRenter._machine", unreachable)
+    monkeypatch.setattr("launcher.providers.aws.provider.AwsProvider._machine", unreachable)
     cli = _cli(tmp_path, sqlite_db)
     run = tmp_path / "run"
     r = cli("train", str(gt), "--provider", "aws", "--gpu", "t4", "--on-demand", "--yes", "--out", str(run))

@@ -25,14 +25,15 @@ from aws_fakes import REGION, AwsWorld, instrument
 from test_train_aws_e2e import InstanceBox
 
 from jobs.htr.synth import synth
-from launcher.commands.train_cmds import compile_ground_truth
 from launcher.providers.aws import client as aws_client
+from launcher.providers.aws.cloud import AwsCloud
 from launcher.providers.aws.ops import AWS_OPERATIONS, STAGING_OPERATIONS
 from launcher.providers.aws.provider import AwsProvider
-from launcher.providers.aws.renter import AwsRenter
 from launcher.providers.aws.staging import MANIFEST, S3Stage, StagedData, tree_digest
 from launcher.ssh.host import SshHost
-from launcher.train.flow import TrainDeps, TrainOptions, TrainResult, train
+from launcher.train.flow import train
+from launcher.train.ground_truth import compile_ground_truth
+from launcher.train.types import TrainDeps, TrainOptions, TrainResult
 from ledger.book import Ledger
 
 pytestmark = pytest.mark.slow
@@ -86,7 +87,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
     w.seed_default_prices()
     real = aws_client.make_session
     monkeypatch.setattr(aws_client, "make_session", lambda s: instrument(real(s), w))
-    monkeypatch.setattr("launcher.providers.aws.provider.make_session", lambda s: instrument(real(s), w))
+    monkeypatch.setattr("launcher.providers.aws.cloud.make_session", lambda s: instrument(real(s), w))
     yield w
     known = {**AWS_OPERATIONS, **STAGING_OPERATIONS}
     unknown = {(s, o) for s, o in w.calls if o not in known.get(s, frozenset())}
@@ -111,7 +112,7 @@ def _box_fetches(requests: list[tuple[str, str, str, str]], prefix: str) -> dict
 
 
 def test_train_stages_data_and_checkpoints_through_s3(
-    make_provider: Callable[..., AwsProvider], world: AwsWorld, book: Ledger, tmp_path: Path,
+    make_provider: Callable[..., AwsCloud], world: AwsWorld, book: Ledger, tmp_path: Path,
     moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _s3().create_bucket(Bucket=BUCKET)
@@ -126,7 +127,7 @@ def test_train_stages_data_and_checkpoints_through_s3(
 
     monkeypatch.setattr(SshHost, "put", put)
 
-    def run_job(job: str) -> tuple[TrainResult, list[StagedData], list[str], AwsProvider, Path]:
+    def run_job(job: str) -> tuple[TrainResult, list[StagedData], list[str], AwsCloud, Path]:
         box = InstanceBox(tmp_path / "instances" / job, job)
         world.before_run[:] = [box.boot]  # this job's RunInstances boots its box
         provider = make_provider(ssh_targets={"*": f"127.0.0.1:{box.port}"},
@@ -140,10 +141,10 @@ def test_train_stages_data_and_checkpoints_through_s3(
             return staged[-1]
 
         stage.put_dataset = put_dataset  # type: ignore[method-assign]
-        renter = AwsRenter(provider, "t4", runtime="process", python=sys.executable,
+        renter = AwsProvider(provider, "t4", runtime="process", python=sys.executable,
                            ssh_deadline_s=20, workdir_root=str(home), stage=stage)
         said: list[str] = []
-        deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: True,
+        deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: True,
                          compile_dataset=compile_ground_truth)
         sftp_puts.clear()
         try:

@@ -13,7 +13,7 @@ from launcher.rundir import RunDir, RunState
 from launcher.ssh.client import Ssh
 from launcher.ssh.host import SshHost
 from launcher.train import flow as train
-from launcher.train.flow import TrainDeps, TrainResult
+from launcher.train.types import TrainDeps, TrainResult
 
 
 class _Renter:
@@ -51,7 +51,7 @@ def test_shipping_keeps_the_heartbeat_going(box: Sshd, tmp_path: Path, monkeypat
     machine.ship = ship  # type: ignore[method-assign]
     state = RunState(job="job", provider="ssh", gpu="cpu", data=[], preset="tiny", epochs=1,
                      max_restarts=0)
-    deps = TrainDeps(ledger=None, renter=_Renter(), say=print, confirm=lambda q: True,  # type: ignore[arg-type]
+    deps = TrainDeps(ledger=None, provider=_Renter(), say=print, confirm=lambda q: True,  # type: ignore[arg-type]
                      compile_dataset=lambda i, o: 0)
     try:
         train._ship_and_start(state, run, deps, machine, TrainResult("job", "running", None, run.path))

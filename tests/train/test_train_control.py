@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from launcher.commands.train_cmds import compile_ground_truth
 from launcher.config import Settings
 from launcher.errors import BudgetError
-from launcher.providers.hosts import LocalHost
-from launcher.providers.local import LocalRenter
+from launcher.providers.local import LocalHost, LocalProvider
 from launcher.status import stop_owned_job
-from launcher.train.flow import TrainDeps, TrainOptions, train
+from launcher.train.flow import train
+from launcher.train.ground_truth import compile_ground_truth
+from launcher.train.types import TrainDeps, TrainOptions
 from ledger.book import Ledger
 from ledger.catalogue import BUILTIN_PROVIDERS
 from ledger.db import open_engine
@@ -55,9 +55,9 @@ def _setup(tmp_path: Path, sqlite_db: str, *, watts: str = "65", answer: bool = 
            lines_per_s: float | None = None) -> tuple[Ledger, TrainDeps, Path, list[str]]:
     book = Ledger(open_engine(sqlite_db))
     run = tmp_path / "runs" / "job"
-    renter = LocalRenter(book, run, "cpu", Decimal(watts), Decimal("0.30"), BUILTIN_PROVIDERS["local"])
+    renter = LocalProvider(book, run, "cpu", Decimal(watts), Decimal("0.30"), BUILTIN_PROVIDERS["local"])
     said: list[str] = []
-    deps = TrainDeps(ledger=book, renter=renter, say=said.append, confirm=lambda q: answer,
+    deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: answer,
                      compile_dataset=compile_ground_truth,
                      default_lines_per_s={"cpu": lines_per_s} if lines_per_s else None)
     return book, deps, run, said

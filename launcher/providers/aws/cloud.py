@@ -1,6 +1,6 @@
 """The AWS provider: offers, launch, describe, release, and the books kept straight.
 
-    provider = AwsProvider(settings, ledger)
+    provider = AwsCloud(settings, ledger)
     offers = provider.offers("t4")                       # live spot prices, cheapest first
     launched = provider.launch(LaunchRequest("train-...", "t4", tuple(offers)))
     provider.ssh_endpoint(launched.instance)             # host, key file, pinned host key
@@ -26,14 +26,7 @@ from launcher.providers.aws import setup as aws_setup
 from launcher.providers.aws.client import aws_errors, client, make_session
 from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
 from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
-from launcher.providers.aws.userdata import (
-    HEARTBEAT_PATH,
-    NOTICE_FILE,
-    PID_FILE,
-    SafetySettings,
-    build_user_data,
-)
-from launcher.providers.base import (
+from launcher.providers.aws.types import (
     END_SPOT_INTERRUPTION,
     END_UNKNOWN,
     END_USER,
@@ -46,7 +39,14 @@ from launcher.providers.base import (
     Offer,
     SshEndpoint,
 )
-from launcher.ssh.keys import job_keys, remove_job_keys
+from launcher.providers.aws.userdata import (
+    HEARTBEAT_PATH,
+    NOTICE_FILE,
+    PID_FILE,
+    SafetySettings,
+    build_user_data,
+)
+from launcher.ssh.keys import job_keys
 from ledger.models import Job, RentalSession
 from ledger.timeutil import as_utc, utcnow
 
@@ -61,7 +61,7 @@ SPOT_TERMINATION = "Server.SpotInstanceTermination"
 _WHEN = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
 
 
-class AwsProvider:
+class AwsCloud:
     """EC2 spot (and on-demand) instances for gpuhire jobs. See the module docstring."""
 
     name = "aws"
@@ -358,10 +358,6 @@ class AwsProvider:
             and row.region in ("", self.aws.region)
             and (row.instance_id is not None or row.state == "launching")
         )
-
-    def forget_keys(self, job_id: str) -> None:
-        """Remove the job's local key files."""
-        remove_job_keys(job_id)
 
 
 def _int(text: str | None) -> int | None:

@@ -12,7 +12,6 @@ them and closes (or, when no machine was ever rented, discards) their sessions.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,12 +21,13 @@ from launcher.errors import ProviderError
 from launcher.providers.aws.client import aws_errors
 from launcher.providers.aws.launch import TAG_LAUNCHER
 from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
-from launcher.providers.base import END_USER, Instance, Leftover
+from launcher.providers.aws.types import END_USER, Instance, Leftover
+from launcher.providers.local import pid_alive
 from launcher.ssh.keys import job_ids_with_keys, remove_job_keys
 from ledger.models import RentalSession
 
 if TYPE_CHECKING:
-    from launcher.providers.aws.provider import AwsProvider
+    from launcher.providers.aws.cloud import AwsCloud
 
 ENDED_JOB_STATUSES = frozenset({"done", "failed", "stopped", "partial"})  # partial: infer, dead pages
 FOREIGN_LAUNCH_TRUST = timedelta(hours=1)
@@ -43,28 +43,14 @@ class GcPlan:
     live_jobs: set[str] = field(default_factory=set)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _launcher_alive(row: RentalSession, p: AwsProvider) -> bool:
+def _launcher_alive(row: RentalSession, p: AwsCloud) -> bool:
     host, _, pid = str(row.tags.get(TAG_LAUNCHER, "")).rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        return _pid_alive(int(pid))
+        return pid_alive(int(pid))
     return p.now() - row.start_at < FOREIGN_LAUNCH_TRUST
 
 
-def _job_ended(p: AwsProvider, job_id: str | None) -> bool:
+def _job_ended(p: AwsCloud, job_id: str | None) -> bool:
     if job_id is None:
         return False
     try:
@@ -73,7 +59,7 @@ def _job_ended(p: AwsProvider, job_id: str | None) -> bool:
         return False
 
 
-def _live(row: RentalSession, instance: Instance | None, p: AwsProvider) -> bool:
+def _live(row: RentalSession, instance: Instance | None, p: AwsCloud) -> bool:
     if row.instance_id is None and row.state == "launching":
         return _launcher_alive(row, p)
     if instance is None or instance.state.gone:
@@ -81,7 +67,7 @@ def _live(row: RentalSession, instance: Instance | None, p: AwsProvider) -> bool
     return not _job_ended(p, row.job_id)
 
 
-def plan(p: AwsProvider, all_owners: bool = False) -> GcPlan:
+def plan(p: AwsCloud, all_owners: bool = False) -> GcPlan:
     """Find leftovers (reads only; nothing is changed).
 
     Only what the current IAM identity launched (tag gpuhire:owner) is considered, unless
@@ -121,7 +107,7 @@ def plan(p: AwsProvider, all_owners: bool = False) -> GcPlan:
     return out
 
 
-def _tagged_resources(p: AwsProvider) -> list[tuple[str, str, str, str]]:
+def _tagged_resources(p: AwsCloud) -> list[tuple[str, str, str, str]]:
     """(kind, id, job, owner) of key pairs and security groups tagged gpuhire:job (filtered
     here: moto and the API differ in which tag filters they know)."""
     out = []
@@ -142,7 +128,7 @@ def _tags(resource: dict[str, Any]) -> dict[str, str]:
     return {str(t["Key"]): str(t["Value"]) for t in resource.get("Tags", [])}
 
 
-def collect(p: AwsProvider, found: GcPlan, wait_s: int = 300) -> list[str]:
+def collect(p: AwsCloud, found: GcPlan, wait_s: int = 300) -> list[str]:
     """Remove the leftovers of `found`; returns what could not be removed yet (retry later)."""
     p.close_sessions()  # sessions of instances that are already gone take EC2's end reason
     doomed = [x.ident for x in found.leftovers if x.kind == "instance"]
@@ -164,7 +150,7 @@ def collect(p: AwsProvider, found: GcPlan, wait_s: int = 300) -> list[str]:
     return problems
 
 
-def _close_dead_sessions(p: AwsProvider, found: GcPlan) -> None:
+def _close_dead_sessions(p: AwsCloud, found: GcPlan) -> None:
     for row in found.sessions:
         assert row.id is not None
         current = p.ledger.get_session(row.id)
@@ -182,7 +168,7 @@ def _close_dead_sessions(p: AwsProvider, found: GcPlan) -> None:
         p.ledger.end_session(row.id, end, reason)
 
 
-def _wait_terminated(p: AwsProvider, ids: list[str], wait_s: int) -> None:
+def _wait_terminated(p: AwsCloud, ids: list[str], wait_s: int) -> None:
     import botocore.exceptions as bex
 
     try:
@@ -194,7 +180,7 @@ def _wait_terminated(p: AwsProvider, ids: list[str], wait_s: int) -> None:
         pass  # the security group deletes below report what is still in use
 
 
-def _delete(p: AwsProvider, x: Leftover) -> None:
+def _delete(p: AwsCloud, x: Leftover) -> None:
     try:
         with aws_errors(f"delete {x.kind} {x.ident}"):
             if x.kind == "key-pair":
@@ -209,7 +195,7 @@ def _delete(p: AwsProvider, x: Leftover) -> None:
         remove_job_keys(x.ident)
 
 
-def cleanup_job(p: AwsProvider, job_id: str, wait_s: int = 0) -> list[str]:
+def cleanup_job(p: AwsCloud, job_id: str, wait_s: int = 0) -> list[str]:
     """Delete the job's key pair, security group and local keys (after its instances went)."""
     leftovers = [Leftover(k, i, j) for k, i, j, _ in _tagged_resources(p) if j == job_id]
     leftovers.append(Leftover("local-keys", job_id, job_id))

@@ -14,18 +14,17 @@ by `gpuhire gc`).
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from launcher.errors import CapacityError
+from launcher.failpoints import failpoint
 from launcher.providers.aws.client import CAPACITY_CODES, QUOTA_CODES, error_code, quota_fix, translate
 from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
-from launcher.providers.base import Attempt, Market, Offer
+from launcher.providers.aws.types import Attempt, Market, Offer
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.models import LaunchAttempt
@@ -33,7 +32,6 @@ from ledger.models import LaunchAttempt
 TAG_SESSION = "gpuhire:session"
 TAG_LAUNCHER = "launcher"  # session tag: host:pid of the process that launched it (for gc)
 NO_SUBNET = "NoDefaultSubnet"  # our attempt code for a zone without a default subnet
-TEST_PAUSE_ENV = "GPUHIRE_TEST_PAUSE_AT"  # tests only: "point:marker-file" (see _test_pause)
 
 
 @dataclass(frozen=True)
@@ -56,17 +54,6 @@ class LaunchPlan:
 def launcher_id() -> str:
     """This process, as gc recognises it: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _test_pause(point: str) -> None:
-    """Tests only: stop here (write the marker, wait to be SIGKILLed) to simulate a crash."""
-    spec = os.environ.get(TEST_PAUSE_ENV, "")
-    if spec.partition(":")[0] != point:
-        return
-    with open(spec.partition(":")[2], "w") as fh:
-        fh.write(str(os.getpid()))
-    time.sleep(60)
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def tags(job_id: str, owner: str, session_id: int, resource: str) -> list[dict[str, str]]:
@@ -170,7 +157,7 @@ def launch_offers(
             _record(ledger, plan, offer, attempt, None)
             continue
         session_id = ledger.record_session(_session(plan, offer, now()), plan.billing)
-        _test_pause("session-written")
+        failpoint("aws.session-written")
         try:
             reply = ec2.run_instances(**run_request(plan, offer, session_id))
         except Exception as exc:
@@ -188,7 +175,7 @@ def launch_offers(
             skip.note(offer, code)
             continue
         instance = reply["Instances"][0]
-        _test_pause("instance-launched")
+        failpoint("aws.instance-launched")
         ledger.set_instance(session_id, instance["InstanceId"])
         attempt = Attempt(offer.zone, offer.instance_type, offer.market, "launched")
         attempts.append(attempt)

@@ -18,7 +18,7 @@ from typing import Any
 
 from launcher.errors import ConfigError
 from launcher.providers.aws.client import aws_errors
-from launcher.providers.base import Market, Offer
+from launcher.providers.aws.types import Market, Offer
 from ledger.timeutil import as_utc
 
 SPOT_SOURCE = "describe_spot_price_history"

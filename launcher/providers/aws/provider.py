@@ -1,29 +1,34 @@
-"""The `aws` provider for training: a spot (or on-demand) T4/L4 instance per attempt.
+"""The `aws` provider: a spot (or on-demand) T4/L4 instance per attempt, a spot fleet for inference.
 
-The instance comes from launcher.providers.aws.provider (cheapest offer, locked down, dead-man switch,
+The instance comes from launcher.providers.aws.cloud (cheapest offer, locked down, dead-man switch,
 spot-notice watcher); this module reaches it over SSH with the host key injected at boot and
-pinned, ships the job through the `Host` interface, and gives the machine back.
+pinned, ships the job through the `Host` interface, and gives the machine back. Fleet workers
+are launcher.providers.aws.fleet.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from launcher.errors import ProviderError, SshError
 from launcher.output import usd
-from launcher.providers.aws.provider import AwsProvider
+from launcher.providers.aws.cloud import AwsCloud
+from launcher.providers.aws.image import PULL_TIMEOUT_S, pull_script, resolve_image
 from launcher.providers.aws.staging import S3Stage
-from launcher.providers.base import LaunchRequest, Market, Offer, SshEndpoint
-from launcher.rundir import RunState
+from launcher.providers.aws.types import LaunchRequest, Market, Offer, SshEndpoint
+from launcher.providers.base import JobRef, Plan, RentRequest, WorkerSpec
 from launcher.ssh.client import Ssh, SshTarget
 from launcher.ssh.host import SshHost
 from launcher.ssh.hostkeys import PinnedHostKey
-from ledger.catalogue import BUILTIN_SPEEDS
+from ledger.catalogue import BUILTIN_SPEEDS, RENTED_GPUS
+
+if TYPE_CHECKING:
+    from launcher.providers.aws.fleet import AwsFleet
 
 BOOT_AND_STAGE_S = 300  # instance start, SSH up, data shipped: added to every quote
 PRICE_REFRESH_S = 600.0  # look for a new spot price this often while a job runs
@@ -32,47 +37,6 @@ _BOX_USER = "GPUHIRE_BOX_UID_GID"  # placeholder for "$(id -u):$(id -g)" in the 
 # two-minute notice file is read at every poll. A 0.5 s poll would otherwise be 7,200 API
 # calls an hour per job, against the account's request rate.
 PROVIDER_CHECK_S = 15.0
-
-
-# ACCOUNT.dkr.ecr.REGION.amazonaws.com (also -fips, and .com.cn in China)
-_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
-PULL_TIMEOUT_S = 1800.0  # a trainer image is a few GB; the heartbeat goes on meanwhile
-
-
-def _registry(image: str) -> str | None:
-    """The registry host an image reference names (`host[:port]/...`), or None (Docker Hub)."""
-    first, slash, _ = image.partition("/")
-    return first if slash and ("." in first or ":" in first or first == "localhost") else None
-
-
-def resolve_image(image: str, ecr_repository_url: str | None) -> str:
-    """The image the box runs: `image` as given when it names a registry; otherwise, with
-    `[aws] ecr_repository_url` set, that repository with the image's tag (or digest).
-
-        resolve_image("gpuhire-htr:1.0", "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr")
-        -> "1234....dkr.ecr.eu-west-1.amazonaws.com/gpuhire-htr:1.0"
-    """
-    if _registry(image) or not ecr_repository_url:
-        return image
-    repo = ecr_repository_url.rstrip("/")
-    if "@" in image:
-        return repo + image[image.index("@"):]
-    last = image.rsplit("/", 1)[-1]
-    tag = last.rpartition(":")[2] if ":" in last else "latest"
-    return f"{repo}:{tag}"
-
-
-def pull_script(image: str) -> str | None:
-    """Shell run on the box before the job (docker runtime): log in to ECR with the instance
-    profile's credentials (the Deep Learning AMI has the aws CLI) and pull the image. None
-    for an image outside ECR (public, or already on the AMI)."""
-    registry = _registry(image)
-    match = _ECR_HOST.fullmatch(registry or "")
-    if registry is None or match is None:
-        return None
-    q = shlex.quote
-    return (f"aws ecr get-login-password --region {q(match.group(1))} | "
-            f"docker login --username AWS --password-stdin {q(registry)} && docker pull {q(image)}")
 
 
 def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
@@ -88,7 +52,7 @@ def _target(endpoint: SshEndpoint, deadline_s: float) -> SshTarget:
 class AwsMachine:
     """One instance for one attempt of a job."""
 
-    provider: AwsProvider
+    provider: AwsCloud
     job: str
     instance_id: str
     session_id: int | None
@@ -167,12 +131,12 @@ class AwsMachine:
             self.provider.release(self.job, reason)
 
 
-class AwsRenter:
+class AwsProvider:
     """Rents the cheapest suitable instance for each attempt of a job."""
 
-    provider = "aws"
+    name = "aws"
 
-    def __init__(self, aws: AwsProvider, gpu: str, *, spot: bool = True,
+    def __init__(self, aws: AwsCloud, gpu: str, *, spot: bool = True,
                  runtime: str = "docker", image: str = "gpuhire-htr:latest",
                  python: str = "python3", ssh_deadline_s: float = 600.0,
                  workdir_root: str = "gpuhire", stage: S3Stage | None = None,
@@ -207,7 +171,11 @@ class AwsRenter:
             self._offers[gpu] = found
         return self._offers[gpu]
 
-    def plan(self) -> str:
+    def plan(self) -> Plan:
+        return Plan(self.gpu, self.market, self._describe(), self.offers(self.gpu)[0].usd_per_hour,
+                    BOOT_AND_STAGE_S)
+
+    def _describe(self) -> str:
         """The offer a launch tries first, e.g. `spot g4dn.xlarge (4 vCPUs) in us-east-1b at
         $0.1800/h (on-demand $0.526/h); 3 more offers to fall back on`."""
         offers = self.offers(self.gpu)
@@ -226,16 +194,10 @@ class AwsRenter:
         if gpu not in ("auto", ""):
             return gpu.lower()
         best = min(
-            ("t4", "l4"),
+            RENTED_GPUS,
             key=lambda g: self.offers(g)[0].usd_per_hour / BUILTIN_SPEEDS.get(g, Decimal(1)),
         )
         return best
-
-    def usd_per_hour(self) -> Decimal:
-        return self.offers(self.gpu)[0].usd_per_hour
-
-    def overhead_s(self) -> int:
-        return BOOT_AND_STAGE_S
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         if self.runtime == "process":
@@ -255,7 +217,8 @@ class AwsRenter:
         return AwsMachine(self.aws, job, instance_id, session_id, host, endpoint.notice_path,
                           f"{instance_id} ({endpoint.host}, aws)", self.stage, self.setup)
 
-    def rent(self, job: str, attempt: int) -> AwsMachine:
+    def rent(self, request: RentRequest) -> AwsMachine:
+        job = request.job
         offers = list(self.offers(self.gpu))
         self._offers.pop(self.gpu, None)  # fresh prices for the next attempt
         t = time.monotonic()
@@ -271,12 +234,16 @@ class AwsRenter:
                                 "ssh connect": time.monotonic() - running}
         return machine
 
-    def reattach(self, state: RunState) -> AwsMachine | None:
-        alive = [i for i in self.aws.instances(state.job) if not i.state.gone]
+    def reattach(self, job: JobRef) -> AwsMachine | None:
+        alive = [i for i in self.aws.instances(job.job) if not i.state.gone]
         if not alive:
-            self.aws.close_sessions(job_id=state.job)  # record how the old ones ended
+            self.aws.close_sessions(job_id=job.job)  # record how the old ones ended
             return None
         instance = alive[0]
-        return self._machine(state.job, instance.instance_id, state.session_id,
+        return self._machine(job.job, instance.instance_id, job.session_id,
                              self.aws.ssh_endpoint(instance))
 
+    def workers(self, spec: WorkerSpec, gpu: str, state_dir: Path) -> AwsFleet:
+        from launcher.providers.aws.fleet import AwsFleet
+
+        return AwsFleet(spec, self.aws, gpu, self.image)

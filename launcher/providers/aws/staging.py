@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.errors import ProviderError
 from launcher.providers.aws.client import aws_errors
 
 MANIFEST = "MANIFEST.json"
@@ -110,9 +109,3 @@ class S3Stage:
                 f"mv {q}.part {q}",
             ]
         return "\n".join(lines) + "\n"
-
-
-def check_bucket_name(bucket: str | None) -> str:
-    if not bucket:
-        raise ProviderError("no S3 bucket is configured", "run `gpuhire init --from-terraform terraform/`")
-    return bucket

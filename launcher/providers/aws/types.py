@@ -1,19 +1,15 @@
-"""The one provider interface: what the launcher asks of any place that rents machines.
+"""What the AWS layer (launcher.providers.aws.cloud) takes and gives: frozen dataclasses.
 
-Inputs and outputs are frozen dataclasses, so a provider's answer can be logged, compared and
-passed around without anyone changing it behind the caller's back. The AWS provider
-(`launcher.providers.aws.provider`) implements `Provider`; the `local` and `ssh` providers of the train
-flow implement the same methods where they make sense.
+A provider's answer can be logged, compared and passed around without anyone changing it
+behind the caller's back. The life of one instance:
 
-Flow of one job on a provider:
-
-    offers(gpu)            -> [Offer, ...]            cheapest first
-    launch(LaunchRequest)  -> Launched                ledger session written BEFORE the launch call
-    ssh_endpoint(instance) -> SshEndpoint             host, user, key file, pinned host key
-    describe(instance_id)  -> Instance                state, and end reason once it is gone
-    interruption(id)       -> InterruptionNotice|None the provider's word that it took the machine
-    release(job, reason)   -> [Instance]              terminate, close the session, drop key and SG
-    instances(job=None)    -> [Instance]              everything the provider runs for gpuhire (tags)
+    AwsCloud.offers(gpu)            -> [Offer, ...]            cheapest first
+    AwsCloud.launch(LaunchRequest)  -> Launched                ledger session written BEFORE the launch call
+    AwsCloud.ssh_endpoint(instance) -> SshEndpoint             host, user, key file, pinned host key
+    AwsCloud.describe(instance_id)  -> Instance                state, and end reason once it is gone
+    AwsCloud.interruption(id)       -> InterruptionNotice|None EC2's word that it took the machine
+    AwsCloud.release(job, reason)   -> [Instance]              terminate, close the session, drop key and SG
+    AwsCloud.instances(job=None)    -> [Instance]              everything it runs for gpuhire (by tag)
 """
 
 from __future__ import annotations
@@ -23,9 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
-
-GPUS = ("t4", "l4")  # GPU models the launcher rents
 
 
 class Market(StrEnum):
@@ -53,7 +46,6 @@ class InstanceState(StrEnum):
 # Ledger end reasons (ledger.costs.END_REASONS) an instance can end with.
 END_SPOT_INTERRUPTION = "spot-interruption"  # the provider took it back (spot)
 END_USER = "user"  # we (or the user) terminated it
-END_COMPLETED = "completed"  # the job finished and the launcher released it
 END_UNKNOWN = "unknown"  # gone for a reason nobody recorded (e.g. dead-man switch, gc)
 
 
@@ -166,30 +158,3 @@ class Leftover:
     ident: str  # instance id, key name, group id, or ledger session id
     job_id: str | None
     detail: str = ""
-
-
-class Provider(Protocol):
-    """Rents machines for jobs and always gives them back. See the module docstring."""
-
-    name: str
-
-    def offers(self, gpu: str) -> list[Offer]:
-        """Ways to get `gpu` now, cheapest first (more vCPUs first at equal price)."""
-
-    def launch(self, request: LaunchRequest) -> Launched:
-        """Launch the first offer with capacity; the ledger session exists before the call."""
-
-    def describe(self, instance_id: str) -> Instance:
-        """The instance now; a gone instance carries its end reason."""
-
-    def ssh_endpoint(self, instance: Instance) -> SshEndpoint:
-        """Where and how to SSH into the instance (config may override the target)."""
-
-    def interruption(self, instance_id: str) -> InterruptionNotice | None:
-        """The provider's notice that it takes (or took) the machine, if there is one."""
-
-    def release(self, job_id: str, reason: str) -> list[Instance]:
-        """Terminate the job's instances, close their ledger sessions, delete key and group."""
-
-    def instances(self, job_id: str | None = None) -> list[Instance]:
-        """The provider's gpuhire instances (all, or one job's), alive or recently gone."""

@@ -1,0 +1,75 @@
+"""What the train flow takes and gives: options in, a result out, and what it needs from outside."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from launcher.providers.base import Provider
+from launcher.train.events import JobProgress
+from launcher.train.ground_truth import compile_ground_truth
+from launcher.train.quote import Quote
+from ledger.book import Ledger
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: tuple[Path, ...]
+    preset: str = "default"
+    epochs: int | None = None
+    max_usd: Decimal | None = None
+    max_restarts: int = 3
+    yes: bool = False
+    dry_run: bool = False
+    detach: bool = False
+    out: Path | None = None  # default runs/<job>
+    job: str | None = None
+
+
+@dataclass
+class TrainResult:
+    job: str
+    status: str  # done | failed | stopped | detached | dry-run
+    quote: Quote | None
+    run_dir: Path
+    progress: JobProgress = field(default_factory=JobProgress)
+    seconds: float = 0.0
+    usd: Decimal = Decimal(0)
+    attempts: int = 0
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds, summed
+    attempt_timings: list[dict[str, float]] = field(default_factory=list)  # the same, per attempt
+
+    def time(self, stage: str, since: float) -> None:
+        """Add the seconds since `since` (monotonic) to `stage`."""
+        self.add(stage, time.monotonic() - since)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Add `seconds` to `stage`, in the sums and in the current attempt's figures."""
+        for bucket in (self.timings, *self.attempt_timings[-1:]):
+            bucket[stage] = bucket.get(stage, 0.0) + seconds
+
+    @property
+    def usd_per_epoch(self) -> Decimal | None:
+        return self.usd / self.progress.epoch if self.progress.epoch else None
+
+    @property
+    def idle_usd(self) -> Decimal | None:
+        util = self.progress.mean(self.progress.gpu_utils)
+        return None if util is None else self.usd * Decimal(str(1 - util))
+
+
+@dataclass
+class TrainDeps:
+    """What the flow needs from outside: the books, the provider, and how to talk to the user."""
+
+    ledger: Ledger
+    provider: Provider
+    say: Callable[[str], None]
+    confirm: Callable[[str], bool]
+    compile_dataset: Callable[[list[Path], Path], int] = compile_ground_truth  # usable line count
+    after_job: Callable[[str], None] = lambda job: None  # alert checks
+    default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
