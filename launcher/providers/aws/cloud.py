@@ -1,13 +1,14 @@
-"""The AWS provider: offers, launch, describe, release, and the books kept straight.
+"""The EC2 layer under the aws provider: offers, launch, describe, release, the books kept straight.
 
-    provider = AwsCloud(settings, ledger)
-    offers = provider.offers("t4")                       # live spot prices, cheapest first
-    launched = provider.launch(LaunchRequest("train-...", "t4", tuple(offers)))
-    provider.ssh_endpoint(launched.instance)             # host, key file, pinned host key
-    provider.release("train-...", "completed")           # terminate, close session, clean up
+    cloud = AwsCloud(settings, ledger)
+    offers = cloud.offers("t4")                          # live spot prices, cheapest first
+    launched = cloud.launch(LaunchRequest("train-...", "t4", tuple(offers)))
+    cloud.ssh_endpoint(launched.instance)                # host, key file, pinned host key
+    cloud.release("train-...", "completed")              # terminate, close session, clean up
 
 Tags decide what runs (`gpuhire:job`, `gpuhire:owner`, `gpuhire:session`); the ledger records
-what happened and `reconcile()` brings it in line with the tags (launcher/providers/aws/gc.py).
+what happened, `close_sessions()` records how instances ended, and `gpuhire gc`
+(launcher/providers/aws/gc.py) removes what no live job owns.
 boto3 is imported only inside this package's AWS modules, never at `gpuhire --help`.
 """
 
