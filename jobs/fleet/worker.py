@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from jobs.fleet import FLEET_TAGGING
 from jobs.htr.pages import Page, recognise_pages
 
-FLEET_TAGGING = "gpuhire%3Akind=fleet"  # as launcher/infer/queue.py: the bucket's lifecycle expires them
 EXAMPLE = ("python -m jobs.fleet.worker --bucket my-gpuhire --job infer-20261130-0915-1a2b "
            "--work-url URL --done-url URL")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.fleet import FLEET_TAGGING
 from launcher.errors import ProviderError
 from launcher.providers.aws.client import aws_errors
 from launcher.providers.base import FleetSettings, Queues
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 # Everything a fleet job puts in the bucket is tagged, so the bucket's lifecycle rule expires it
 # (terraform: expire-fleet-files): scans do not linger in S3 once their text is home.
-FLEET_TAGGING = "gpuhire%3Akind=fleet"  # URL-encoded `gpuhire:kind=fleet`
 SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
 TRANSFERS = 16  # S3 uploads and downloads in flight at once
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024  # SQS's limit per message and per batch call, with a margin

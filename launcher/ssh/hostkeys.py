@@ -248,13 +248,9 @@ class HostKeyInjection:
 
 def new_host_key() -> HostKeyInjection:
     """Make an ed25519 host key pair (cryptography: paramiko cannot generate ed25519)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from launcher.ssh.keys import new_ed25519_pair
 
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
+    private = new_ed25519_pair()[0].decode()
     return HostKeyInjection(private_openssh=private, pinned=pinned_from_private(private))
 
 

@@ -52,7 +52,8 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _new_pair(comment: str) -> tuple[bytes, str]:
+def new_ed25519_pair(comment: str = "") -> tuple[bytes, str]:
+    """A new ed25519 key pair: the OpenSSH private key (PEM bytes) and the public line."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -63,7 +64,7 @@ def _new_pair(comment: str) -> tuple[bytes, str]:
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode()
-    return private, f"{public} {comment}"
+    return private, f"{public} {comment}".rstrip()
 
 
 def job_keys(job_id: str) -> JobKeys:
@@ -74,7 +75,7 @@ def job_keys(job_id: str) -> JobKeys:
     login, host = folder / "id_ed25519", folder / "host_ed25519"
     for path in (login, host):
         if not path.exists() or not path.with_suffix(".pub").exists():
-            private, public = _new_pair(f"gpuhire:{job_id}")
+            private, public = new_ed25519_pair(f"gpuhire:{job_id}")
             _write_private(path, private)
             _write_private(path.with_suffix(".pub"), (public + "\n").encode())
     return JobKeys(
