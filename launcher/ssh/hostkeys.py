@@ -233,17 +233,20 @@ class HostKeyInjection:
         cloud-init installs the key (config stage) before sshd first starts, then runs the
         script: the box never serves another host key, so no boot window needs a grace period.
         """
-        from email.mime.multipart import MIMEMultipart
-        from email.mime.text import MIMEText
+        return multipart_user_data(self.cloud_config(), script)
 
-        document = MIMEMultipart()
-        for text, subtype in ((self.cloud_config(), "cloud-config"), (script, "x-shellscript")):
-            part = MIMEText(text, subtype, "utf-8")
-            # Not base64: EC2 caps user-data at 16 KiB, and base64 would add a third.
-            part.replace_header("Content-Transfer-Encoding", "8bit")
-            part.set_payload(text)
-            document.attach(part)
-        return document.as_string()
+
+def multipart_user_data(cloud_config: str, script_text: str) -> str:
+    """cloud-init's multipart user-data: the config part, then the script part."""
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    doc = MIMEMultipart(boundary="==gpuhire-user-data==")
+    for text, subtype in ((cloud_config, "cloud-config"), (script_text, "x-shellscript")):
+        # ASCII parts stay readable (7bit); anything else is base64, which cloud-init decodes.
+        # EC2 caps user-data at 16 KiB: base64 of an ASCII script would add a third for nothing.
+        doc.attach(MIMEText(text, subtype, "us-ascii" if text.isascii() else "utf-8"))
+    return doc.as_string()
 
 
 def new_host_key() -> HostKeyInjection:

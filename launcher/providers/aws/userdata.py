@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from launcher.errors import SpecError
 from launcher.providers.aws.scripts import script
+from launcher.ssh.hostkeys import multipart_user_data
 
 RUN_DIR = "/var/run/gpuhire"
 HEARTBEAT_PATH = f"{RUN_DIR}/heartbeat"
@@ -67,18 +68,6 @@ def _host_key_config(host_private_key: str) -> str:
     return HostKeyInjection(host_private_key, pinned_from_private(host_private_key)).cloud_config()
 
 
-def _multipart(cloud_config: str, script_text: str) -> str:
-    """cloud-init's multipart user-data: the config part, then the script part."""
-    from email.mime.multipart import MIMEMultipart
-    from email.mime.text import MIMEText
-
-    doc = MIMEMultipart(boundary="==gpuhire-user-data==")
-    for text, subtype in ((cloud_config, "cloud-config"), (script_text, "x-shellscript")):
-        # ASCII parts stay readable (7bit); anything else is base64, which cloud-init decodes.
-        doc.attach(MIMEText(text, subtype, "us-ascii" if text.isascii() else "utf-8"))
-    return doc.as_string()
-
-
 def build_user_data(safety: SafetySettings, extra: str = "") -> str:
     """The complete user-data (cloud-config + shell script), under EC2's 16 KiB limit."""
     user = shlex.quote(safety.ssh_user)
@@ -113,7 +102,7 @@ def build_user_data(safety: SafetySettings, extra: str = "") -> str:
     ]
     if extra.strip():
         parts.append("# job setup\n" + extra.rstrip() + "\n")
-    text = _multipart(_host_key_config(safety.host_private_key), "".join(parts))
+    text = multipart_user_data(_host_key_config(safety.host_private_key), "".join(parts))
     if len(text.encode()) > USER_DATA_LIMIT:
         raise SpecError(
             f"user-data is {len(text.encode())} bytes, over EC2's 16 KiB",
