@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from launcher.context import AppContext, app_context
+from launcher.context import app_context
 from launcher.output import ListFormat, iso, print_json, print_table
 
 alerts_app = typer.Typer(
@@ -90,13 +90,6 @@ def test_channel(
     settings = app_context(ctx).settings
     send(settings.alerts.channel(channel), channel_test_message(channel))
     typer.echo(f"sent a test message on {channel}")
-
-
-def check_after_recording(app: AppContext) -> None:
-    """The quiet check after a job (train, infer): ledger.alerts.check.check_quietly."""
-    from ledger.alerts.check import check_quietly
-
-    check_quietly(app.ledger, app.settings, warn=lambda m: typer.echo(m, err=True))
 
 
 def register(app: typer.Typer) -> None:
