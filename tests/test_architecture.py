@@ -2,7 +2,7 @@
 
 Every .py file under launcher/, ledger/ and jobs/ is parsed with `ast` (nothing is imported),
 relative imports are resolved, and every import counts: module level, inside functions, and
-under `if TYPE_CHECKING:` (those last are exempt from the cycle rule only). The rules:
+under `if TYPE_CHECKING:` (a type-only import is an arrow like any other). The rules:
 
   a. jobs/ imports nothing of ours (no launcher, no ledger): it runs on the rented box.
   b. ledger/ never imports launcher/.
@@ -12,7 +12,8 @@ under `if TYPE_CHECKING:` (those last are exempt from the cycle rule only). The 
   e. torch only in jobs/.
   f. Only launcher/cli.py, launcher/commands/__init__.py and launcher/docgen.py import a command
      module (launcher.commands.*); no command module imports another.
-  g. No import cycle between our modules (imports under `if TYPE_CHECKING:` left out).
+  g. No import cycle between our modules, type-only imports (`if TYPE_CHECKING:`) included:
+     a type hint that points back up is still a knot a reader has to untie.
   h. `gpuhire --help` imports none of boto3, botocore, paramiko, torch, matplotlib.
 
 Each failure names the file, the line and what it imports ("launcher/x.py:23 imports boto3").
@@ -243,10 +244,10 @@ def rule_commands_imported_only_by_the_cli(tree: Tree) -> list[str]:
 
 def module_graph(tree: Tree) -> dict[str, dict[str, Import]]:
     """importer -> {imported module of ours -> the first import that makes the edge};
-    imports under TYPE_CHECKING left out."""
+    imports under TYPE_CHECKING count too."""
     graph: dict[str, dict[str, Import]] = {m: {} for m in tree.modules}
     for i in tree.imports:
-        if i.type_checking or i.target not in tree.modules:
+        if i.target not in tree.modules:
             continue
         graph[i.importer].setdefault(i.target, i)
     return graph
@@ -416,7 +417,7 @@ FAKE = {
         "from ..commands import ledger_cmds\n"  # line 6: f, relative
         "from launcher.ssh import client\n"  # line 7: cycle with ssh/client.py
     ),
-    "launcher/train/quote.py": "from launcher.train.flow import x\n",  # no cycle: line 4 is TC
+    "launcher/train/quote.py": "from launcher.train.flow import x\n",  # back to flow (line 4 is TC)
     "launcher/ssh/__init__.py": "",
     "launcher/ssh/client.py": (
         "import paramiko\n"  # allowed
@@ -483,17 +484,27 @@ def test_the_checker_reports_file_line_and_name(
         assert message.startswith(want), (message, want)
 
 
-def test_the_checker_finds_the_cycle_and_skips_type_checking(fake_tree: Tree) -> None:
+def test_the_checker_finds_the_cycles_type_only_ones_too(fake_tree: Tree) -> None:
     found = rule_no_import_cycles(fake_tree)
     assert len(found) == 1, found
-    assert "['launcher.ssh.client', 'launcher.train.flow']" in found[0]
+    # quote -> flow -> quote exists only under TYPE_CHECKING: it joins the knot all the same
+    assert "['launcher.ssh.client', 'launcher.train.flow', 'launcher.train.quote']" in found[0]
     assert "launcher/train/flow.py:7 imports launcher.ssh.client" in found[0]
     assert "launcher/ssh/client.py:2 imports launcher.train.flow" in found[0]
-    # quote -> flow -> quote exists only under TYPE_CHECKING: no cycle, but the import is seen
-    assert "launcher.train.quote" not in found[0]
     tc = [i for i in fake_tree.imports if i.type_checking]
     assert [(i.where(), i.target) for i in tc] == [("launcher/train/flow.py:4",
                                                     "launcher.train.quote")]
+
+
+def test_the_checker_finds_a_cycle_made_only_of_type_hints(tmp_path: Path) -> None:
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger/__init__.py").write_text("")
+    (tmp_path / "ledger/a.py").write_text("import ledger.b\n")
+    (tmp_path / "ledger/b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ledger.a import A\n")
+    found = rule_no_import_cycles(scan(tmp_path, ("ledger",)))
+    assert len(found) == 1, found
+    assert "ledger/b.py:3 imports ledger.a (under TYPE_CHECKING)" in found[0], found
 
 
 def test_the_checker_finds_a_self_import(tmp_path: Path) -> None:

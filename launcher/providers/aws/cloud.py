@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.errors import NotFoundError, ProviderError
 from launcher.providers.aws import offers as aws_offers
 from launcher.providers.aws import setup as aws_setup
+from launcher.providers.aws.cleanup import cleanup_job
 from launcher.providers.aws.client import aws_errors, client, make_session
 from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
 from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
@@ -316,13 +317,11 @@ class AwsCloud:
 
         The session of an instance EC2 already took keeps EC2's reason (spot-interruption).
         """
-        from launcher.providers.aws.gc import cleanup_job
-
         alive = [i for i in self.instances(job_id) if not i.state.gone]
         self.terminate([i.instance_id for i in alive])
         closed = {i.instance_id: i for i in self.close_sessions(job_id=job_id, default_reason=reason)}
         # A group still in use by a dying instance stays until `gpuhire gc`: say so.
-        self.cleanup_problems = cleanup_job(self, job_id)
+        self.cleanup_problems = cleanup_job(self.ec2, job_id)
         return [closed.get(i.instance_id, replace(i, state=InstanceState.shutting_down)) for i in alive]
 
     def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:

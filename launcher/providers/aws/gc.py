@@ -15,15 +15,15 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from launcher.errors import ProviderError
+from launcher.providers.aws.cleanup import delete, tagged_resources
 from launcher.providers.aws.client import aws_errors
 from launcher.providers.aws.launch import TAG_LAUNCHER
-from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
 from launcher.providers.aws.types import END_USER, Instance, Leftover
 from launcher.providers.local import pid_alive
-from launcher.ssh.keys import job_ids_with_keys, remove_job_keys
+from launcher.ssh.keys import job_ids_with_keys
 from ledger.models import RentalSession
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def plan(p: AwsCloud, all_owners: bool = False) -> GcPlan:
         if not inst.state.gone and iid not in claimed:
             out.leftovers.append(Leftover("instance", iid, inst.job_id,
                                           f"{inst.instance_type} {inst.zone} {inst.state}"))
-    for kind, ident, job, made_by in _tagged_resources(p):
+    for kind, ident, job, made_by in tagged_resources(p.ec2):
         if job not in out.live_jobs and (owner is None or made_by == owner):
             out.leftovers.append(Leftover(kind, ident, job))
     # Local key folders: never those of a job with any open session (another provider's too).
@@ -105,27 +105,6 @@ def plan(p: AwsCloud, all_owners: bool = False) -> GcPlan:
         if job not in out.live_jobs and job not in busy:
             out.leftovers.append(Leftover("local-keys", job, job))
     return out
-
-
-def _tagged_resources(p: AwsCloud) -> list[tuple[str, str, str, str]]:
-    """(kind, id, job, owner) of key pairs and security groups tagged gpuhire:job (filtered
-    here: moto and the API differ in which tag filters they know)."""
-    out = []
-    with aws_errors("list gpuhire key pairs and security groups"):
-        for kp in p.ec2.describe_key_pairs().get("KeyPairs", []):
-            tags = _tags(kp)
-            if TAG_JOB in tags:
-                out.append(("key-pair", str(kp["KeyName"]), tags[TAG_JOB], tags.get(TAG_OWNER, "")))
-        for page in p.ec2.get_paginator("describe_security_groups").paginate():
-            for g in page["SecurityGroups"]:
-                tags = _tags(g)
-                if TAG_JOB in tags:
-                    out.append(("security-group", str(g["GroupId"]), tags[TAG_JOB], tags.get(TAG_OWNER, "")))
-    return out
-
-
-def _tags(resource: dict[str, Any]) -> dict[str, str]:
-    return {str(t["Key"]): str(t["Value"]) for t in resource.get("Tags", [])}
 
 
 def collect(p: AwsCloud, found: GcPlan, wait_s: int = 300) -> list[str]:
@@ -144,7 +123,7 @@ def collect(p: AwsCloud, found: GcPlan, wait_s: int = 300) -> list[str]:
     problems = []
     for x in found.leftovers:
         try:
-            _delete(p, x)
+            delete(p.ec2, x)
         except ProviderError as exc:
             problems.append(f"{x.kind} {x.ident}: {exc.message}")
     return problems
@@ -180,29 +159,3 @@ def _wait_terminated(p: AwsCloud, ids: list[str], wait_s: int) -> None:
         pass  # the security group deletes below report what is still in use
 
 
-def _delete(p: AwsCloud, x: Leftover) -> None:
-    try:
-        with aws_errors(f"delete {x.kind} {x.ident}"):
-            if x.kind == "key-pair":
-                p.ec2.delete_key_pair(KeyName=x.ident)
-            elif x.kind == "security-group":
-                p.ec2.delete_security_group(GroupId=x.ident)
-    except ProviderError as exc:
-        if "NotFound" in str(exc):
-            return
-        raise
-    if x.kind == "local-keys":
-        remove_job_keys(x.ident)
-
-
-def cleanup_job(p: AwsCloud, job_id: str, wait_s: int = 0) -> list[str]:
-    """Delete the job's key pair, security group and local keys (after its instances went)."""
-    leftovers = [Leftover(k, i, j) for k, i, j, _ in _tagged_resources(p) if j == job_id]
-    leftovers.append(Leftover("local-keys", job_id, job_id))
-    problems = []
-    for x in leftovers:
-        try:
-            _delete(p, x)
-        except ProviderError as exc:  # typically DependencyViolation: `gpuhire gc` finishes it
-            problems.append(f"{x.kind} {x.ident}: {exc.message}")
-    return problems
