@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,7 @@ import typer
 from typer._click.core import Context
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer._click.parser import _OptionParser
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from launcher import __version__
 from launcher.commands import COMMAND_MODULES
@@ -54,10 +54,69 @@ def _usage_error(exc: UsageError) -> typer.Exit:
     return typer.Exit(2)
 
 
+class _Argument(TyperArgument):
+    """An argument in --help as its metavar alone (`DATA...`), not `data... <list[Path]>`."""
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+
+def _default_metavar(param: TyperArgument | TyperOption) -> str:
+    """An enum's values (`table|json`), else the parameter's name (`--region REGION`)."""
+    desc = param.type_descriptor
+    if desc.is_choice and desc.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+    name = param.opts[0].lstrip("-") if param.opts else param.name or "value"
+    return name.upper().replace("-", "_")
+
+
+def _plain_metavars(cmd: Any) -> None:
+    """Every value in every --help reads as a metavar (`--month YYYY-MM`, `DATA...`), never as
+    typer's Python type (`<str>`, `<list[Path]>`, `<int range>`). Signatures name them
+    (metavar=); an enum shows its values, anything else its name."""
+    for param in getattr(cmd, "params", []):
+        if isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+        elif not isinstance(param, TyperOption) or param.is_flag or param.count:
+            continue
+        if param.metavar is None:
+            param.metavar = _default_metavar(param)
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain_metavars(sub)
+
+
+def _not_utf8(args: list[str]) -> typer.Exit | None:
+    """An argument that is not UTF-8 (Python hands such bytes on as lone surrogates, which
+    would fail deep inside, e.g. when the ledger stores a --note) as one line, exit 2."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if not (arg.startswith("--") and eq and name.isascii()):
+            name, value = (args[i - 1] if i > 0 and args[i - 1].startswith("-") else ""), arg
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            which = f"the value of {name}" if name.isascii() and name else "the argument"
+            shown = repr(os.fsencode(value))[2:-1][:80]
+            typer.echo(f"error: {which} '{shown}' is not UTF-8 text (byte {exc.start}); give it "
+                       "as UTF-8 (check your terminal's encoding, or rename such a file)", err=True)
+            return typer.Exit(2)
+    return None
+
+
 class GpuhireGroup(TyperGroup):
     """The root group: the one place that turns errors into a line on stderr and an exit code."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_metavars(self)
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        bad = _not_utf8(args)  # every argument of every command passes here first
+        if bad is not None:
+            raise bad
         try:  # the root's own options (--db, --config, an unknown one)
             return super().parse_args(ctx, args)
         except NoArgsIsHelpError:  # `gpuhire` alone prints the help
@@ -120,14 +179,14 @@ def root(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", envvar="GPUHIRE_DB", show_envvar=True,
+            "--db", envvar="GPUHIRE_DB", show_envvar=True, metavar="URL",
             help="Ledger database URL (default: SQLite in your data directory).",
         ),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", envvar="GPUHIRE_CONFIG", show_envvar=True,
+            "--config", envvar="GPUHIRE_CONFIG", show_envvar=True, metavar="FILE",
             help="Config file (default: config.toml in your config directory).",
         ),
     ] = None,

@@ -9,9 +9,15 @@ from __future__ import annotations
 import ipaddress
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from ledger.catalogue import DEFAULT_CARD, RENTED_GPUS
+from ledger.settings_model import SETTINGS_CONFIG, no_bool_numbers
 
 
 def _one_of(names: tuple[str, ...]) -> str:
@@ -20,7 +26,10 @@ def _one_of(names: tuple[str, ...]) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A section of the config file (see ledger.settings_model)."""
+
+    model_config = SETTINGS_CONFIG
+    refuse_booleans = field_validator("*", mode="before")(no_bool_numbers)
 
 
 class OwnershipSettings(_Section):

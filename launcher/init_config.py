@@ -108,6 +108,9 @@ def read_outputs_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"outputs file {path} does not exist",
                          "save it with `terraform output -json > outputs.json`") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"outputs file {path} is not UTF-8 text (byte {exc.start})",
+                         "save it with `terraform output -json > outputs.json`") from None
     except OSError as exc:
         raise InputError(f"cannot read outputs file {path}: {exc.strerror}") from None
     return _parse_json(text, f"outputs file {path}")
@@ -116,6 +119,9 @@ def read_outputs_file(path: Path) -> dict[str, Any]:
 def _parse_json(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{what} is not JSON (nested too deep)",
+                         "give the output of `terraform output -json`") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} is not JSON ({exc.msg}, line {exc.lineno})",
                          "give the output of `terraform output -json`") from None

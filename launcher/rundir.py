@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,10 @@ class RunDir:
         except InputError as exc:
             raise InputError(exc.message, "pick another --out (or repair that file)") from None
         if other is not None and other != job:
+            status = _status_of(self.path)
+            if status in ("done", "failed"):  # `resume` refuses those: do not send the user there
+                raise InputError(f"the run folder {self.path} holds job {other}, which ended ({status})",
+                                 "pick another --out (a new or empty folder)")
             raise InputError(f"the run folder {self.path} holds job {other}",
                              f"pick another --out, or `gpuhire resume {other}` to continue that job")
 
@@ -147,14 +151,24 @@ class RunDir:
         os.replace(tmp, self.path / "state.json")
 
     def load(self) -> RunState:
+        path = self.path / "state.json"
+        why: str | None
         try:
-            raw = json.loads((self.path / "state.json").read_text())
-            return RunState(**raw)
-        except (OSError, ValueError, TypeError) as exc:
-            raise InputError(
-                f"{self.path / 'state.json'} is unreadable ({exc})",
-                "the run directory is damaged; check `gpuhire status` and the ledger",
-            ) from None
+            raw = json.loads(path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        except UnicodeDecodeError as exc:
+            why = f"not UTF-8 text, byte {exc.start}"
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError; a file nested too deep
+            why = f"not JSON: {' '.join(str(exc).split())}"
+        else:
+            why = _state_problem(raw)
+            if why is None:
+                return RunState(**raw)
+        raise InputError(
+            f"{path} is unreadable ({why})",
+            "the run directory is damaged; check `gpuhire status` and the ledger",
+        )
 
     def log_path(self) -> Path | None:
         """The log to print: the settled copy, else the newest attempt's log on this machine."""
@@ -177,24 +191,69 @@ class RunDir:
             fh.write(data)
 
 
+def _state_problem(raw: object) -> str | None:
+    """What is wrong with a parsed state.json (a key missing, unknown or of the wrong type);
+    None when it makes a RunState."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    wanted = {f.name: f for f in fields(RunState)}
+    unknown = sorted(set(raw) - set(wanted))
+    if unknown:
+        return f"unknown key(s): {', '.join(unknown)[:100]}"
+    missing = [n for n, f in wanted.items()
+               if n not in raw and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        return f"missing key(s): {', '.join(missing)}"
+    for name, value in raw.items():
+        kinds = _STATE_TYPES.get(name, (object,))  # a field added later: any JSON value
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and name == "data":
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            return f"{name!r} has the wrong type"
+    return None
+
+
+# The JSON types each RunState field may hold (None where the field is optional).
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "job": (str,), "provider": (str,), "gpu": (str,), "data": (list,), "preset": (str,),
+    "epochs": (int, type(None)), "max_restarts": (int,), "max_usd": (str, type(None)),
+    "market": (str,), "attempt": (int,), "status": (str,), "session_id": (int, type(None)),
+    "machine": (dict,), "workdir": (str,), "event_offset": (int,), "log_offset": (int,),
+}
+
+
+def _status_of(folder: Path) -> str | None:
+    """The status word in `folder`'s state.json (whose job `job_of` already read), if any."""
+    try:
+        raw = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    status = raw.get("status") if isinstance(raw, dict) else None
+    return status if isinstance(status, str) else None
+
+
 def job_of(folder: Path) -> str | None:
     """The job whose state.json `folder` holds; None when it holds none. InputError when
     the state file is there but unreadable (so no caller mistakes it for a free folder)."""
     path = folder / "state.json"
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise InputError(f"the state file {path} is unreadable ({exc.strerror})",
                          "check its permissions") from None
     try:
-        raw = json.loads(text)
+        raw = json.loads(data.decode("utf-8"))
         job = raw.get("job") if isinstance(raw, dict) else None
         if not isinstance(job, str):
             raise ValueError("no job id in it")
-    except ValueError as exc:
-        why = str(exc)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the state file {path} is unreadable (not UTF-8 text, byte {exc.start})",
+                         "repair it (JSON, see docs/train.md)") from None
+    except (ValueError, RecursionError) as exc:
+        why = " ".join(str(exc).split())
         raise InputError(f"the state file {path} is unreadable ({why})",
                          "repair it (JSON, see docs/train.md)") from None
     return job

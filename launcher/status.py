@@ -5,7 +5,9 @@
 
 The ledger knows every job's open sessions (local, ssh, aws) and their cost so far; for AWS
 the tags decide what runs (`AwsCloud.instances()`), so the AWS part needs AWS, the rest
-does not. A local job's process is checked through its run directory (`runs/<job>/box`).
+does not. Open sessions of no job (recorded by hand without an end) are listed too, job
+None: the books cost them up to now. A local job's process is checked through its run
+directory (`runs/<job>/box`).
 """
 
 from __future__ import annotations
@@ -154,7 +156,25 @@ def running_jobs(ledger: Ledger, aws: AwsCloud | None) -> tuple[list[RunningJob]
                        v.usd_per_hour, v.cost.total_usd)
             for v in open_views if (s := v.session).provider == "aws" and s.instance_id
         ]
-    return aws_rows + rows, note
+    listed = {r.session_id for r in aws_rows + rows if r.session_id is not None}
+    loose = [_loose_row(v) for v in open_views
+             if v.session.id not in listed and not v.session.job_id
+             and not (aws is not None and v.session.provider == "aws" and v.session.instance_id)]
+    return aws_rows + rows + loose, note
+
+
+LOOSE_STATE = "open in the ledger (no end recorded)"
+
+
+def _loose_row(view: SessionView) -> RunningJob:
+    """An open session of no job (`ledger add` or `ledger import` without an end): it is
+    costed up to now, so it is paying as far as the books know, and must not be hidden.
+    (AWS machines are listed by AWS when it is asked; this is what it cannot see.)"""
+    s = view.session
+    market = "owned" if s.owned else (s.market or "")
+    return RunningJob(None, s.provider, s.gpu_model, s.instance_id, s.instance_type or None,
+                      s.zone or "", market, LOOSE_STATE, s.start_at, None, s.id,
+                      view.usd_per_hour, view.cost.total_usd)
 
 
 def stop_owned_job(ledger: Ledger, settings: Settings, job: str, runs: Path | None = None) -> str:
@@ -234,8 +254,9 @@ def aws_if_any(settings: Settings, ledger: Ledger,
     from launcher.providers.aws.client import make_session
     from launcher.providers.factory import aws_cloud
 
-    expected = aws_asked_for(settings, region) or any(
-        v.session.provider == "aws" for v in ledger.sessions(open_only=True))
+    expected = aws_asked_for(settings, region) or any(  # a machine of ours; not one added by hand
+        v.session.provider == "aws" and (v.session.instance_id or v.session.job_id)
+        for v in ledger.sessions(open_only=True))
     try:
         found = make_session(settings.aws).get_credentials() is not None
         why = "no AWS credentials found (aws configure, or aws sso login)"

@@ -9,8 +9,9 @@ failing; PostgreSQL serialises migrations with an advisory lock.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -101,10 +102,21 @@ def open_engine(
     A SQLite writer waits `busy_timeout_s` for another one to finish before failing."""
     parsed = _normalise(url or default_url())
     db_path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
-    if db_path is not None:
+    if db_path is not None and url is not None and not db_path.parent.is_dir():
+        # A URL the user gave: a missing folder is a typo far more often than a wish, and
+        # creating it would show a mistyped path as a real, empty ledger.
+        raise LedgerError(
+            f"the ledger's folder {db_path.parent} does not exist (is the --db or GPUHIRE_DB "
+            "path mistyped?)",
+            "check the path, create the folder first, or pass --db with a writable path or "
+            "set GPUHIRE_DB",
+        )
+    if db_path is not None:  # the default ledger: its data folder is made on first use
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(parsed, "open") from exc
             raise LedgerError(
                 f"cannot create the ledger's folder {db_path.parent}: {exc.strerror}",
                 "pass --db with a writable path or set GPUHIRE_DB",
@@ -155,8 +167,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
                     conn.commit()
     except SQLAlchemyError as exc:
-        if isinstance(exc, OperationalError) and (known := _known_failure(exc, engine.url)):
-            raise known from exc  # read-only, locked, cannot open: say which
+        if isinstance(exc, OperationalError) and (known := _known_failure(exc, engine.url, "open")):
+            raise known from exc  # read-only, locked, disk full, cannot open: say which
         raise LedgerError(
             f"cannot open or upgrade the ledger at {masked(engine.url)}: "
             f"{exc.__class__.__name__}: {_one_line(exc.orig if hasattr(exc, 'orig') else exc)}",
@@ -164,32 +176,63 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         ) from exc
 
 
-def write_error(exc: OperationalError, url: URL) -> LedgerError:
+Action = Literal["open", "read", "write"]
+
+# What could not happen, per action: a read must not say "nothing was recorded".
+_NOT_DONE: dict[str, str] = {
+    "open": "so it cannot be opened",
+    "read": "so it cannot be read",
+    "write": "so nothing was recorded",
+}
+
+
+def write_error(exc: OperationalError, url: URL, action: Action = "write") -> LedgerError:
     """What a failed read or write of the ledger means, and the fix, as a LedgerError.
 
-    SQLite reports a read-only file, a lock held past the busy timeout and a file it cannot
-    open as OperationalErrors; so does PostgreSQL for a lost connection or a full disk."""
+    SQLite reports a read-only file, a lock held past the busy timeout, a full disk and a file
+    it cannot open as OperationalErrors; so does PostgreSQL for a lost connection or a full
+    disk. `action` says what failed, so a read is not told that nothing was recorded."""
     detail = _one_line(exc.orig if exc.orig is not None else exc)
-    return _known_failure(exc, url) or LedgerError(
+    return _known_failure(exc, url, action) or LedgerError(
         f"cannot use the ledger at {masked(url)}: {detail}",
         "check the --db URL, that the server is running and that you may write to it",
     )
 
 
-def _known_failure(exc: OperationalError, url: URL) -> LedgerError | None:
-    """The SQLite failures a user can fix themselves, or None."""
+def disk_full(url: str | URL, action: Action = "write") -> LedgerError:
+    """The disk under the ledger is full (SQLite's "database or disk is full", ENOSPC)."""
+    return LedgerError(
+        f"the disk holding the ledger at {masked(url)} is full, {_NOT_DONE[action]}",
+        "free space on that disk (or pass --db with a ledger on another disk), then run this "
+        "again",
+    )
+
+
+def _known_failure(exc: OperationalError, url: URL, action: Action = "write") -> LedgerError | None:
+    """The failures a user can fix themselves, or None."""
     where = masked(url)
     low = str(exc.orig if exc.orig is not None else exc).lower()
     if "readonly database" in low or "read-only" in low:
+        if action == "write":
+            return LedgerError(
+                f"the ledger at {where} is read-only, so nothing was recorded",
+                "make the file and its folder writable (and drop mode=ro from the URL), "
+                "or pass --db with a ledger you may write to",
+            )
         return LedgerError(
-            f"the ledger at {where} is read-only, so nothing was recorded",
+            f"the ledger at {where} is read-only, {_NOT_DONE[action]} (SQLite writes its -wal "
+            "and -shm files next to it even to read)",
             "make the file and its folder writable (and drop mode=ro from the URL), "
             "or pass --db with a ledger you may write to",
         )
+    if "database or disk is full" in low or "no space left on device" in low or (
+        "disk full" in low
+    ):
+        return disk_full(url, action)
     if "database is locked" in low or "database table is locked" in low:
         return LedgerError(
             f"the ledger at {where} stayed locked by another process past the busy timeout, "
-            "so nothing was recorded",
+            f"{_NOT_DONE[action]}",
             "wait for the other gpuhire command to finish (or stop it), then run this again",
         )
     if "unable to open database file" in low:

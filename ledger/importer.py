@@ -1,7 +1,8 @@
 """Reading rental sessions from CSV: the whole file is checked before anything is written.
 
 Columns (header row; `-` and `_` are the same): provider, gpu, start, usd_per_hour (required);
-count, end, instance_type, market, zone, region, volume_gb, end_reason, note, public_ipv4,
+end (the column is required; an empty cell marks a session still running); count,
+instance_type, market, zone, region, volume_gb, end_reason, note, public_ipv4,
 on_demand_usd_per_hour (optional: what the machine costs on demand, for the spot savings).
 """
 
@@ -12,9 +13,10 @@ import io
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from ledger.costs import MARKETS
 from ledger.errors import InputError
 from ledger.models import NANO
-from ledger.recording import MAX_USD_PER_HOUR, NewSession
+from ledger.recording import MAX_USD_PER_HOUR, SPOT_INTERRUPTION, NewSession
 from ledger.timeutil import parse_time
 
 REQUIRED = ("provider", "gpu", "start", "usd_per_hour")
@@ -114,6 +116,13 @@ def session_from_fields(
     if get.get("end_reason") and end is None:
         raise InputError(f"an {name('end_reason')} was given without an end",
                          "add --end" if flags else "fill the end column")
+    if new.end_reason == SPOT_INTERRUPTION and new.market in MARKETS and new.market != "spot":
+        raise InputError(
+            f"{name('end_reason')} {SPOT_INTERRUPTION} is for spot sessions, and this one is "
+            f"{new.market}",
+            ("add --market spot, or give another --end-reason" if flags else
+             "set market to spot, or give another end_reason") + " (completed, user or unknown)",
+        )
     new.check()
     return new
 
@@ -121,15 +130,31 @@ def session_from_fields(
 def parse_csv_rows(
     text: str, source: str = "CSV", now: datetime | None = None
 ) -> list[tuple[int, NewSession]]:
-    """Every row as (line number, NewSession), or one InputError naming every bad row."""
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
+    """Every row as (line number, NewSession), or one InputError naming every bad row.
+
+    The file must have an `end` column (an empty cell there marks a session still running):
+    without one, every row would silently become a running session costed up to now. Quoting
+    is strict: a quoted cell never closed, or text after a closing quote, names its line."""
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise _quoting_error(source, 1, exc) from None
+    if not fieldnames:
         raise InputError(f"{source} is empty", "add a header row: " + ",".join(REQUIRED))
-    _check_header(list(reader.fieldnames), source)
-    header = {h: h.strip().lower().replace("-", "_") for h in reader.fieldnames}
+    _check_header(list(fieldnames), source)
+    header = {h: h.strip().lower().replace("-", "_") for h in fieldnames}
     sessions: list[tuple[int, NewSession]] = []
     problems: list[str] = []
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        first_line = reader.reader.line_num + 1  # where the next record starts
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise _quoting_error(source, first_line, exc) from None
         line = reader.line_num
         fields = {header[k]: v for k, v in row.items() if k is not None}
         if None in row:
@@ -145,7 +170,21 @@ def parse_csv_rows(
         )
     if not sessions:
         raise InputError(f"{source} has a header but no rows", "add one row per session")
+    if "end" not in header.values():
+        raise InputError(
+            f"{source} has no end column, so all {len(sessions)} row(s) would be recorded as "
+            "sessions still running, costed up to now; nothing was written",
+            "add an end column with each session's end (an empty cell marks one still running)",
+        )
     return sessions
+
+
+def _quoting_error(source: str, line: int, exc: csv.Error) -> InputError:
+    """Malformed CSV quoting, named by the line its record starts on."""
+    return InputError(
+        f"{source}: line {line}: malformed CSV quoting ({exc}), nothing was written",
+        'close every quoted cell, and write a " inside a quoted cell as ""',
+    )
 
 
 def _check_header(names: list[str], source: str) -> None:

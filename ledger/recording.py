@@ -21,6 +21,8 @@ from ledger.models import NANO, CostLine, LaunchAttempt, PricePoint, RentalSessi
 from ledger.store import CHUNK, LedgerCore, get_row, row_id
 from ledger.timeutil import as_utc
 
+SPOT_INTERRUPTION = "spot-interruption"  # only EC2 interrupts, and only spot machines
+
 # Caps far past any real rental; they keep every stored amount within a 64-bit nano-dollar.
 MAX_USD_PER_HOUR = Decimal(100_000)
 MAX_GPU_COUNT = 100_000
@@ -84,6 +86,11 @@ class NewSession:
             raise InputError("the session ends before it starts", "check --start and --end")
         if self.end_at is None and self.end_reason is not None:
             raise InputError("an end reason was given without an end", "add --end")
+        if self.end_reason == SPOT_INTERRUPTION and self.market != "spot":
+            raise InputError(
+                f"end reason {SPOT_INTERRUPTION} is for spot sessions, and this one is "
+                f"{self.market}", "record it as spot, or give another end reason "
+                "(completed, user or unknown)")
 
 
 def check_price(usd_per_hour: Decimal, what: str) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from ledger.costs import CostInput, PriceAt, SessionCost, session_cost
-from ledger.db import write_error
+from ledger.db import disk_full, write_error
 from ledger.errors import NotFoundError
 from ledger.models import PricePoint, RentalSession
 from ledger.timeutil import utcnow
@@ -44,14 +45,20 @@ class LedgerCore:
                 db.commit()
         except OperationalError as exc:
             raise write_error(exc, self.engine.url) from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(self.engine.url) from exc
+            raise
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
+        """A session to read in; a ledger that cannot be read raises LedgerError (which says
+        it cannot be read, not that nothing was recorded)."""
         try:
             with Session(self.engine, expire_on_commit=False) as db:
                 yield db
         except OperationalError as exc:
-            raise write_error(exc, self.engine.url) from exc
+            raise write_error(exc, self.engine.url, "read") from exc
 
     def _prices(self, db: Session, session_id: int) -> list[PricePoint]:
         stmt = select(PricePoint).where(PricePoint.session_id == session_id)

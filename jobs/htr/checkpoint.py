@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from jobs.htr.config import TrainConfig, from_dict
+from jobs.htr.config import TrainConfig
 from jobs.htr.errors import HtrError
-from jobs.htr.model import CRNN
+from jobs.htr.model import CRNN, MODEL_FORMAT, load_exported
 
-MODEL_FORMAT = "gpuhire-htr-model"
 MODEL_VERSION = 1
 
 
@@ -73,17 +72,6 @@ def export_model(path: Path, model: CRNN, cfg: TrainConfig, codec: list[str], he
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[CRNN, list[str], TrainConfig]:
-    """Load an exported model in eval mode: (model, codec, config)."""
-    fix = "give the model.pt of a finished run (python -m jobs.htr train ... --out RUN)"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise HtrError(f"model {path} does not exist", fix) from exc
-    except Exception as exc:
-        raise HtrError(f"{path} is not a model this trainer wrote ({exc})", fix) from exc
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise HtrError(f"{path} is not a gpuhire HTR model", fix)
-    cfg = from_dict(blob["config"], source=str(path))
-    model = CRNN(cfg, int(blob["height"]), len(blob["codec"]) + 1)
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), list(blob["codec"]), cfg
+    """Load an exported model in eval mode: (model, codec, config) (`jobs.htr.model.load_exported`:
+    every way a file can fail to be a model is one HtrError)."""
+    return load_exported(path, device)

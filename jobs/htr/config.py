@@ -9,6 +9,7 @@ fields (`height` is the dataset's) travel inside every checkpoint and exported m
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -86,13 +87,42 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError("bad training config: " + "; ".join(problems), "fix the preset or the flags")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_problem(name: str, kind: str, value: object) -> str | None:
+    """Why `value` cannot be the field `name` of type `kind` (as annotated); None when it can."""
+    if kind == "int":
+        ok = _is_int(value)
+        want = "a whole number"
+    elif kind == "float":
+        ok = (_is_int(value) and abs(value) < 2**53) or (isinstance(value, float) and math.isfinite(value))
+        want = "a finite number"
+    elif kind == "bool":
+        ok, want = isinstance(value, bool), "true or false"
+    elif kind == "str":
+        ok, want = isinstance(value, str), "a string"
+    else:  # tuple[int, ...]
+        ok = isinstance(value, list | tuple) and all(_is_int(v) for v in value)
+        want = "a list of whole numbers"
+    return None if ok else f"{name} must be {want}, not {value!r}"[:200]
+
+
 def from_dict(data: dict[str, Any], base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
-    """Overlay `data` on `base` (default: the built-in defaults); unknown keys are an error."""
+    """Overlay `data` on `base` (default: the built-in defaults); unknown keys are an error,
+    and so is a value of the wrong type (`epochs = "many"`, `lr = true`)."""
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {source}: {', '.join(unknown)}",
+        named = ", ".join(k if k.isprintable() else repr(k) for k in unknown)  # one line, always
+        raise ConfigError(f"unknown key(s) in {source}: {named}",
                           f"use only: {', '.join(sorted(known))}")
+    kinds = {f.name: str(f.type) for f in fields(TrainConfig)}
+    wrong = [p for k, v in data.items() if (p := _type_problem(k, kinds[k], v)) is not None]
+    if wrong:
+        raise ConfigError(f"bad value in {source}: {'; '.join(wrong)}",
+                          "compare with jobs/htr/presets/default.toml")
     clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         cfg = replace(base or TrainConfig(), **clean)
@@ -111,6 +141,9 @@ def load_config(preset: str | Path = "default", **overrides: Any) -> TrainConfig
                           f"use one of {', '.join(PRESETS)} or the path of a .toml file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text (byte {exc.start})",
+                          "save it as a UTF-8 TOML file") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}", "fix the TOML syntax") from exc
     cfg = from_dict(data, source=str(path.name))

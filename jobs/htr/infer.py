@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from jobs.htr.checkpoint import load_model
 from jobs.htr.data import collate
 from jobs.htr.errors import HtrError
 from jobs.htr.gt import GtReport, LineSample, iter_lines_for_inference
 from jobs.htr.hardware import autocast_dtype, pick_device, pick_precision, set_cpu_threads
 from jobs.htr.lineimage import fit_height
-from jobs.htr.model import CRNN, greedy_decode
+from jobs.htr.model import CRNN, greedy_decode, load_exported
 from jobs.htr.sampler import make_batches
 from jobs.htr.writeback import write_text
 
@@ -160,7 +159,7 @@ def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: 
         raise HtrError("int8 quantisation runs on the CPU only", "drop --int8, or add --device cpu")
     if dev.type == "cpu":
         set_cpu_threads()
-    model, codec, _ = load_model(Path(model_path), dev)
+    model, codec, _ = load_exported(Path(model_path), dev)
     net: nn.Module = quantize_int8(model) if int8 else model
     precision = pick_precision(dev)
     report = InferReport(device=str(dev), int8=int8)

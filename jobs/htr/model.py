@@ -11,11 +11,15 @@ characters when fine-tuning (`--init`): old rows are copied, new rows start smal
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual torch idiom
 
-from jobs.htr.config import TrainConfig
+from jobs.htr.config import TrainConfig, from_dict
+from jobs.htr.errors import HtrError
 
 
 class ConvBlock(nn.Sequential):
@@ -118,3 +122,76 @@ def extend_codec(model: CRNN, old: list[str], new_chars: list[str]) -> list[str]
         layer.bias[: old_layer.out_features] = old_layer.bias
     model.out = layer.to(old_layer.weight.device)
     return list(old) + add
+
+
+# -- loading an exported model (RUN/model.pt) -------------------------------------------------
+MODEL_FORMAT = "gpuhire-htr-model"  # what jobs.htr.checkpoint.export_model writes
+MODEL_HINT = "a model.pt from gpuhire train"
+GIVE_MODEL = "give --model RUN/model.pt of a finished training run"
+CHECKPOINT_KEYS = frozenset({"optimizer", "scheduler", "rng", "state"})  # jobs.htr.train's checkpoint
+
+
+def _model_fix(path: Path, checkpoint: bool = False) -> str:
+    beside = path / "model.pt" if path.is_dir() else path.with_name("model.pt")
+    if beside != path and beside.is_file():
+        return f"give --model {beside}" if not checkpoint else f"use RUN/model.pt: --model {beside}"
+    return "use RUN/model.pt, written when the training run finishes" if checkpoint else GIVE_MODEL
+
+
+def _pickle_strings(path: Path) -> set[str]:
+    """The strings in a torch file's pickle, read without running it (pickletools, not pickle)."""
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                return set()
+            data = zf.read(name)
+        return {arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)}
+    except Exception:  # not a torch zip, or a damaged one: no strings to tell it by
+        return set()
+
+
+def read_model_file(path: Path) -> dict[str, Any]:
+    """The contents of an exported model, loaded weights-only (a model file runs no code).
+
+    Every way a file can fail to be a model is an HtrError naming what the file is and what is
+    expected: missing, a folder, empty, not a torch file, a training checkpoint, another format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HtrError(f"model {path} does not exist", _model_fix(path))
+    if path.is_dir():
+        beside = path / "model.pt"
+        raise HtrError(f"--model {path} is a folder", f"give the model file: --model {beside}"
+                       if beside.is_file() else "give the model file, " + GIVE_MODEL.split(" ", 2)[2])
+    not_model = f"{path} is not a model this trainer wrote ({MODEL_HINT})"
+    if path.stat().st_size == 0:
+        raise HtrError(f"{path} is empty (0 bytes): {not_model.split(' is ', 1)[1]}", _model_fix(path))
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if _pickle_strings(path) >= CHECKPOINT_KEYS:
+            raise HtrError(f"{path} is a training checkpoint, not a model",
+                           _model_fix(path, checkpoint=True)) from exc
+        raise HtrError(not_model, _model_fix(path)) from exc
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise HtrError(not_model, _model_fix(path))
+    return blob
+
+
+def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[CRNN, list[str], TrainConfig]:
+    """Load an exported model in eval mode: (model, codec, config); see `read_model_file`."""
+    blob = read_model_file(path)
+    try:
+        cfg = from_dict(blob["config"], source=str(path))
+        model = CRNN(cfg, int(blob["height"]), len(blob["codec"]) + 1)
+        model.load_state_dict(blob["state_dict"])
+    except HtrError:
+        raise
+    except Exception as exc:
+        raise HtrError(f"{path} is a damaged gpuhire model (its weights do not fit its config)",
+                       "export it again, or give another --model RUN/model.pt") from exc
+    return model.to(device).eval(), list(blob["codec"]), cfg

@@ -168,12 +168,19 @@ def settle(pages: Sequence[Page], staged: Path, out_dir: Path, skipped: Sequence
     problems (an XML with no TextLine) is done too: its XML is copied unchanged and its text
     file is empty, so every page has its outputs.
     """
+    # the readers name the staged copies (a temporary folder): name the user's own files instead,
+    # or, where the staged copy is all there is (a fleet worker), the name relative to the input
+    names = {str(staged / rel): (str(source) if source != staged / rel else rel)
+             for page in pages for source, rel in page.files()}
     problems: dict[str, str] = {}
     for s in skipped:
         file = str(getattr(s, "file", ""))
         if file not in problems:
             detail = getattr(s, "detail", "")
-            problems[file] = f"{getattr(s, 'reason', 'skipped')}" + (f": {detail}" if detail else "")
+            text = f"{getattr(s, 'reason', 'skipped')}" + (f": {detail}" if detail else "")
+            for staged_name, own in sorted(names.items(), key=lambda kv: -len(kv[0])):  # longest first
+                text = text.replace(staged_name, own)
+            problems[file] = text
     outcomes = []
     for page in pages:
         source = str(staged / page.key)

@@ -78,7 +78,8 @@ def list_alerts(
 @alerts_app.command("test")
 def test_channel(
     ctx: typer.Context,
-    channel: Annotated[str, typer.Argument(help="A channel of [alerts.channels], or console.")],
+    channel: Annotated[str, typer.Argument(
+        metavar="CHANNEL", help="A channel of [alerts.channels], or console.")],
 ) -> None:
     """Send a test message on one channel.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from launcher import completion
 from launcher.context import app_context
 from launcher.errors import InputError
 from launcher.output import ListFormat, confirm, iso, print_json, print_table, usd
@@ -30,8 +31,11 @@ def _offer_row(o: Offer) -> dict[str, Any]:
 
 def offers(
     ctx: typer.Context,
-    gpu: Annotated[str | None, typer.Option("--gpu", help="t4 or l4 (default: both)")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    gpu: Annotated[str | None, typer.Option(
+        "--gpu", metavar="t4|l4", autocompletion=completion.rented_gpus,
+        help="t4 or l4 (default: both)")] = None,
+    region: Annotated[str | None, typer.Option(
+        "--region", metavar="REGION", help="AWS region (default: [aws] region)")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
 ) -> None:
     """Show where a T4 or L4 can be rented now: live spot prices per zone, cheapest first.
@@ -66,13 +70,16 @@ def offers(
 
 def status(
     ctx: typer.Context,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    region: Annotated[str | None, typer.Option(
+        "--region", metavar="REGION", help="AWS region (default: [aws] region)")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", help="table or json")] = ListFormat.table,
 ) -> None:
     """List running jobs of every provider (local, ssh, AWS by tag) with their cost so far.
 
     AWS is asked only when it is configured or credentials exist; when it cannot be reached,
-    one line says so and its jobs are listed from the ledger.
+    one line says so and its jobs are listed from the ledger. Open sessions of no job (a
+    `ledger add` or `ledger import` without an end) are listed too, job "-": they are costed
+    up to now.
 
     Example:  gpuhire status --format json
     """
@@ -93,7 +100,8 @@ def status(
     print_table(
         "gpuhire jobs running",
         ["job", "provider", "machine", "type", "zone/host", "market", "state", "since", "$/h", "so far"],
-        [[r.job or "?", r.provider, r.instance_id or "-", r.instance_type or r.gpu, r.zone or "-",
+        [[r.job or ("-" if r.session_id is not None else "?"), r.provider, r.instance_id or "-",
+          r.instance_type or r.gpu, r.zone or "-",
           r.market, r.state, iso(r.launched_at), usd(r.usd_per_hour, 4),
           usd(r.usd_so_far, 4) if r.usd_so_far is not None else "not in ledger: gpuhire gc"]
          for r in rows],
@@ -102,10 +110,11 @@ def status(
 
 def stop(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Argument(help="the job to stop")] = None,
+    job: Annotated[str | None, typer.Argument(metavar="JOB", help="the job to stop")] = None,
     all_jobs: Annotated[bool, typer.Option("--all", help="stop every running gpuhire job")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask (with --all)")] = False,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    region: Annotated[str | None, typer.Option(
+        "--region", metavar="REGION", help="AWS region (default: [aws] region)")] = None,
 ) -> None:
     """Stop a job now: terminate its AWS instances, or signal its local/ssh process; close its
     ledger sessions (reason: user). Local and ssh jobs need no AWS.
@@ -142,7 +151,8 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would go")] = False,
     all_owners: Annotated[bool, typer.Option(
         "--all-owners", help="also what other IAM identities launched (shared ledger only)")] = False,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: [aws] region)")] = None,
+    region: Annotated[str | None, typer.Option(
+        "--region", metavar="REGION", help="AWS region (default: [aws] region)")] = None,
 ) -> None:
     """Find instances, key pairs, security groups and sessions no live job owns; remove them.
 

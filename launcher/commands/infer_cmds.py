@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from launcher import completion
 from launcher.context import app_context
-from launcher.errors import InputError
+from launcher.errors import InputError, SpecError
 from launcher.output import confirm, print_json, usd
 
 if TYPE_CHECKING:
@@ -85,20 +86,27 @@ def summary(result: InferResult) -> str:
 def infer(
     ctx: typer.Context,
     pages: Annotated[list[Path], typer.Argument(
+        metavar="PAGES",
         help="PAGE/ALTO XML files (with their images), line images, or folders of them.")],
-    model: Annotated[Path, typer.Option(help="The trained model (RUN/model.pt).")],
+    model: Annotated[Path, typer.Option(metavar="FILE", help="The trained model (RUN/model.pt).")],
     out: Annotated[Path, typer.Option(
-        help="Output folder: XML with TextEquiv, plain text.")] = Path("recognised"),
-    gpu: Annotated[str, typer.Option(help="none (this CPU), auto (the planner decides), t4 or l4.")] = "auto",
+        metavar="DIR", help="Output folder: XML with TextEquiv, plain text.")] = Path("recognised"),
+    gpu: Annotated[str, typer.Option(
+        metavar="none|auto|t4|l4", autocompletion=completion.infer_gpus,
+        help="none (this CPU), auto (the planner decides), t4 or l4.")] = "auto",
     instances: Annotated[int | None, typer.Option(
-        min=1, max=100, help="Fleet size (default: planned).")] = None,
-    deadline: Annotated[str | None, typer.Option(help="Finish within this time, e.g. 2h or 90m.")] = None,
+        min=1, max=100, metavar="N", help="Fleet size (default: planned).")] = None,
+    deadline: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="Finish within this time, e.g. 2h or 90m.")] = None,
     plan_only: Annotated[bool, typer.Option(help="Print the plan and quote; recognise nothing.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="text or json (the plan or the result).")] = "text",
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="text|json", autocompletion=completion.text_formats,
+        help="text or json (the plan or the result).")] = "text",
     int8: Annotated[bool, typer.Option(help="int8 dynamic quantisation (CPU workers only).")] = False,
     calibrate: Annotated[bool, typer.Option(
         help="Measure this CPU on a few pages when no speed is known yet.")] = True,
     fleet: Annotated[str | None, typer.Option(
+        metavar="aws|local", autocompletion=completion.fleets,
         help="Where fleet workers run: aws, or local processes (trying the queue path).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
 ) -> None:
@@ -118,6 +126,9 @@ def infer(
     kind = fleet or app.settings.infer.fleet
     if kind not in ("aws", "local"):
         raise InputError(f"--fleet {kind!r} is unknown", "use --fleet aws or local")
+    if int8 and gpu not in ("none", "auto") and kind == "aws":  # a local fleet's workers are CPUs
+        raise SpecError(f"--int8 runs on CPUs only, not on a --gpu {gpu} fleet",
+                         "drop --int8, or pass --gpu none")
     opts = InferOptions(inputs=tuple(pages), model=model, out=out, gpu=gpu, instances=instances,
                         deadline_s=parse_duration(deadline), plan_only=plan_only, yes=yes, int8=int8,
                         calibrate=calibrate, fleet=kind)

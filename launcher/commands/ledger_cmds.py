@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from launcher import completion
 from launcher.context import AppContext, app_context
 from launcher.output import (
     ListFormat,
@@ -31,31 +32,52 @@ ledger_app = typer.Typer(
 @ledger_app.command("add")
 def add(
     ctx: typer.Context,
-    provider: Annotated[str, typer.Option(help="Who you rented from: aws, runpod, lambda, ...")],
-    gpu: Annotated[str, typer.Option(help="GPU model: t4, l4, a10g, a100, ...")],
-    start: Annotated[str, typer.Option(help="Start, ISO 8601 (an offset is converted to UTC).")],
-    usd_per_hour: Annotated[str, typer.Option(help="Price of the whole machine per hour, USD.")],
-    end: Annotated[str | None, typer.Option(help="End, ISO 8601; omit for a running session.")] = None,
-    count: Annotated[int, typer.Option(help="GPUs in the machine.")] = 1,
-    instance_type: Annotated[str, typer.Option(help="e.g. g4dn.xlarge")] = "",
-    market: Annotated[str, typer.Option(help="spot or on-demand")] = "on-demand",
-    zone: Annotated[str, typer.Option(help="Availability zone, e.g. us-east-1a")] = "",
-    volume_gb: Annotated[int, typer.Option(help="Attached disk, GB (billed per GB-month).")] = 0,
+    provider: Annotated[str, typer.Option(
+        metavar="NAME", autocompletion=completion.known_providers,
+        help="Who you rented from: aws, runpod, lambda, ...")],
+    gpu: Annotated[str, typer.Option(
+        metavar="MODEL", autocompletion=completion.known_gpus,
+        help="GPU model: t4, l4, a10g, a100, ...")],
+    start: Annotated[str, typer.Option(
+        metavar="TIME", help="Start, ISO 8601 (an offset is converted to UTC).")],
+    usd_per_hour: Annotated[str, typer.Option(
+        metavar="USD", help="Price of the whole machine per hour, USD.")],
+    end: Annotated[str | None, typer.Option(
+        metavar="TIME", help="End, ISO 8601; omit for a running session.")] = None,
+    count: Annotated[int, typer.Option(metavar="N", help="GPUs in the machine.")] = 1,
+    instance_type: Annotated[str, typer.Option(metavar="TYPE", help="e.g. g4dn.xlarge")] = "",
+    market: Annotated[str, typer.Option(
+        metavar="spot|on-demand", autocompletion=completion.markets,
+        help="spot or on-demand")] = "on-demand",
+    zone: Annotated[str, typer.Option(metavar="ZONE", help="Availability zone, e.g. us-east-1a")] = "",
+    volume_gb: Annotated[int, typer.Option(
+        metavar="GB", help="Attached disk, GB (billed per GB-month).")] = 0,
     public_ipv4: Annotated[bool, typer.Option(help="Had a public IPv4 address.")] = False,
     end_reason: Annotated[
-        str | None, typer.Option(help="completed, user, spot-interruption or unknown")
+        str | None, typer.Option(metavar="REASON", autocompletion=completion.end_reasons,
+                                 help="completed, user, spot-interruption or unknown")
     ] = None,
-    note: Annotated[str, typer.Option(help="Free text.")] = "",
+    note: Annotated[str, typer.Option(metavar="TEXT", help="Free text.")] = "",
     on_demand_usd_per_hour: Annotated[
         str | None,
-        typer.Option(help="The same machine's on-demand price, USD/h: a spot session's savings."),
+        typer.Option(metavar="USD",
+                     help="The same machine's on-demand price, USD/h: a spot session's savings."),
     ] = None,
+    allow_duplicates: Annotated[
+        bool,
+        typer.Option("--allow-duplicates",
+                     help="Record it even if an identical session is already in the ledger."),
+    ] = False,
 ) -> None:
     """Record a session paid elsewhere or by hand.
+
+    A session identical to a recorded one (same provider, GPU, start, end, price, instance
+    type and zone) is refused, as in `ledger import`: adding it twice would double its rent.
 
     Example:  gpuhire ledger add --provider runpod --gpu a100 --start 2026-10-01T08:00Z
     --end 2026-10-01T11:30Z --usd-per-hour 1.19
     """
+    from ledger.errors import DuplicateSessionsError
     from ledger.importer import session_from_fields
 
     app = app_context(ctx)
@@ -67,7 +89,16 @@ def add(
         "on_demand_usd_per_hour": on_demand_usd_per_hour or "",
     }
     new = session_from_fields(fields, flags=True, now=utcnow())
-    session_id = app.ledger.record_session(new, app.settings.billing_rules(new.provider))
+    try:
+        [session_id] = app.ledger.record_sessions(
+            [(new, app.settings.billing_rules(new.provider))], allow_duplicates=allow_duplicates)
+    except DuplicateSessionsError:
+        raise InputError(
+            "an identical session (same provider, GPU, start, end, price, instance type and "
+            "zone) is already in the ledger, nothing was recorded",
+            "adding it again would count its rent twice: see `gpuhire ledger list`, or pass "
+            "--allow-duplicates if it is another machine",
+        ) from None
     view = app.ledger.session_view(session_id)
     state = "running" if view.running else f"{view.cost.billed_s} s billed"
     typer.echo(f"recorded session {session_id}: {state}, {usd(view.cost.total_usd, 4)}")
@@ -77,7 +108,8 @@ def add(
 @ledger_app.command("import")
 def import_csv(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV with a header row (see docs/ledger.md).")],
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE.csv", help="CSV with a header row (see docs/ledger.md).")],
     allow_duplicates: Annotated[
         bool,
         typer.Option("--allow-duplicates",
@@ -127,7 +159,8 @@ def _check_alerts(app: AppContext) -> None:
 @ledger_app.command("list")
 def list_sessions(
     ctx: typer.Context,
-    month: Annotated[str | None, typer.Option(help="Only this month (YYYY-MM), costed for it.")] = None,
+    month: Annotated[str | None, typer.Option(
+        metavar="YYYY-MM", help="Only this month, costed for it.")] = None,
     fmt: Annotated[TableFormat, typer.Option("--format", help="table, json or csv")] = TableFormat.table,
 ) -> None:
     """List sessions with their billed seconds and USD (running ones costed to now).
@@ -183,23 +216,33 @@ def cards(
 
 def advise(
     ctx: typer.Context,
-    card: Annotated[str | None, typer.Option(help="Card to compare with (see `gpuhire cards`).")] = None,
+    card: Annotated[str | None, typer.Option(
+        metavar="CARD", autocompletion=completion.cards,
+        help="Card to compare with (see `gpuhire cards`).")] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="Judge as on this date: the window ends before its month.")
+        str | None, typer.Option(metavar="YYYY-MM-DD",
+                                 help="Judge as on this date: the window ends before its month.")
     ] = None,
-    usd_per_kwh: Annotated[str | None, typer.Option(help="Electricity price.")] = None,
-    host_w: Annotated[str | None, typer.Option(help="Watts of the rest of the computer.")] = None,
-    window_months: Annotated[int | None, typer.Option(help="Complete months to judge.")] = None,
-    buy_payback_months: Annotated[str | None, typer.Option(help="Buy at most at this payback.")] = None,
-    watch_payback_months: Annotated[str | None, typer.Option(help="Watch up to this payback.")] = None,
-    resale_fraction: Annotated[str | None, typer.Option(help="Resale value at end of life.")] = None,
-    lifetime_months: Annotated[int | None, typer.Option(help="Months the card is used.")] = None,
+    usd_per_kwh: Annotated[str | None, typer.Option(metavar="USD", help="Electricity price per kWh.")] = None,
+    host_w: Annotated[str | None, typer.Option(
+        metavar="WATTS", help="Watts of the rest of the computer.")] = None,
+    window_months: Annotated[int | None, typer.Option(metavar="N", help="Complete months to judge.")] = None,
+    buy_payback_months: Annotated[str | None, typer.Option(
+        metavar="MONTHS", help="Buy at most at this payback.")] = None,
+    watch_payback_months: Annotated[str | None, typer.Option(
+        metavar="MONTHS", help="Watch up to this payback.")] = None,
+    resale_fraction: Annotated[str | None, typer.Option(
+        metavar="FRACTION", help="Resale value at end of life, e.g. 0.4.")] = None,
+    lifetime_months: Annotated[int | None, typer.Option(
+        metavar="MONTHS", help="Months the card is used.")] = None,
     speed: Annotated[
         list[str] | None,
         typer.Option(metavar="GPU=FACTOR",
                      help="A rented GPU's speed vs a T4 (repeatable), e.g. --speed a100=4.5."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="text|json", autocompletion=completion.text_formats,
+        help="text or json")] = "text",
 ) -> None:
     """Say whether to rent, watch or buy a card, with the numbers that decided it.
 

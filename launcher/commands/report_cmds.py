@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from launcher import completion
 from launcher.context import app_context
-from ledger.errors import InputError
+from ledger.errors import GpuhireError, InputError
 from ledger.timeutil import last_complete_month, parse_month
 
 
@@ -23,15 +24,19 @@ class ReportFormat(StrEnum):
 
 def report(
     ctx: typer.Context,
-    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: the last complete month).")] = None,
+    month: Annotated[str | None, typer.Option(
+        metavar="YYYY-MM", help="The month (default: the last complete month).")] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table, markdown, csv, json or html")]
     = ReportFormat.table,
-    output: Annotated[Path | None, typer.Option(help="Write the report to this file.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Write the report to this file.")] = None,
     plot: Annotated[
-        Path | None, typer.Option(help="Also draw rent vs owning to FILE.png or FILE.svg.")
+        Path | None, typer.Option(metavar="FILE", help="Also draw rent vs owning to FILE.png or FILE.svg.")
     ] = None,
     send: Annotated[bool, typer.Option("--send", help="Mail it to [report] recipients.")] = False,
-    card: Annotated[str | None, typer.Option(help="Card for the buy signal and the chart.")] = None,
+    card: Annotated[str | None, typer.Option(
+        metavar="CARD", autocompletion=completion.cards,
+        help="Card for the buy signal and the chart (see `gpuhire cards`).")] = None,
 ) -> None:
     """Monthly report: rent by GPU, provider, market and job; savings; idle GPU; buy signal.
 
@@ -55,9 +60,15 @@ def report(
     chosen_card = settings.card(card or settings.report.card)
     params = settings.ownership_params()
     result = build_report(app.ledger, chosen, chosen_card, params)
-    chart_png = report_chart(app.ledger, chosen, chosen_card, params, plot=plot,
-                             needed=fmt is ReportFormat.html or send,
-                             warn=lambda m: typer.echo(m, err=True))
+    no_plot: GpuhireError | None = None
+    try:
+        chart_png = report_chart(app.ledger, chosen, chosen_card, params, plot=plot,
+                                 needed=fmt is ReportFormat.html or send,
+                                 warn=lambda m: typer.echo(m, err=True))
+    except GpuhireError as exc:  # only with --plot: the report still stands, then one line
+        if plot is None:
+            raise
+        no_plot, chart_png = _no_plot(plot, exc), None
     text = render(result, fmt, chart_png)
     if output is not None:
         try:
@@ -67,9 +78,20 @@ def report(
         typer.echo(f"wrote {output}", err=True)
     else:
         typer.echo(text, nl=False)
+    if no_plot is not None:  # nothing is mailed: the user asked for a chart that failed
+        raise no_plot
     if send:
         to = send_report(settings, result, chart_png)
         typer.echo(f"mailed the {chosen} report to {', '.join(to)}", err=True)
+
+
+def _no_plot(plot: Path, exc: GpuhireError) -> GpuhireError:
+    """Why --plot drew nothing (e.g. a rented GPU of unknown speed: owning cannot be costed),
+    as one line with the same fix and exit code, raised after the report is out."""
+    error = GpuhireError(f"the report is complete, but no chart was drawn to {plot}: "
+                         f"{exc.message}", exc.fix)
+    error.exit_code = exc.exit_code
+    return error
 
 
 def _check_writable(flag: str, path: Path) -> None:

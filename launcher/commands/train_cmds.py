@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from launcher import completion
 from launcher.context import AppContext, app_context
 from launcher.errors import InputError
 from launcher.output import confirm, usd
@@ -38,11 +39,53 @@ def _deps(app: AppContext, provider: Provider) -> TrainDeps:
     def say(text: str) -> None:
         typer.echo(text, err=True)
 
+    def ask(question: str) -> bool:
+        try:
+            return confirm(question)
+        except typer.Abort:  # Ctrl-C (or end of input) at the question
+            typer.echo("")  # end the question's line
+            raise KeyboardInterrupt from None  # the flow decides: stop, exit 130
+
     return TrainDeps(
-        ledger=app.ledger, provider=provider, say=say, confirm=confirm,
+        ledger=app.ledger, provider=provider, say=say, confirm=ask,
         after_job=lambda job: check_quietly(app.ledger, app.settings, say),
         default_lines_per_s=app.settings.train.lines_per_s or None,
+        interactive=sys.stdin.isatty,
     )
+
+
+def _exit(result: TrainResult) -> None:
+    """The summary, then the exit code: 130 when the user's Ctrl-C ended the run, 1 failed."""
+    typer.echo(summary(result))
+    if result.interrupted:
+        raise typer.Exit(130)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+def _preset_epochs(preset: str) -> int | None:
+    """The epochs a .toml preset file of the user's own sets itself (None: it sets none)."""
+    import tomllib
+
+    if not preset.endswith(".toml"):
+        return None
+    try:
+        epochs = tomllib.loads(Path(preset).read_text(encoding="utf-8")).get("epochs")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # checked_preset has read it already
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
+def _check_local_gpu(gpu: str) -> None:
+    """The local provider trains on what this machine has: a --gpu naming a GPU where there is
+    no CUDA device would quote and record a card that is not there."""
+    if gpu.lower() in ("auto", "cpu"):
+        return
+    from jobs.htr.hardware import pick_device  # torch: only when a GPU is asked for
+
+    if pick_device("auto").type != "cuda":
+        raise InputError(f"--gpu {gpu}: the local provider runs on what this machine has (cpu here)",
+                         "pass --gpu cpu or auto")
 
 
 def summary(result: TrainResult) -> str:
@@ -58,26 +101,38 @@ def summary(result: TrainResult) -> str:
         f"  best CER      {'-' if p.best_cer is None else f'{p.best_cer:.4f}'}",
         f"  GPU use       {'-' if util is None else f'{util:.0%}'}"
         + ("" if result.idle_usd is None else f"  ({usd(result.idle_usd, 4)} on an idle GPU)"),
-        f"  model         {result.run_dir / 'model.pt'}",
     ]
+    model = result.run_dir / "model.pt"
+    if model.exists():  # a dry run, a stopped or a detached job has none (yet)
+        lines.append(f"  model         {model}")
     return "\n".join(lines)
 
 
 def train(
     ctx: typer.Context,
     data: Annotated[list[Path], typer.Argument(
+        metavar="DATA",
         help="Ground truth: PAGE XML, ALTO, image+.gt.txt folders, or a compiled dataset.")],
-    gpu: Annotated[str, typer.Option(help="t4, l4 or auto (local: what the ledger records).")] = "auto",
-    provider: Annotated[str, typer.Option(help="aws, local, ssh or auto (aws when configured).")] = "auto",
-    host: Annotated[str | None, typer.Option(help="The [hosts.NAME] for --provider ssh.")] = None,
+    gpu: Annotated[str, typer.Option(
+        metavar="t4|l4|auto", autocompletion=completion.train_gpus,
+        help="t4, l4 or auto (local: what the ledger records).")] = "auto",
+    provider: Annotated[str, typer.Option(
+        metavar="auto|local|ssh|aws", autocompletion=completion.train_providers,
+        help="aws, local, ssh or auto (aws when configured).")] = "auto",
+    host: Annotated[str | None, typer.Option(
+        metavar="NAME", help="The [hosts.NAME] for --provider ssh.")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot (cheaper) or on-demand.")] = True,
     max_usd: Annotated[str | None, typer.Option(
-        help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
-    max_restarts: Annotated[int | None, typer.Option(help="Relaunches after spot interruptions.")] = None,
+        metavar="USD", help="Hard cap in USD: refuse a dearer quote, stop a job that passes it.")] = None,
+    max_restarts: Annotated[int | None, typer.Option(
+        metavar="N", help="Relaunches after spot interruptions.")] = None,
     preset: Annotated[str | None, typer.Option(
+        metavar="PRESET", autocompletion=completion.presets,
         help="Trainer preset: tiny, small, default, large, or a .toml file of your own.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs to train (default from config: 50).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<job>).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        metavar="N", help="Epochs to train (default: a .toml preset's own, else config: 50).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Run directory (default runs/<job>).")] = None,
     detach: Annotated[bool, typer.Option(
         help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
@@ -106,24 +161,25 @@ def train(
     job = new_job_id()
     run_root = out or Path.cwd() / "runs" / job
     chosen = make_provider(settings, app.ledger, provider, gpu=gpu, run_root=run_root, host=host, spot=spot)
+    if chosen.name == "local":
+        _check_local_gpu(gpu)
+    if epochs is None:  # --epochs, else the preset file's own, else [train] epochs
+        epochs = _preset_epochs(checked) or settings.train.epochs
     opts = TrainOptions(
-        data=tuple(data), preset=checked,
-        epochs=settings.train.epochs if epochs is None else epochs, max_usd=cap,
+        data=tuple(data), preset=checked, epochs=epochs, max_usd=cap,
         max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
         yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job,
     )
-    result = run_train(opts, _deps(app, chosen))
-    typer.echo(summary(result))
-    if result.status == "failed":
-        raise typer.Exit(1)
+    _exit(run_train(opts, _deps(app, chosen)))
 
 
 def logs(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="Job id.")],
+    job: Annotated[str, typer.Argument(metavar="JOB", help="Job id.")],
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing as the log grows, until the job ends.")] = False,
-    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Folder holding runs/<job> (default ./runs).")] = None,
 ) -> None:
     """Print a job's trainer log (from its run directory).
 
@@ -170,16 +226,14 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
     provider = make_provider(app.settings, app.ledger, state.provider, gpu=state.gpu, run_root=run.path,
                              host=state.machine.get("host"),
                              spot=state.market != "on-demand")  # --on-demand stays on demand
-    result = run_resume(state, run, _deps(app, provider), attach_only=attach_only)
-    typer.echo(summary(result))
-    if result.status == "failed":
-        raise typer.Exit(1)
+    _exit(run_resume(state, run, _deps(app, provider), attach_only=attach_only))
 
 
 def attach(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="Job id.")],
-    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+    job: Annotated[str, typer.Argument(metavar="JOB", help="Job id.")],
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Folder holding runs/<job> (default ./runs).")] = None,
 ) -> None:
     """Follow a running job again (after --detach, Ctrl-C or a dropped connection).
 
@@ -190,10 +244,11 @@ def attach(
 
 def resume(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="Job id.")],
-    runs: Annotated[Path | None, typer.Option(help="Folder holding runs/<job> (default ./runs).")] = None,
+    job: Annotated[str, typer.Argument(metavar="JOB", help="Job id.")],
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Folder holding runs/<job> (default ./runs).")] = None,
     max_usd: Annotated[str | None, typer.Option(
-        help="A new cap in USD for the whole job (after it stopped at --max-usd).")] = None,
+        metavar="USD", help="A new cap in USD for the whole job (after it stopped at --max-usd).")] = None,
 ) -> None:
     """Pick up a job whose launcher died: reattach if it runs, else resume from its checkpoint.
 

@@ -246,13 +246,16 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
             _run_cpu(opts, deps, pending, manifest, result)
         else:
             _run_fleet(opts, deps, pending, manifest, result)
+    except KeyboardInterrupt:  # Ctrl-C: the user stopped it (the session ends with reason `user`)
+        deps.ledger.update_job(job, status="stopped", ended_at=utcnow())
+        raise
     except BaseException:
         deps.ledger.update_job(job, status="failed", ended_at=utcnow())
         raise
     finally:
         result.seconds = time.monotonic() - started
         result.usd = deps.ledger.job_usd(job)
-    _write_dead_letters(opts.out, result.dead)
+    _write_dead_letters(opts.out, result.dead, {pg.key: pg for pg in pending})
     result.status = "done" if not result.dead else "partial"
     deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
                            metrics={"pages": result.done, "dead": len(result.dead), "usd": str(result.usd),
@@ -271,30 +274,40 @@ def _pages(opts: InferOptions) -> list[Page]:
     from jobs.htr.errors import GroundTruthError
     from jobs.htr.pages import list_pages
 
-    if not opts.model.is_file():
-        raise SpecError(f"model {opts.model} does not exist", "give --model RUN/model.pt of a trained job")
+    model, give = opts.model, "give --model RUN/model.pt of a finished training run"
+    if model.is_dir():
+        beside = model / "model.pt"
+        raise SpecError(f"--model {model} is a folder", f"give the model file: --model {beside}"
+                        if beside.is_file() else "give the model file, " + give.removeprefix("give --model "))
+    if not model.is_file():
+        raise SpecError(f"model {model} does not exist", give)
     if opts.out.exists() and not opts.out.is_dir():
         raise SpecError(f"--out {opts.out} is a file", "give a folder for the results")
     if importlib.util.find_spec("torch") is not None:  # a launcher without torch ships it unread
-        from jobs.htr.checkpoint import load_model
+        from jobs.htr.model import load_exported
 
-        load_model(opts.model, "cpu")  # a file that is no model stops here, before anything runs
+        load_exported(model, "cpu")  # a file that is no model stops here, before anything runs
+    elif model.stat().st_size == 0:
+        raise SpecError(f"{model} is empty (0 bytes): not a model this trainer wrote "
+                        "(a model.pt from gpuhire train)", give)
     try:
         pages = list_pages(list(opts.inputs))
-    except GroundTruthError as exc:
-        raise SpecError(str(exc), "check the paths you gave") from None
+    except GroundTruthError as exc:  # its fix is its own: say it once
+        raise SpecError(exc.message, exc.fix or "check the paths you gave") from None
     if not pages:
         raise SpecError("no pages found in " + ", ".join(map(str, opts.inputs)),
                         "give PAGE/ALTO *.xml files with their images, or line images, or folders of them")
     return pages
 
 
-def _write_dead_letters(out: Path, dead: dict[str, str]) -> None:
+def _write_dead_letters(out: Path, dead: dict[str, str], pages: dict[str, Page]) -> None:
+    """OUT/dead-letter.json: each failed page by its key, the user's own file, and why."""
     path = out / DEAD_LETTER
     if dead:
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"pages": [{"page": k, "reason": v} for k, v in sorted(dead.items())]},
-                                   indent=2) + "\n", encoding="utf-8")
+        entries = [{"page": k, **({"file": str(pages[k].path)} if k in pages else {}), "reason": v}
+                   for k, v in sorted(dead.items())]
+        path.write_text(json.dumps({"pages": entries}, indent=2) + "\n", encoding="utf-8")
     elif path.exists():
         path.unlink()  # a rerun that finished everything leaves no stale report
 
@@ -307,7 +320,6 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
     session = deps.ledger.record_session(
         NewSession(provider="local", gpu_model="cpu", start_at=utcnow(), usd_per_hour=deps.cpu_usd_per_hour,
                    job_id=result.job, note="gpuhire infer on this CPU"), deps.cpu_rules)  # type: ignore[arg-type]
-    deps.bar.start(len(pending), "recognising on this CPU")
     started = time.monotonic()
 
     def on_page(o: PageOutcome) -> None:
@@ -319,8 +331,9 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
             result.dead[o.key] = o.reason
         deps.bar.advance(1)
 
-    reason = "user"
+    reason = "user"  # anything but the end (Ctrl-C above all) ends the session as the user's doing
     try:
+        deps.bar.start(len(pending), "recognising on this CPU")
         with tempfile.TemporaryDirectory(prefix="gpuhire-infer-") as tmp:
             recognise_pages(opts.model, pending, Path(tmp), opts.out, int8=opts.int8, device="cpu",
                             on_page=on_page)
@@ -336,6 +349,8 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
 
 def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
                result: InferResult) -> None:
+    from launcher.providers.base import WorkerSpec
+
     p = result.plan
     assert p is not None and deps.make_fleet is not None
     fleet, make_backend = deps.make_fleet(result.job, p)

@@ -7,6 +7,10 @@ A machine is always released: on success, failure, Ctrl-C-and-stop, or an except
 explicit detach leaves the job running (and then its dead-man switch still guards the bill).
 The watch step (events, checkpoints home, reconnects, the provider's word, the budget) is
 launcher/train/follow.py.
+
+Ctrl-C (docs/train.md): the first one asks detach-or-stop; a second one at that question, or
+one without a terminal to ask on, stops the job: the trainer checkpoints, the checkpoint comes
+home, the job is `stopped`, and `gpuhire resume JOB` continues it from that checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ledger.models import Job
 from ledger.timeutil import utcnow
 
 DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
+REFUSED = ("done", "failed")  # `resume` goes on from any other state, `stopped` included
 
 
 def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
@@ -152,13 +157,15 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
                 state.event_offset = 0
                 state.log_offset = 0
                 _ship_and_start(state, run, deps, machine, result)
-            deps.ledger.update_job(state.job, status="running")
+            deps.ledger.update_job(state.job, status="running", ended_at=None)  # resumed: not ended
             state.status = "running"
             run.save(state)
             deps.say(f"running on {machine.description}")
             if detach:
-                return _detach(state, deps, machine, result)
+                return _detach(state, deps, machine, result, started)
             outcome = follow(state, run, deps, machine, progress)
+            if outcome == "ctrl-c":  # the user stopped it: settle as stopped, exit 130
+                result.interrupted, outcome = True, "stopped"
             if progress.started_at and progress.first_step_at:  # this attempt's, once
                 result.add("start to first step seen", progress.first_step_at - progress.started_at)
                 progress.started_at = None
@@ -175,16 +182,27 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
             return _settle(state, run, deps, machine, result, outcome, started)
     except Detached:
         assert machine is not None
-        return _detach(state, deps, machine, result)
+        result.interrupted = True  # Ctrl-C, then "detach": the run was interrupted all the same
+        return _detach(state, deps, machine, result, started)
     except BaseException as exc:
         if machine is not None:  # never leave a machine running by accident
-            machine.release("user")
-            over = isinstance(exc, BudgetError)  # stopped at the cap: `resume --max-usd` goes on
-            deps.ledger.update_job(state.job, status="stopped" if over else "failed", ended_at=utcnow())
-            state.status = "over-budget" if over else "failed"
-            run.save(state)
-            _alerts_after(deps, state.job)  # a job stopped at its cap or failed is news too
+            _release_on(exc, state, run, deps, machine)
         raise
+
+
+def _release_on(exc: BaseException, state: RunState, run: RunDir, deps: TrainDeps,
+                machine: Machine) -> None:
+    """Release the machine after `exc` and record how the job ended: stopped at its cap or by a
+    Ctrl-C (while staging or settling; `resume` goes on from either), else failed."""
+    machine.release("user")
+    over = isinstance(exc, BudgetError)  # stopped at the cap: `resume --max-usd` goes on
+    user = isinstance(exc, KeyboardInterrupt)
+    deps.ledger.update_job(state.job, status="stopped" if over or user else "failed", ended_at=utcnow())
+    state.status = "over-budget" if over else "stopped" if user else "failed"
+    run.save(state)
+    if user:
+        deps.say(f"stopped: `gpuhire resume {state.job}` continues it from its last checkpoint")
+    _alerts_after(deps, state.job)  # a job stopped at its cap or failed is news too
 
 
 def _alerts_after(deps: TrainDeps, job: str) -> None:
@@ -195,11 +213,16 @@ def _alerts_after(deps: TrainDeps, job: str) -> None:
         deps.say(f"alert checks failed: {exc}")
 
 
-def _detach(state: RunState, deps: TrainDeps, machine: Machine, result: TrainResult) -> TrainResult:
+def _detach(state: RunState, deps: TrainDeps, machine: Machine, result: TrainResult,
+            started: float) -> TrainResult:
     """Leave the job running without a launcher: the dead-man switch gets a lease (the box's
-    maximum lifetime still ends it), and `attach`/`resume` pick it up."""
+    maximum lifetime still ends it), and `attach`/`resume` pick it up. The summary counts what
+    ran so far: this attempt, the time and the USD."""
     machine.host.heartbeat(lease_s=DETACH_LEASE_S)
     result.status = "detached"
+    result.attempts = state.attempt + 1
+    result.seconds = time.monotonic() - started
+    result.usd = deps.ledger.job_usd(state.job)
     deps.say(f"detached: the job keeps running; `gpuhire attach {state.job}` follows it again")
     return result
 
@@ -263,6 +286,8 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                           "from the last checkpoint")
     elif status == "failed":
         result.message = p.error or f"the trainer stopped without finishing; see {run.log}"
+    elif status == "stopped":
+        result.message = f"`gpuhire resume {state.job}` continues it from its last checkpoint"
     deps.ledger.update_job(
         state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer,
         lines_per_s=p.mean(p.lines_per_s_all), data_wait_fraction=p.mean(p.data_waits),
@@ -298,7 +323,7 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
     starts a new attempt that resumes from the last checkpoint copied home (`resume`).
     """
     result = TrainResult(state.job, "running", None, run.path)
-    if state.status in ("done", "failed", "stopped"):
+    if state.status in REFUSED:  # a stopped job (Ctrl-C, `gpuhire stop`) goes on
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")
     check_budget(state, deps)  # over the cap already: say so before renting anything

@@ -2,7 +2,12 @@
 word, reconnects, the heartbeat and the budget (the watch step of launcher/train/flow.py).
 
 The job runs detached on the box, so the launcher only ever looks: `follow()` polls every
-POLL_S until the job is done, failed, interrupted or stopped, and comes back with that word.
+POLL_S until the job is done, failed, interrupted or stopped, and comes back with that word
+(`ctrl-c`: the user stopped it here).
+
+Ctrl-C: the first asks "detach or stop?"; a second one at that question, or one without a
+terminal to ask on, means stop. Stopping sends the trainer SIGTERM, waits (up to DRAIN_S, more
+Ctrl-Cs do not cut it short) for its checkpoint and brings that home.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.errors import BudgetError, SshError
+from launcher.errors import BudgetError, InputError, SshError
 from launcher.output import usd
 from launcher.status import stopped_elsewhere
 from launcher.train.events import EventReader, JobProgress, status_line
@@ -33,6 +38,7 @@ MAX_UTIL_SAMPLES = 720  # GPU utilisation samples kept on the job (an hour of 5-
 HEARTBEAT_S = 30.0  # the box's dead-man switch waits [aws] deadman_minutes (15) by default
 RECONNECT_S = 600.0  # keep trying to reach a box this long before giving the job up
 RECONNECT_TRY_S = 20.0  # one turn of reconnecting; the provider is asked between turns
+DRAIN_S = 20.0  # how long a stopping job gets to write its checkpoint and last events
 
 
 def events_file(state: RunState) -> str:
@@ -42,7 +48,7 @@ def events_file(state: RunState) -> str:
 
 def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
            progress: JobProgress) -> str:
-    """Stream events until the job ends; return done | interrupted | failed | stopped.
+    """Stream events until the job ends; return done | interrupted | failed | stopped | ctrl-c.
 
     A dropped connection is not the end of the job (it runs detached on the box): polling
     goes on, reconnecting in turns of RECONNECT_TRY_S for up to RECONNECT_S before giving up.
@@ -78,11 +84,31 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                 return outcome
             time.sleep(POLL_S)
     except KeyboardInterrupt:
-        if deps.confirm("Detach and leave the job running? (no = stop it now)"):
+        if _detach_wanted(deps):
             raise Detached from None
+        deps.say(f"stopping job {state.job}: the trainer writes a checkpoint, and it comes home")
         machine.host.signal("train.pid", signal.SIGTERM)  # it checkpoints: bring that home
-        _drain(machine.host, state, run, deps, machine, progress, reader)
-        return "stopped"
+        deadline = time.monotonic() + DRAIN_S
+        while True:
+            try:
+                _drain(machine.host, state, run, deps, machine, progress, reader, deadline)
+                break
+            except KeyboardInterrupt:  # more Ctrl-C: the checkpoint is on its way, keep waiting
+                deps.say("still stopping: waiting for the trainer's checkpoint")
+        run.save(state)
+        return "ctrl-c"
+
+
+def _detach_wanted(deps: TrainDeps) -> bool:
+    """After one Ctrl-C: whether the user wants to detach. No terminal to ask on, a second
+    Ctrl-C at the question, or no answer (end of input) all mean stop."""
+    if not deps.interactive():
+        deps.say("interrupted: no terminal to ask detach-or-stop on, so the job stops")
+        return False
+    try:
+        return deps.confirm("Detach and leave the job running? (no = stop it now)")
+    except (KeyboardInterrupt, EOFError, InputError):
+        return False
 
 
 def _poll(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
@@ -127,9 +153,9 @@ class Detached(Exception):  # noqa: N818 - a control-flow signal, not an error
 
 
 def _drain(host: Host, state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
-           progress: JobProgress, reader: EventReader) -> None:
-    """Read what the job wrote in its last moments (up to a few seconds)."""
-    deadline = time.monotonic() + 20
+           progress: JobProgress, reader: EventReader, deadline: float | None = None) -> None:
+    """Read what the job wrote in its last moments (up to DRAIN_S, or until `deadline`)."""
+    deadline = time.monotonic() + DRAIN_S if deadline is None else deadline
     while time.monotonic() < deadline:
         data, state.event_offset = host.tail(events_file(state), state.event_offset)
         if data:

@@ -40,6 +40,7 @@ class TrainResult:
     usd: Decimal = Decimal(0)
     attempts: int = 0
     message: str = ""
+    interrupted: bool = False  # the user's Ctrl-C ended this run (stopped or detached): exit 130
     timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds, summed
     attempt_timings: list[dict[str, float]] = field(default_factory=list)  # the same, per attempt
 
@@ -69,7 +70,8 @@ class TrainDeps:
     ledger: Ledger
     provider: Provider
     say: Callable[[str], None]
-    confirm: Callable[[str], bool]
+    confirm: Callable[[str], bool]  # a second Ctrl-C at the question raises KeyboardInterrupt
     compile_dataset: Callable[[list[Path], Path], int] = compile_ground_truth  # usable line count
     after_job: Callable[[str], None] = lambda job: None  # alert checks
     default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
+    interactive: Callable[[], bool] = lambda: True  # a terminal to ask detach-or-stop on

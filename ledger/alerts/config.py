@@ -28,14 +28,22 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from ledger.settings_model import SETTINGS_CONFIG, no_bool_numbers
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A rule or a channel of [alerts] (see ledger.settings_model)."""
+
+    model_config = SETTINGS_CONFIG
+    # By name, not "*": a before-validator may not touch the rules' discriminator (`type`).
+    # Decimal fields refuse true/false by themselves; these are the int and float ones.
+    refuse_booleans = field_validator("minutes", "port", "timeout_s", mode="before",
+                                      check_fields=False)(no_bool_numbers)
 
 
 # -- rules --------------------------------------------------------------------------------

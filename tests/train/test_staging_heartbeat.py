@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from launcher.providers.ssh import SshMachine
 from launcher.rundir import RunDir, RunState
 from launcher.ssh.client import Ssh
 from launcher.ssh.host import SshHost
+from launcher.ssh.transfer import CHUNK
 from launcher.train import flow as train
 from launcher.train.types import TrainDeps, TrainResult
 
@@ -24,21 +26,42 @@ class _Renter:
 
 
 def test_shipping_keeps_the_heartbeat_going(box: Sshd, tmp_path: Path, monkeypatch) -> None:
+    """Held at its first, middle and last chunk, a real SFTP upload goes on only once the
+    heartbeat thread has beaten twice more: beats come all through the transfer, on a loaded
+    machine as on an idle one (conditions, not wall-clock counts)."""
     monkeypatch.setattr(train, "HEARTBEAT_S", 0.05)
     run = RunDir(tmp_path / "runs" / "job")
     run.dataset.mkdir(parents=True)
-    (run.dataset / "lines.bin").write_bytes(os.urandom(24 << 20))  # a second or so on loopback
+    chunks = 16
+    (run.dataset / "lines.bin").write_bytes(os.urandom(chunks * CHUNK))
     beat_file = tmp_path / "heartbeat"
     ssh = Ssh(box.target()).connect()
     host = SshHost(ssh, str(tmp_path / "remote"), heartbeat_path=str(beat_file))
     beats: list[float] = []
+    beaten = threading.Condition()
     real_beat = host.heartbeat
 
     def heartbeat(lease_s: float = 0.0) -> None:
         real_beat(lease_s)
-        beats.append(time.monotonic())
+        with beaten:
+            beats.append(time.monotonic())
+            beaten.notify_all()
 
     host.heartbeat = heartbeat  # type: ignore[method-assign]
+    held: list[tuple[int, int, int]] = []  # (chunk, beats when held, beats when let go)
+    sent = [0]
+
+    def hold(nbytes: int) -> None:  # the transfer's progress callback, in the main thread
+        sent[0] += 1
+        if sent[0] not in (1, chunks // 2, chunks):
+            return
+        with beaten:
+            before = len(beats)
+            assert beaten.wait_for(lambda: len(beats) >= before + 2, timeout=120), "no beats"
+            held.append((sent[0], before, len(beats)))
+
+    real_put = ssh.put
+    ssh.put = lambda local, remote, progress=None, **kw: real_put(local, remote, hold, **kw)  # type: ignore[method-assign]
     machine = SshMachine(host, None, None, "box")  # type: ignore[arg-type]
     shipped: list[float] = []
     real_ship = machine.ship
@@ -58,7 +81,7 @@ def test_shipping_keeps_the_heartbeat_going(box: Sshd, tmp_path: Path, monkeypat
     finally:
         ssh.close()
     start, end = shipped
-    during = [b for b in beats if start <= b <= end]
-    assert len(during) >= 3, (len(beats), end - start)  # beats all through the transfer
+    assert [c for c, _, _ in held] == [1, chunks // 2, chunks]  # beats at the start, middle, end
+    assert all(start <= b <= end for b in beats[held[0][1]:held[-1][2]])  # all while shipping
     assert beat_file.exists()  # touched on the box, over SSH
-    assert (tmp_path / "remote" / "dataset" / "lines.bin").stat().st_size == 24 << 20
+    assert (tmp_path / "remote" / "dataset" / "lines.bin").stat().st_size == chunks * CHUNK

@@ -47,8 +47,9 @@ def test_a_run_folder_of_another_job_is_refused(tiny_gt: Path, tmp_path: Path, s
     for extra in ([], ["--dry-run"]):
         line = _one_error_line(Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--yes",
                                               "--out", str(old), *extra))
-        assert line == (f"error: the run folder {old} holds job train-20261101-0900-beef; pick another "
-                        "--out, or `gpuhire resume train-20261101-0900-beef` to continue that job")
+        # The job ended (done): `resume` would refuse it, so the advice is another folder only.
+        assert line == (f"error: the run folder {old} holds job train-20261101-0900-beef, which ended "
+                        "(done); pick another --out (a new or empty folder)")
     assert (old / "state.json").read_bytes() == state and (old / "model.pt").read_bytes() == b"old model"
     assert sorted(p.name for p in old.iterdir()) == ["events.jsonl", "model.pt", "state.json"]
     _nothing_recorded(sqlite_db)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.htr.config import PRESETS_DIR
 from launcher.config import Settings
 from launcher.errors import BudgetError
 from launcher.providers.local import LocalHost, LocalProvider
@@ -194,3 +195,37 @@ def test_out_of_max_restarts_fails_with_the_way_on(tiny_gt: Path, tmp_path: Path
     assert len(book.sessions()) == 2 and not any(v.running for v in book.sessions())
     assert book.get_job("job").status == "failed"
     assert json.loads((run / "state.json").read_text())["status"] == "interrupted"  # resumable
+
+
+def test_dry_run_prints_no_model_and_a_preset_files_epochs_beat_the_config(
+        tiny_gt: Path, tmp_path: Path, sqlite_db: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[train]\nepochs = 7\n")
+    mine = tmp_path / "mine.toml"
+    mine.write_text((PRESETS_DIR / "tiny.toml").read_text().replace("epochs = 8", "epochs = 3"))
+    cli = Cli(sqlite_db, config)
+    base = ("train", str(tiny_gt), "--provider", "local", "--dry-run", "--out", str(tmp_path / "r"))
+    r = cli(*base, "--preset", str(mine))
+    assert r.exit_code == 0, r.stderr
+    assert "quote: 80 lines x 3 epochs at" in r.stderr  # the file's own, not [train] epochs = 7
+    assert r.stdout.splitlines()[0].endswith(": dry-run") and "model" not in r.stdout
+    r = cli(*base, "--preset", str(mine), "--epochs", "5")  # --epochs beats both
+    assert r.exit_code == 0 and "quote: 80 lines x 5 epochs at" in r.stderr
+    r = cli(*base, "--preset", "tiny")  # a shipped preset: the config's default, as before
+    assert r.exit_code == 0 and "quote: 80 lines x 7 epochs at" in r.stderr
+
+
+def test_local_gpu_this_machine_lacks_is_one_line(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -> None:
+    from jobs.htr.hardware import pick_device
+
+    if pick_device("auto").type == "cuda":
+        pytest.skip("this machine has a CUDA device: any --gpu may be what it has")
+    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--gpu", "h100", "--dry-run",
+                       "--out", str(tmp_path / "r"))
+    assert r.exit_code == 2
+    assert r.stderr.strip() == ("error: --gpu h100: the local provider runs on what this machine has "
+                                "(cpu here); pass --gpu cpu or auto")
+    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--gpu", "cpu", "--dry-run",
+                       "--out", str(tmp_path / "r"))
+    assert r.exit_code == 0 and "plan: this machine (cpu)" in r.stderr
+
