@@ -24,14 +24,30 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Not `progress` (every few seconds: too chatty) nor `error` (python -m jobs.htr prints it itself).
+LOGGED = ("start", "epoch", "checkpoint", "interrupted", "done")
+
+
+def log_line(record: dict[str, Any]) -> str:
+    """One readable line for the trainer's log: `2026-11-30T04:12:05.120Z epoch: epoch 3, val_cer
+    0.12, ...` (the scalar fields, in the order the event has them)."""
+    skip = {"event", "time", "job", "schema"}
+    values = {k: _plain(v) if hasattr(v, "item") else v for k, v in record.items() if k not in skip}
+    shown = [f"{k} {v}" for k, v in values.items() if v is None or isinstance(v, str | int | float)]
+    return f"{record['time']} {record['event']}: {', '.join(shown)}"
+
+
 class EventWriter:
     """Writes events to a file (appended, flushed per line) or stdout; `enabled=False` drops them
-    (DDP ranks other than 0)."""
+    (DDP ranks other than 0). With a file, the events that matter to a reader also go to `log`
+    (stderr: the trainer's log, `gpuhire logs JOB`) as one readable line each."""
 
-    def __init__(self, job: str, path: Path | None = None, *, enabled: bool = True) -> None:
+    def __init__(self, job: str, path: Path | None = None, *, enabled: bool = True,
+                 log: IO[str] | None = None) -> None:
         self.job = job
         self.path = path
         self.enabled = enabled
+        self.log = log if log is not None else (sys.stderr if path is not None else None)
         self._fh: IO[str] | None = None
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -44,6 +60,8 @@ class EventWriter:
             fh = self._open()
             fh.write(line)
             fh.flush()
+            if self.log is not None and event in LOGGED:
+                print(log_line(record), file=self.log, flush=True)
         return record
 
     def _open(self) -> IO[str]:

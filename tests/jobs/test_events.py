@@ -75,3 +75,22 @@ def test_corrupt_samples_do_not_stop_the_run(tmp_path: Path) -> None:
     events = read_events(tmp_path / "ev.jsonl")
     assert events[0]["lines"] + events[0]["val_lines"] == 39
     assert all(validate_event(e) == [] for e in events)
+
+
+def test_with_a_file_the_log_gets_a_readable_line_per_event_that_matters(tmp_path: Path) -> None:
+    import io
+
+    log = io.StringIO()
+    writer = EventWriter("job-1", tmp_path / "events.jsonl", log=log)
+    writer.emit("start", device="cpu", precision="fp32", lines=100, epochs=2)
+    writer.emit("progress", epoch=1, step=3, lines_per_s=12.5)
+    writer.emit("epoch", epoch=1, val_cer=0.5, lines_per_s=30.2, channels=[1, 2])
+    writer.emit("done", best_val_cer=0.4, model="run/model.pt")
+    writer.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split(" ", 2)[1] for line in lines] == ["start:", "epoch:", "done:"]  # no progress
+    assert lines[0].endswith("start: device cpu, precision fp32, lines 100, epochs 2")
+    assert lines[1].endswith("epoch: epoch 1, val_cer 0.5, lines_per_s 30.2")  # lists left out
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 4  # every event in the file
+    stdout_only = EventWriter("job-2")  # events on stdout: nothing extra on stderr
+    assert stdout_only.log is None

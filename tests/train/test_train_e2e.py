@@ -47,6 +47,8 @@ def test_local_train_end_to_end(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -
     assert "job " in r.stdout and ": done" in r.stdout
     assert (run / "model.pt").stat().st_size > 10_000
     assert _epochs(run) == [1, 2]
+    log = (run / "train.log").read_text()  # `gpuhire logs JOB`: readable, not empty
+    assert " start: device cpu" in log and " epoch: epoch 2" in log and " done: " in log
     book = Ledger(open_engine(sqlite_db))
     (view,) = book.sessions()
     s = view.session
