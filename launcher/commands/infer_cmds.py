@@ -15,7 +15,7 @@ from launcher.errors import InputError, SpecError
 from launcher.output import confirm, print_json, usd
 
 if TYPE_CHECKING:
-    from launcher.infer.flow import InferResult
+    from launcher.infer.types import InferResult
 
 
 
@@ -114,9 +114,9 @@ def infer(
 
     Example:  gpuhire infer scans/ --model runs/first-model/model.pt --out recognised --plan-only
     """
-    from launcher.infer.flow import InferOptions
     from launcher.infer.flow import infer as run_infer
     from launcher.infer.plan import CHOICES
+    from launcher.infer.types import InferOptions
 
     if gpu not in CHOICES:
         raise InputError(f"--gpu {gpu!r} is unknown", "use --gpu none, auto, t4 or l4")

@@ -20,16 +20,15 @@ import json
 import socket
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from launcher.errors import ProviderError, SpecError
 from launcher.infer.manifest import Manifest
-from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan, PlanInputs, plan
+from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, Plan, PlanInputs, plan
 from launcher.infer.queue import Collected
+from launcher.infer.types import InferDeps, InferOptions, InferResult
 from launcher.rundir import new_job_id
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import RENTED_GPUS
@@ -39,75 +38,13 @@ from ledger.timeutil import utcnow
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
     from launcher.infer.queue import Fleet
-    from launcher.providers.base import Workers, WorkerSpec
+    from launcher.providers.base import Workers
 
 DEAD_LETTER = "dead-letter.json"
 CALIBRATION_LINES = 48
 MEASURE_MIN_LINES = 500  # a CPU run this long measures throughput for later plans
 POLL_S = 1.0
 USD_REFRESH_S = 5.0  # the progress bar's USD so far is read from the ledger this often
-
-
-class Bar(Protocol):
-    """A progress display over pages (rich in the CLI, a recorder in tests)."""
-
-    def start(self, total: int, description: str) -> None: ...
-
-    def advance(self, pages: int, usd: Decimal | None = None) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class InferOptions:
-    inputs: tuple[Path, ...]
-    model: Path
-    out: Path
-    gpu: str = "auto"  # none | auto | t4 | l4
-    instances: int | None = None
-    deadline_s: int | None = None
-    plan_only: bool = False
-    yes: bool = False
-    int8: bool = False
-    calibrate: bool = True
-    fleet: str = "aws"  # where fleet workers run: aws | local
-    job: str | None = None
-
-
-@dataclass
-class InferResult:
-    job: str
-    status: str  # done | partial | plan | nothing-to-do | stopped
-    plan: Plan | None
-    out: Path
-    pages: int = 0  # pages asked for
-    skipped: int = 0  # done already (manifest)
-    done: int = 0
-    dead: dict[str, str] = field(default_factory=dict)
-    lines: int = 0
-    seconds: float = 0.0
-    usd: Decimal = Decimal(0)
-    workers: int = 0
-
-    @property
-    def usd_per_1000_pages(self) -> Decimal | None:
-        return self.usd * 1000 / self.done if self.done else None
-
-
-@dataclass
-class InferDeps:
-    ledger: Ledger
-    say: Callable[[str], None]
-    confirm: Callable[[str], bool]
-    bar: Bar
-    gpu_prices: Callable[[], list[GpuPrice]]  # offers now (may be empty)
-    cpu_usd_per_hour: Decimal
-    cpu_rules: object  # BillingRules of the local provider
-    make_fleet: Callable[[str, Plan], tuple[Fleet, Callable[[WorkerSpec], Workers]]] | None = None
-    cpu_lines_per_s: float | None = None  # [infer.lines_per_s] cpu: overrides measuring
-    plan_settings: dict[str, object] = field(default_factory=dict)  # coffee break, max instances
-    after_job: Callable[[str], None] = lambda job: None
-
 
 
 # -- throughput -------------------------------------------------------------------------------

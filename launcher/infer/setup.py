@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.infer.flow import Bar, InferDeps
 from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan
+from launcher.infer.types import Bar, InferDeps
 from launcher.providers.factory import aws_cloud, aws_configured, make_provider
 from ledger.catalogue import RENTED_GPUS
 from ledger.ownership import running_usd_per_hour
