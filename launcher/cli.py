@@ -10,6 +10,7 @@ heavy (boto3, torch, matplotlib) is imported here.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,6 +140,7 @@ class GpuhireGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except KeyboardInterrupt:
+            _quiet_sigint()
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # a bug: one line, and how to see more
@@ -203,6 +205,18 @@ for _module in COMMAND_MODULES:
     _module.register(app)
 
 
+_PROCESS = {"own": False}  # True when `gpuhire` is this process (not a test's in-process runner)
+
+
+def _quiet_sigint() -> None:
+    """Stopping already (the job is recorded stopped): another Ctrl-C while the process winds
+    down must not turn exit 130 into a death by SIGINT. A no-op handler, not SIG_IGN: children
+    do not inherit it. Only in the `gpuhire` process itself, never in a host that runs the app."""
+    if _PROCESS["own"]:
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+
 def main() -> None:
     """Entry point of the `gpuhire` script."""
+    _PROCESS["own"] = True
     app(prog_name="gpuhire")
