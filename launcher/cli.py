@@ -210,10 +210,12 @@ _PROCESS = {"own": False}  # True when `gpuhire` is this process (not a test's i
 
 def _quiet_sigint() -> None:
     """Stopping already (the job is recorded stopped): another Ctrl-C while the process winds
-    down must not turn exit 130 into a death by SIGINT. A no-op handler, not SIG_IGN: children
-    do not inherit it. Only in the `gpuhire` process itself, never in a host that runs the app."""
+    down must not turn exit 130 into a death by SIGINT. SIG_IGN, not a Python handler: Python
+    puts SIGINT back to its default late in its shutdown, and a handler would not survive that.
+    Only in the `gpuhire` process itself (a child it started later would inherit SIG_IGN; a
+    test runner hosting the app must keep its own Ctrl-C)."""
     if _PROCESS["own"]:
-        signal.signal(signal.SIGINT, lambda signum, frame: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main() -> None:
