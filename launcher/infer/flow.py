@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from launcher.ctrl_c import check, never_lost
 from launcher.errors import ProviderError, SpecError
 from launcher.infer.manifest import Manifest
 from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, Plan, PlanInputs, plan
@@ -179,10 +180,11 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
                                      "instances": p.chosen.instances, "int8": opts.int8}))
     started = time.monotonic()
     try:
-        if p.choice == "cpu":
-            _run_cpu(opts, deps, pending, manifest, result)
-        else:
-            _run_fleet(opts, deps, pending, manifest, result)
+        with never_lost():  # a Ctrl-C Python swallowed surfaces at the next page (launcher/ctrl_c.py)
+            if p.choice == "cpu":
+                _run_cpu(opts, deps, pending, manifest, result)
+            else:
+                _run_fleet(opts, deps, pending, manifest, result)
     except KeyboardInterrupt:  # Ctrl-C: the user stopped it (the session ends with reason `user`)
         deps.ledger.update_job(job, status="stopped", ended_at=utcnow())
         raise
@@ -267,6 +269,7 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
         else:
             result.dead[o.key] = o.reason
         deps.bar.advance(1)
+        check()
 
     reason = "user"  # anything but the end (Ctrl-C above all) ends the session as the user's doing
     try:
@@ -344,6 +347,7 @@ def _follow(fleet: Fleet, backend: Workers, deps: InferDeps, by_key: dict[str, P
         return len(by_key) - len(seen.done) - len(seen.dead)
 
     while left():
+        check()
         if fleet.collect(by_key, result.out, seen, wait_s=1, on_page=on_page):
             last_progress = time.monotonic()
             continue

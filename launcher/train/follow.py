@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from launcher.ctrl_c import check, handled, never_lost
 from launcher.errors import BudgetError, InputError, SshError
 from launcher.output import usd
 from launcher.status import stopped_elsewhere
@@ -58,8 +59,15 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     reader = EventReader()
     beat = [0.0]
     lost_since: float | None = None
+    with never_lost():
+        return _follow(state, run, deps, machine, progress, reader, beat, lost_since)
+
+
+def _follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine, progress: JobProgress,
+            reader: EventReader, beat: list[float], lost_since: float | None) -> str:
     try:
         while True:
+            check()  # a Ctrl-C that Python swallowed (launcher/ctrl_c.py)
             try:
                 # A link that dropped between two polls is retried here, briefly, rather
                 # than for the whole SSH deadline inside the next call.
@@ -84,6 +92,7 @@ def follow(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
                 return outcome
             time.sleep(POLL_S)
     except KeyboardInterrupt:
+        handled()
         if _detach_wanted(deps):
             raise Detached from None
         deps.say(f"stopping job {state.job}: the trainer writes a checkpoint, and it comes home")
