@@ -35,11 +35,16 @@ EXAMPLE = ("python -m jobs.fleet.worker --bucket my-gpuhire --job infer-20261130
            "--work-url URL --done-url URL")
 
 
-class StopRequestedError(Exception):
-    """SIGTERM arrived: give the batch back and exit."""
+class StopRequestedError(BaseException):
+    """SIGTERM arrived: give the batch back and exit.
+
+    A BaseException, like KeyboardInterrupt, so that nothing on the way swallows it: botocore
+    wraps any Exception raised inside a request (a long poll is one) in a retryable
+    HTTPClientError and tries again, which kept a signalled idle worker polling for minutes."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the first notice is the one handled
     raise StopRequestedError()
 
 
@@ -186,37 +191,54 @@ class Worker:
 
     def run(self) -> int:
         idle_since = time.monotonic()
-        while True:
-            wait = max(0, min(20, int(self.args.idle_exit - (time.monotonic() - idle_since))))
-            got = self.sqs.receive_message(QueueUrl=self.args.work_url, MaxNumberOfMessages=1,
-                                           WaitTimeSeconds=wait)
-            messages = got.get("Messages", [])
-            if not messages:
-                if time.monotonic() - idle_since >= self.args.idle_exit:
-                    print(f"fleet worker {self.name}: no batch for {self.args.idle_exit} s, exiting",
-                          file=sys.stderr)
-                    return 0
-                continue
-            message = messages[0]
-            try:
-                ok = self.batch(message)
-            except StopRequestedError:
+        print(f"fleet worker {self.name} (pid {os.getpid()}): waiting for batches", file=sys.stderr,
+              flush=True)
+        message: dict[str, Any] | None = None
+        try:
+            while True:
+                message = None
+                wait = max(0, min(20, int(self.args.idle_exit - (time.monotonic() - idle_since))))
+                got = self.sqs.receive_message(QueueUrl=self.args.work_url, MaxNumberOfMessages=1,
+                                               WaitTimeSeconds=wait)
+                messages = got.get("Messages", [])
+                if not messages:
+                    if time.monotonic() - idle_since >= self.args.idle_exit:
+                        print(f"fleet worker {self.name}: no batch for {self.args.idle_exit} s, exiting",
+                              file=sys.stderr)
+                        return 0
+                    continue
+                message = messages[0]
+                ok = self._batch_or_give_back(message)
+                message = None
+                print(f"fleet worker {self.name}: batch {'done' if ok else 'left for a retry'}",
+                      file=sys.stderr, flush=True)
+                idle_since = time.monotonic()
+        except StopRequestedError:
+            if message is None:
+                # No batch held. One that SQS handed out just as the poll was cut comes back when
+                # its lease runs out, as after any lost worker.
+                print(f"fleet worker {self.name}: stopped (SIGTERM) while waiting", file=sys.stderr,
+                      flush=True)
+            else:
                 self._requeue(message)
-                print(f"fleet worker {self.name}: stopped (SIGTERM); batch given back", file=sys.stderr)
-                return 143
-            except Exception as exc:  # a broken batch must not kill the worker: it comes back later
-                print(f"fleet worker {self.name}: batch failed: {type(exc).__name__}: {exc}",
+                print(f"fleet worker {self.name}: stopped (SIGTERM); batch given back", file=sys.stderr,
+                      flush=True)
+            return 143
+
+    def _batch_or_give_back(self, message: dict[str, Any]) -> bool:
+        """Work one batch; a batch that breaks the worker is reported and comes back later."""
+        try:
+            return self.batch(message)
+        except Exception as exc:  # a broken batch must not kill the worker: it comes back later
+            print(f"fleet worker {self.name}: batch failed: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            self._report_failure(message, f"{type(exc).__name__}: {exc}")
+            try:
+                self._give_back(message["ReceiptHandle"], self.args.retry_delay)
+            except Exception as again:  # its lease runs out instead: it still comes back
+                print(f"fleet worker {self.name}: could not give the batch back: {again}",
                       file=sys.stderr)
-                self._report_failure(message, f"{type(exc).__name__}: {exc}")
-                try:
-                    self._give_back(message["ReceiptHandle"], self.args.retry_delay)
-                except Exception as again:  # its lease runs out instead: it still comes back
-                    print(f"fleet worker {self.name}: could not give the batch back: {again}",
-                          file=sys.stderr)
-                ok = False
-            print(f"fleet worker {self.name}: batch {'done' if ok else 'left for a retry'}", file=sys.stderr,
-                  flush=True)
-            idle_since = time.monotonic()
+            return False
 
 
 def build_parser() -> argparse.ArgumentParser:

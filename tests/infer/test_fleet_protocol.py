@@ -106,9 +106,30 @@ def test_a_redelivered_batch_only_reports_what_is_already_done(moto_server: str,
     assert len(recognised) == 1 and len(skipped) == 1  # found done: not recognised again
 
 
+def _start_worker(queues: Any, job: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.fleet.worker", "--bucket", BUCKET,
+                                 "--job", job, "--work-url", queues.work, "--done-url", queues.done,
+                                 "--visibility", "600", "--idle-exit", "60", "--device", "cpu",
+                                 "--pid-file", str(tmp_path / "pid")], stdout=fh, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def _wait_for(what: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_sigterm_gives_the_batch_back_at_once(moto_server: str, pages: Path, model: Path,
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from moto.s3.models import S3Backend
+
     from jobs.htr.pages import list_pages
 
     s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
@@ -118,17 +139,26 @@ def test_sigterm_gives_the_batch_back_at_once(moto_server: str, pages: Path, mod
     fleet.upload_model(model)
     fleet.upload_pages(page_list)
     fleet.enqueue(page_list)
-    log = tmp_path / "worker.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.fleet.worker", "--bucket", BUCKET,
-                                 "--job", "infer-term", "--work-url", queues.work, "--done-url", queues.done,
-                                 "--visibility", "600", "--idle-exit", "60", "--device", "cpu",
-                                 "--pid-file", str(tmp_path / "pid")], stdout=fh, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "received" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert int((tmp_path / "pid").read_text()) == proc.pid
-    os.kill(proc.pid, signal.SIGTERM)  # what the spot watcher does on the two-minute notice
+    # The worker's fetch of the batch's last page hangs in (this process's) moto until the
+    # notice is sent: SIGTERM lands mid-batch however slow or fast this machine is.
+    held, release = threading.Event(), threading.Event()
+    real_get = S3Backend.get_object
+
+    def slow_get(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        if key_name.endswith(page_list[-1].key) and "/pages/" in key_name and not release.is_set():
+            held.set()
+            release.wait(30)
+        return real_get(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "get_object", slow_get)
+    proc, log = _start_worker(queues, "infer-term", tmp_path)
+    try:
+        _wait_for(held.is_set)
+        assert int((tmp_path / "pid").read_text()) == proc.pid
+        os.kill(proc.pid, signal.SIGTERM)  # what the spot watcher does on the two-minute notice
+        time.sleep(0.5)
+    finally:
+        release.set()
     assert proc.wait(timeout=60) == 143
     assert "batch given back" in log.read_text()
     # visible again now, not after the 600 s lease
@@ -136,6 +166,22 @@ def test_sigterm_gives_the_batch_back_at_once(moto_server: str, pages: Path, mod
                                 AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
     assert len(again) == 1 and json.loads(again[0]["Body"])["batch"] == 0
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "1"  # the interruption cost no try
+
+
+@pytest.mark.slow
+def test_sigterm_while_waiting_for_a_batch_exits_at_once(moto_server: str, tmp_path: Path) -> None:
+    """botocore retries any Exception raised inside a request: a notice that lands in the long
+    poll must still end the worker, not be retried away for minutes."""
+    fleet = Fleet(boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION), BUCKET,
+                  "infer-idle", FleetSettings(batch_pages=3, visibility_s=600))
+    proc, log = _start_worker(fleet.create_queues(), "infer-idle", tmp_path)
+    _wait_for(lambda: "waiting for batches" in log.read_text())
+    time.sleep(1)  # inside the 20 s long poll
+    sent = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert time.monotonic() - sent < 10
+    assert "stopped (SIGTERM) while waiting" in log.read_text()
 
 
 @pytest.mark.slow
