@@ -162,6 +162,9 @@ class AwsSettings(_Section):
     volume_gb: int = Field(100, ge=20, le=16384)  # encrypted gp3 root volume
     deadman_minutes: int = Field(15, ge=2)  # no heartbeat this long: the box shuts down
     max_lifetime_hours: int = Field(24, ge=1)  # the box shuts down after this, whatever happens
+    # After a spot notice the launcher leaves the box to EC2 (free in its first hour); still
+    # running this many seconds past the notice's time, the launcher terminates it (billed).
+    notice_grace_s: int = Field(180, ge=0)
     on_demand_usd_per_hour: dict[str, Decimal] = {}  # per instance type; overrides the table
     ssh_user: str = "ubuntu"  # the AMI's login user
     # SSH target overrides ("host:port") per instance id, or "*" for all: bastions, tests.

@@ -2,6 +2,7 @@
 
     rows, note = running_jobs(ledger, settings, aws_provider_or_None)
     stop_owned_job(ledger, settings, "train-...")   # a local or ssh job: no AWS needed
+    JobLog(ledger, settings, "train-...").chunks(follow=True)   # `gpuhire logs JOB -f`
 
 The ledger knows every job's open sessions (local, ssh, aws) and their cost so far; for AWS
 the tags decide what runs (`AwsCloud.instances()`), so the AWS part needs AWS, the rest
@@ -12,6 +13,7 @@ directory (`runs/<job>/box`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +29,10 @@ from ledger.timeutil import utcnow
 if TYPE_CHECKING:
     from launcher.config import Settings
     from launcher.providers.aws.cloud import AwsCloud
+    from launcher.providers.base import Host
 
 ENDED = frozenset({"done", "failed", "stopped", "partial"})  # partial: an infer job with dead pages
+REMOTE_TRY_S = 20.0  # `logs -f`: how long one poll may try to reach a job's box
 
 
 @dataclass(frozen=True)
@@ -311,3 +315,89 @@ def stop_jobs(settings: Settings, ledger: Ledger, jobs: list[str], *, named: boo
         note = (f"note: {name}: {'; '.join(cloud.cleanup_problems)} (still in use while the instance "
                 "shuts down: run `gpuhire gc` in a minute)") if cloud.cleanup_problems else None
         yield (f"{name}: {len(gone)} instance(s) terminated" if gone else f"{name}: nothing running"), note
+
+
+class JobLog:
+    """A job's trainer log, wherever it is now (`gpuhire logs JOB [-f]`). A running ssh or aws
+    job's is read on its box over SSH (found by the provider's `reattach`, host key pinned, never
+    released), with `follow` until its process ends or its launcher settles it; any other from
+    the run directory. After `chunks()`, `note` says why nothing came."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, job: str, runs: Path | None = None) -> None:
+        self.ledger, self.settings, self.job = ledger, settings, job
+        self.run = find_run_dir(ledger, job, runs)
+        self.note: str | None = None
+        self.read = 0  # bytes given so far
+
+    def chunks(self, follow: bool, poll_s: float = 1.0) -> Iterator[bytes]:
+        state = self.run.load()
+        if state.provider != "local" and state.status == "running":
+            host = self._reattach(state)
+            if host is not None:
+                yield from self._remote(host, state, follow, poll_s)
+                return
+        yield from self._local(follow, poll_s)
+
+    def _reattach(self, state: RunState) -> Host | None:
+        from launcher.providers.factory import make_provider
+
+        provider = make_provider(self.settings, self.ledger, state.provider, gpu=state.gpu,
+                                 run_root=self.run.path, host=state.machine.get("host"),
+                                 spot=state.market != "on-demand")
+        machine = provider.reattach(state.ref())
+        return None if machine is None else machine.host  # None: gone; its copy here, if any
+
+    def _remote(self, host: Host, state: RunState, follow: bool, poll_s: float) -> Iterator[bytes]:
+        log, offset = f"train-{state.attempt}.log", 0
+        try:
+            while True:
+                now = self.run.load()
+                if follow and now.status == "running" and now.attempt != state.attempt:
+                    host.close()  # relaunched on another machine: read that one's log
+                    yield from self.chunks(follow, poll_s)
+                    return
+                if follow and now.status in ENDED and self.run.log.exists():
+                    yield self._rest(offset)  # settled: the box's log is home, the box may be gone
+                    break
+                if follow:
+                    host.reconnect(REMOTE_TRY_S)  # a box gone meanwhile: an SshError, not a hang
+                ended = follow and not host.running("train.pid")  # before the last read: none missed
+                data, offset = host.tail(log, offset)
+                self.read += len(data)
+                yield data
+                if not follow or ended:
+                    break
+                time.sleep(poll_s)
+        finally:
+            host.close()
+        if not self.read:
+            self.note = self.run.empty_log_note(Path(host.workdir) / log)
+
+    def _rest(self, offset: int) -> bytes:
+        with self.run.log.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        self.read += len(data)
+        return data
+
+    def _local(self, follow: bool, poll_s: float) -> Iterator[bytes]:
+        path = self.run.log_path()
+        if path is None:
+            raise InputError(f"job {self.job} has no log yet", "wait for it to start, then try again")
+        offset = 0
+        while True:
+            ended = follow and job_ended(self.run)  # judged before the last read: nothing missed
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            offset += len(chunk)
+            self.read += len(chunk)
+            yield chunk
+            if not follow or ended:
+                break
+            newer = self.run.log_path()
+            if newer is not None and newer != path and newer.name != "train.log":
+                path, offset = newer, 0  # a relaunch writes its own log
+            time.sleep(poll_s)
+        if not self.read:  # silence would look like a broken command
+            self.note = self.run.empty_log_note(path)

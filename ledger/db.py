@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from ledger.errors import LedgerError
 
-HEAD = "0003"  # newest revision in ledger/migrations/versions; checked by a test
+HEAD = "0004"  # newest revision in ledger/migrations/versions; checked by a test
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x67707568  # "gpuh": one advisory lock for schema upgrades
 BUSY_TIMEOUT_S = 30  # a SQLite writer waits this long for another writer before failing

@@ -50,15 +50,28 @@ class JobRecords(LedgerCore):
                 stmt = stmt.where(Job.kind == kind)
             return list(db.exec(stmt))
 
-    def measured_lines_per_s(self, kind: str, gpu_model: str) -> float | None:
-        """Median throughput of finished jobs of this kind on this GPU, or None."""
+    def measured_lines_per_s(self, kind: str, gpu_model: str, *, model_size: str | None = None,
+                             device: str | None = None, host: str | None = None) -> float | None:
+        """Median throughput of finished jobs of this kind on this GPU, or None.
+
+        With `model_size` (train): only jobs of that size, on that `device` when given, and on
+        `host` when given (a CPU's speed is its machine's): never pooled across them."""
+        values = self.throughputs(kind, gpu_model, model_size=model_size, device=device, host=host)
+        return values[len(values) // 2] if values else None
+
+    def throughputs(self, kind: str, gpu_model: str, *, model_size: str | None = None,
+                    device: str | None = None, host: str | None = None) -> list[float]:
+        """The measured lines/s of jobs of this kind on this GPU (and size, device, host), sorted."""
         with self.reading() as db:
             stmt = (
-                select(Job.lines_per_s)
+                select(Job)
                 .where(Job.kind == kind, Job.gpu_model == gpu_model.lower())
                 .where(col(Job.lines_per_s).is_not(None))
             )
-            values = sorted(v for v in db.exec(stmt) if v)
-        if not values:
-            return None
-        return values[len(values) // 2]
+            if model_size is not None:
+                stmt = stmt.where(Job.model_size == model_size)
+            if device is not None:
+                stmt = stmt.where(Job.device == device)
+            rows = list(db.exec(stmt))
+        return sorted(j.lines_per_s for j in rows
+                      if j.lines_per_s and (host is None or j.spec.get("host") == host))

@@ -71,6 +71,21 @@ class Job(SQLModel, table=True):
     gpu_util: float | None = None  # mean GPU utilisation, 0..1
     best_cer: float | None = None  # best validation character error rate, 0..1
     metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # Throughput is measured and looked up per model size, device and GPU, never pooled (0004).
+    model_size: str | None = Field(default=None, max_length=64)  # preset name, or "1.2M params"
+    device: str | None = Field(default=None, max_length=8)  # cpu | cuda
+    # The quote before the job ran, and what it took once it ended (train jobs; 0004).
+    quoted_s: float | None = None
+    quoted_usd: Decimal | None = Field(default=None, sa_type=NanoUSD)
+    actual_s: float | None = None
+    actual_usd: Decimal | None = Field(default=None, sa_type=NanoUSD)
+
+    @property
+    def quote_error(self) -> float | None:
+        """actual seconds / quoted seconds - 1 (+0.25: took a quarter longer than quoted)."""
+        if not self.quoted_s or self.actual_s is None:
+            return None
+        return self.actual_s / self.quoted_s - 1
 
 
 class RentalSession(SQLModel, table=True):

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from ledger.costs import MICROS_PER_S, SECONDS_PER_HOUR, SessionCost, session_cost
-from ledger.models import NANO, CostLine, RentalSession
+from ledger.models import NANO, CostLine, Job, RentalSession
 from ledger.store import LedgerCore, cost_input, get_row, row_id
 from ledger.timeutil import month_end, month_start
 
@@ -35,8 +35,9 @@ class SessionView:
         return self.cost.running
 
 
-def session_dict(v: SessionView) -> dict[str, Any]:
-    """One session of `gpuhire ledger list --format json|csv` (docs/json.md)."""
+def session_dict(v: SessionView, quote_error: float | None = None) -> dict[str, Any]:
+    """One session of `gpuhire ledger list --format json|csv` (docs/json.md); `quote_error` is
+    its job's (actual / quoted seconds - 1), when the job was quoted and has ended."""
     s = v.session
     return {
         "id": s.id, "provider": s.provider, "region": s.region, "zone": s.zone,
@@ -50,6 +51,7 @@ def session_dict(v: SessionView) -> dict[str, Any]:
         "compute_usd": v.cost.compute_usd, "storage_usd": v.cost.storage_usd,
         "ipv4_usd": v.cost.ipv4_usd, "total_usd": v.cost.total_usd,
         "interruption_free": v.cost.interruption_free,
+        "quote_error": None if quote_error is None else round(quote_error, 4),
     }
 
 
@@ -167,6 +169,12 @@ class Queries(LedgerCore):
                 job_id = view.session.job_id
                 out[job_id] = out.get(job_id, ZERO) + view.cost.total_usd
         return out
+
+    def quote_errors(self) -> dict[str, float]:
+        """Job id -> actual / quoted seconds - 1, for every job with both (train jobs, 0004)."""
+        with self.reading() as db:
+            stmt = select(Job).where(col(Job.quoted_s).is_not(None), col(Job.actual_s).is_not(None))
+            return {j.id: e for j in db.exec(stmt) if (e := j.quote_error) is not None}
 
     def job_usd(self, job_id: str) -> Decimal:
         """A job's USD so far: all its sessions (owned ones too), running ones costed to now."""

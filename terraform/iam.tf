@@ -321,6 +321,17 @@ data "aws_iam_policy_document" "user" {
     ]
   }
 
+  # `gpuhire gc` deletes what a dead fleet staged (its model and pages; its results stay for a
+  # rerun to collect, and the lifecycle rule expires them).
+  statement {
+    sid     = "DeleteFleetInputs"
+    actions = ["s3:DeleteObject"]
+    resources = [
+      "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
+    ]
+  }
+
   # The inference fleet's queues; CreateQueue with tags also needs sqs:TagQueue.
   statement {
     sid = "FleetQueues"
@@ -329,6 +340,7 @@ data "aws_iam_policy_document" "user" {
       "sqs:DeleteMessage",
       "sqs:DeleteQueue",
       "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
       "sqs:ReceiveMessage",
       "sqs:SendMessage",
       "sqs:TagQueue",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,13 +72,49 @@ def set_cpu_threads(processes: int = 1, threads: int = 0) -> int:
 def gpu_stats(device: torch.device) -> tuple[float | None, float | None]:
     """(utilisation 0-1, peak memory in GB) of a CUDA device; (None, None) elsewhere.
 
-    Utilisation needs NVML (the `pynvml` module); without it only the memory is known.
+    Utilisation comes from NVML (`nvml_utilization`); without it only the memory is known.
     """
     if device.type != "cuda":
         return None, None
     mem = torch.cuda.max_memory_allocated(device) / 1e9
+    return nvml_utilization(device), round(mem, 3)
+
+
+@functools.cache
+def _nvml() -> Any | None:
+    """`pynvml`, started; None when NVML cannot answer in this process (the package or the
+    driver's library missing). Cached: a driver does not appear while the trainer runs."""
     try:
-        util = torch.cuda.utilization(device) / 100.0
-    except Exception:
-        util = None
-    return util, round(mem, 3)
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
+def nvml_utilization(device: torch.device) -> float | None:
+    """The share of the last sample period (1/6 s to 1 s) in which a kernel ran on `device`,
+    0-1, read through NVML (`pynvml`, from the nvidia-ml-py package in the `trainer` extra and
+    the image). None, silently, where NVML cannot tell: no GPU, no driver (NVML's library is
+    missing), the package not installed, or a device NVML does not report on (a MIG slice).
+
+    The device is found by its UUID, so CUDA_VISIBLE_DEVICES renumbering cannot point at
+    another GPU.
+    """
+    if device.type != "cuda":
+        return None
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    try:
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        name = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+        handle = nvml.nvmlDeviceGetHandleByUUID(name)
+        return float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu) / 100.0
+    except nvml.NVMLError:  # not supported on this device, or it went away
+        return None
+    except (RuntimeError, AssertionError):  # torch without CUDA, or no such device
+        return None

@@ -154,7 +154,8 @@ def gc(
     region: Annotated[str | None, typer.Option(
         "--region", metavar="REGION", help="AWS region (default: [aws] region)")] = None,
 ) -> None:
-    """Find instances, key pairs, security groups and sessions no live job owns; remove them.
+    """Find instances, key pairs, security groups and sessions no live job owns, and the SQS
+    queues and staged pages of inference fleets whose launcher died; remove them.
 
     Example:  gpuhire gc --yes
     """

@@ -171,18 +171,20 @@ def list_sessions(
 
     app = app_context(ctx)
     views = app.ledger.sessions(parse_month(month) if month else None)
-    rows = [session_dict(v) for v in views]
+    errors = app.ledger.quote_errors()
+    rows = [session_dict(v, errors.get(v.session.job_id or "")) for v in views]
     if fmt is TableFormat.json:
         print_json(rows)
         return
-    headers = ["id", "provider", "gpu", "market", "start", "end", "reason", "billed_s", "usd"]
+    headers = ["id", "provider", "gpu", "market", "start", "end", "reason", "billed_s", "usd", "quote"]
     if fmt is TableFormat.csv:
         print_csv(list(rows[0].keys()) if rows else headers, [list(r.values()) for r in rows])
         return
     table = [
         [r["id"], r["provider"], f"{r['gpu_count']}x {r['gpu_model']}", r["market"],
          iso(r["start"]), iso(r["end"]) or "running", r["end_reason"] or "",
-         r["billed_s"], usd(r["total_usd"], 4)]
+         r["billed_s"], usd(r["total_usd"], 4),
+         "" if r["quote_error"] is None else f"{r['quote_error']:+.0%}".replace("%", " %")]
         for r in rows
     ]
     total = sum((v.cost.total_usd for v in views), Decimal(0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,7 +12,7 @@ import typer
 from launcher import completion
 from launcher.context import AppContext, app_context
 from launcher.errors import InputError
-from launcher.output import confirm, usd
+from launcher.output import confirm, print_json, usd
 
 if TYPE_CHECKING:
     from launcher.providers.base import Provider
@@ -54,9 +53,13 @@ def _deps(app: AppContext, provider: Provider) -> TrainDeps:
     )
 
 
-def _exit(result: TrainResult) -> None:
-    """The summary, then the exit code: 130 when the user's Ctrl-C ended the run, 1 failed."""
-    typer.echo(summary(result))
+def _exit(result: TrainResult, fmt: str = "text") -> None:
+    """The summary (or its JSON), then the exit code: 130 when the user's Ctrl-C ended the run,
+    1 failed."""
+    if fmt == "json":
+        print_json(result_dict(result))
+    else:
+        typer.echo(summary(result))
     if result.interrupted:
         raise typer.Exit(130)
     if result.status == "failed":
@@ -88,6 +91,40 @@ def _check_local_gpu(gpu: str) -> None:
                          "pass --gpu cpu or auto")
 
 
+def span(seconds: float) -> str:
+    """`45 s`, `4 min`, `3 min 40 s`, `2 h 5 min`."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        mins, secs = divmod(whole, 60)
+        return f"{mins} min" + (f" {secs} s" if secs else "")
+    hours, mins = divmod(round(whole / 60), 60)
+    return f"{hours} h" + (f" {mins} min" if mins else "")
+
+
+def quote_line(result: TrainResult) -> str:
+    """`quoted 4 min / $0.0012, took 3 min 40 s / $0.0011 (-8 %)`."""
+    assert result.quoted_s is not None and result.actual_s is not None
+    error = result.quote_error
+    return (f"quoted {span(result.quoted_s)} / {usd(result.quoted_usd, 4)}, took "
+            f"{span(result.actual_s)} / {usd(result.actual_usd, 4)}"
+            + ("" if error is None else f" ({error:+.0%})".replace("%", " %")))
+
+
+def result_dict(result: TrainResult) -> dict[str, object]:
+    """`gpuhire train --format json` (docs/train.md): the quote, the --gpu auto choice, the end."""
+    return {"job": result.job, "status": result.status, "message": result.message,
+            "quote": None if result.quote is None else result.quote.to_dict(),
+            "gpu_choice": None if result.gpu_choice is None else result.gpu_choice.to_dict(),
+            "quoted_s": result.quoted_s, "quoted_usd": result.quoted_usd,
+            "actual_s": None if result.actual_s is None else round(result.actual_s, 1),
+            "actual_usd": result.actual_usd, "quote_error": None if result.quote_error is None
+            else round(result.quote_error, 4),
+            "epochs": result.progress.epoch, "best_cer": result.progress.best_cer,
+            "attempts": result.attempts, "run_dir": str(result.run_dir)}
+
+
 def summary(result: TrainResult) -> str:
     p = result.progress
     per_epoch = result.usd_per_epoch
@@ -102,6 +139,8 @@ def summary(result: TrainResult) -> str:
         f"  GPU use       {'-' if util is None else f'{util:.0%}'}"
         + ("" if result.idle_usd is None else f"  ({usd(result.idle_usd, 4)} on an idle GPU)"),
     ]
+    if result.quoted_s is not None and result.actual_s is not None:
+        lines.append(f"  quote         {quote_line(result)}")
     model = result.run_dir / "model.pt"
     if model.exists():  # a dry run, a stopped or a detached job has none (yet)
         lines.append(f"  model         {model}")
@@ -137,6 +176,9 @@ def train(
         help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and quote; rent nothing.")] = False,
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="text|json", autocompletion=completion.text_formats,
+        help="text or json (the quote, the --gpu auto choice and the result).")] = "text",
 ) -> None:
     """Train an HTR model: check the ground truth, quote, rent, follow, bring the model home.
 
@@ -148,6 +190,8 @@ def train(
     from launcher.train.ground_truth import checked_preset
     from launcher.train.types import TrainOptions
 
+    if fmt not in ("text", "json"):
+        raise InputError(f"--format {fmt!r} is unknown", "use --format text or json")
     app = app_context(ctx)
     settings = app.settings
     if epochs is not None and epochs < 1:
@@ -170,7 +214,7 @@ def train(
         max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
         yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job,
     )
-    _exit(run_train(opts, _deps(app, chosen)))
+    _exit(run_train(opts, _deps(app, chosen)), fmt)
 
 
 def logs(
@@ -181,33 +225,24 @@ def logs(
     runs: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Folder holding runs/<job> (default ./runs).")] = None,
 ) -> None:
-    """Print a job's trainer log (from its run directory).
+    """Print a job's trainer log: a running ssh or aws job's live from its box (over SSH),
+    else from its run directory.
 
     Example:  gpuhire logs train-20261122-1402-a3f9 -f
     """
-    from launcher.status import find_run_dir, job_ended
+    import codecs
 
-    run = find_run_dir(app_context(ctx).ledger, job, runs)
-    path = run.log_path()
-    if path is None:
-        raise InputError(f"job {job} has no log yet", "wait for it to start, then try again")
-    offset = 0
-    while True:
-        ended = follow and job_ended(run)  # judged before the last read: nothing is missed
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read()
-        offset += len(chunk)
-        sys.stdout.write(chunk.decode("utf-8", "replace"))
+    from launcher.status import JobLog
+
+    app = app_context(ctx)
+    log = JobLog(app.ledger, app.settings, job, runs)
+    text = codecs.getincrementaldecoder("utf-8")("replace")  # a character split between reads
+    for chunk in log.chunks(follow):
+        sys.stdout.write(text.decode(chunk))
         sys.stdout.flush()
-        if not follow or ended:
-            if offset == 0:  # silence would look like a broken command
-                typer.echo(run.empty_log_note(path), err=True)
-            return
-        newer = run.log_path()
-        if newer is not None and newer != path and newer.name != "train.log":
-            path, offset = newer, 0  # a relaunch writes its own log
-        time.sleep(1)
+    sys.stdout.write(text.decode(b"", final=True))
+    if log.note:
+        typer.echo(log.note, err=True)
 
 
 def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,

@@ -2,7 +2,9 @@
 
 1. List the pages (jobs.htr.pages); the output folder's manifest says which are done already
    (same page, same size and mtime, outputs present): those are skipped, so a rerun sends
-   nothing that is done.
+   nothing that is done. A fleet job into the same folder that never ended as it should (its
+   launcher died; its workers went on) may have finished more: those results are collected
+   from the bucket first (launcher/infer/manifest.py, FleetRecords), and only the rest is sent.
 2. Plan (launcher/infer/plan.py): CPU throughput measured on this machine (past runs, or a
    quick calibration on a few of the pages), GPU throughput from past fleet jobs (defaults
    otherwise), GPU prices from live spot offers (the bundled on-demand table without AWS).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import tempfile
 import time
@@ -25,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from launcher.ctrl_c import check, never_lost
-from launcher.errors import ProviderError, SpecError
-from launcher.infer.manifest import Manifest
+from launcher.errors import GpuhireError, ProviderError, SpecError
+from launcher.infer.manifest import FleetRecords, Manifest
 from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, Plan, PlanInputs, plan
 from launcher.infer.queue import Collected
 from launcher.infer.types import InferDeps, InferOptions, InferResult
@@ -38,6 +41,7 @@ from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
+    from launcher.infer.manifest import FleetRecord
     from launcher.infer.queue import Fleet
     from launcher.providers.base import Workers
 
@@ -146,12 +150,15 @@ def infer(opts: InferOptions, deps: InferDeps) -> InferResult:
 def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     pages = _pages(opts)
     manifest = Manifest(opts.out, opts.model)
+    earlier = [] if opts.plan_only else FleetRecords(manifest).earlier()
     pending = [p for p in pages if not manifest.is_done(p)]
+    pending = _collect_earlier(deps, manifest, earlier, pending, opts.out)
     job = opts.job or new_job_id("infer")
     result = InferResult(job, "nothing-to-do", None, opts.out, pages=len(pages),
                          skipped=len(pages) - len(pending))
     if not pending:
         deps.say(f"all {len(pages):,} pages are done already (manifest in {manifest.path}); nothing to do")
+        FleetRecords(manifest).remove(*(r.job for r in earlier))
         return result
     if result.skipped:
         deps.say(f"{result.skipped:,} of {len(pages):,} pages done already: skipping them")
@@ -174,10 +181,11 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
         return result
     # a local fleet's workers are this machine's CPU, whatever GPU the plan priced
     device = p.choice if p.choice != "cpu" and opts.fleet == "aws" else "cpu"
+    fleet = {"fleet": opts.fleet} if p.choice != "cpu" else {}  # gc: whose queues these are
     deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=device,
                                spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
-                                     "out": str(opts.out), "host": host_name(),
-                                     "instances": p.chosen.instances, "int8": opts.int8}))
+                                     "out": str(opts.out), "host": host_name(), "pid": os.getpid(),
+                                     "instances": p.chosen.instances, "int8": opts.int8, **fleet}))
     started = time.monotonic()
     try:
         with never_lost():  # a Ctrl-C Python swallowed surfaces at the next page (launcher/ctrl_c.py)
@@ -195,6 +203,7 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
         result.seconds = time.monotonic() - started
         result.usd = deps.ledger.job_usd(job)
     _write_dead_letters(opts.out, result.dead, {pg.key: pg for pg in pending})
+    FleetRecords(manifest).remove(*(r.job for r in earlier))  # all they were sent is done or dead
     result.status = "done" if not result.dead else "partial"
     deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
                            metrics={"pages": result.done, "dead": len(result.dead), "usd": str(result.usd),
@@ -251,6 +260,34 @@ def _write_dead_letters(out: Path, dead: dict[str, str], pages: dict[str, Page])
         path.unlink()  # a rerun that finished everything leaves no stale report
 
 
+def _collect_earlier(deps: InferDeps, manifest: Manifest, earlier: list[FleetRecord],
+                     pending: list[Page], out: Path) -> list[Page]:
+    """Fetch what fleets whose launcher died finished of `pending` (pages sent to them
+    unchanged); returns the pages still to do. Without AWS this run simply does them again."""
+    from launcher.infer.queue import collect_finished
+
+    if deps.results_s3 is None or not earlier or not pending:
+        return pending
+    left = {p.key: p for p in pending}
+    for record in earlier:
+        sent = [p for p in left.values() if record.signatures.get(p.key) == p.signature()]
+        if not sent:
+            continue
+        try:
+            got = collect_finished(deps.results_s3(), record.bucket, record.job, sent, out)
+        except GpuhireError as exc:
+            deps.say(f"note: could not collect what fleet job {record.job} finished ({exc.message}); "
+                     "its pages are sent again")
+            continue
+        for page in got:
+            manifest.add(page, record.job)
+            del left[page.key]
+        if got:
+            deps.say(f"collected {len(got):,} page(s) that fleet job {record.job} finished after its "
+                     "launcher stopped")
+    return list(left.values())
+
+
 def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest: Manifest,
              result: InferResult) -> None:
     from jobs.htr.pages import PageOutcome, recognise_pages
@@ -294,6 +331,8 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
     p = result.plan
     assert p is not None and deps.make_fleet is not None
     fleet, make_backend = deps.make_fleet(result.job, p)
+    records = FleetRecords(manifest)
+    records.add(result.job, fleet.bucket, pending)  # before anything is sent: a rerun collects it
     queues = fleet.create_queues()
     backend = make_backend(WorkerSpec(result.job, fleet.bucket, queues, fleet.settings, int8=opts.int8))
     by_key = {pg.key: pg for pg in pending}
@@ -312,6 +351,7 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
         deps.bar.start(len(pending), f"recognising on {wanted} x {p.choice.upper()}")
         _follow(fleet, backend, deps, by_key, manifest, seen, result, wanted, opts.fleet)
         backend.stop("completed")
+        records.remove(result.job)  # every page it was sent came home (or was dead-lettered)
     except BaseException:
         backend.stop("user")  # never leave a worker running by accident
         raise

@@ -246,3 +246,79 @@ class Fleet:
             for url in (self.queues.work, self.queues.done, self.queues.dead):
                 self.sqs.delete_queue(QueueUrl=url)
         self.queues = None
+
+
+# -- what a fleet leaves behind (a rerun collects it, `gpuhire gc` deletes it) -------------------
+def queue_names(job: str) -> tuple[str, str, str]:
+    """The work, dead-letter and done queues' names of a job (as Fleet.create_queues makes them)."""
+    name = f"gpuhire-{job}"[:70]
+    return f"{name}-work", f"{name}-dead", f"{name}-done"
+
+
+def existing_queues(sqs: Any, job: str) -> list[str]:
+    """The URLs of the job's queues that still exist (by name: no account-wide ListQueues)."""
+    urls = []
+    for name in queue_names(job):
+        try:
+            with aws_errors(f"look up the SQS queue {name}"):
+                urls.append(str(sqs.get_queue_url(QueueName=name)["QueueUrl"]))
+        except ProviderError as exc:
+            if "NonExistentQueue" not in str(exc) and "QueueDoesNotExist" not in str(exc):
+                raise
+    return urls
+
+
+def delete_queue_urls(sqs: Any, urls: Sequence[str]) -> None:
+    for url in urls:
+        try:
+            with aws_errors(f"delete the SQS queue {url}"):
+                sqs.delete_queue(QueueUrl=url)
+        except ProviderError as exc:
+            if "NonExistentQueue" not in str(exc) and "QueueDoesNotExist" not in str(exc):
+                raise
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key under `prefix` (ListObjectsV2, 1,000 a page)."""
+    keys: list[str] = []
+    args: dict[str, str] = {"Bucket": bucket, "Prefix": prefix}
+    with aws_errors(f"list s3://{bucket}/{prefix}"):
+        while True:
+            page = s3.list_objects_v2(**args)
+            keys.extend(str(o["Key"]) for o in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return keys
+            args["ContinuationToken"] = str(page["NextContinuationToken"])
+
+
+def staged_keys(s3: Any, bucket: str, job: str) -> list[str]:
+    """What the launcher staged for a fleet job: its model and its pages (not its results,
+    which a rerun collects and the bucket's lifecycle rule expires)."""
+    prefix = job_prefix(job)
+    model = [k for k in list_keys(s3, bucket, prefix + "model.pt") if k == prefix + "model.pt"]
+    return model + list_keys(s3, bucket, prefix + "pages/")
+
+
+def delete_keys(s3: Any, bucket: str, keys: Sequence[str]) -> None:
+    """DeleteObjects, 1,000 keys a call; a key that would not go is an error."""
+    for at in range(0, len(keys), 1000):
+        chunk = keys[at:at + 1000]
+        with aws_errors(f"delete {len(chunk)} staged object(s) in s3://{bucket}"):
+            reply = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk],
+                                                             "Quiet": True})
+        if reply.get("Errors"):
+            first = reply["Errors"][0]
+            raise ProviderError(f"S3 kept {len(reply['Errors'])} object(s), e.g. {first.get('Key')}: "
+                                f"{first.get('Message', first.get('Code', ''))}",
+                                "check the bucket policy; run `gpuhire gc` again")
+
+
+def collect_finished(s3: Any, bucket: str, job: str, pages: Sequence[Page], out_dir: Path) -> list[Page]:
+    """Fetch into `out_dir` the results a fleet job's workers already wrote for `pages` (a page
+    counts when every output is there: the worker uploads the text file last); returns those."""
+    written = set(list_keys(s3, bucket, f"{job_prefix(job)}results/"))
+    fleet = Fleet(s3, None, bucket, job)
+    ready = [p for p in pages if all(fleet.result_key(rel) in written for rel in p.outputs)]
+    with ThreadPoolExecutor(TRANSFERS) as pool:
+        list(pool.map(lambda p: fleet._download(p, out_dir), ready))
+    return ready

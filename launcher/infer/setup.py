@@ -93,4 +93,5 @@ def infer_deps(settings: Settings, ledger: Ledger, *, fleet_kind: str, out: Path
         plan_settings={"coffee_break_s": int(s.coffee_break_minutes * 60), "max_instances": s.max_instances,
                        "hours_per_instance": s.hours_per_instance},
         after_job=lambda job: check_quietly(ledger, settings, say),
+        results_s3=(lambda: aws_cloud(settings, ledger).client("s3")) if settings.aws.bucket else None,
     )

@@ -76,3 +76,4 @@ class InferDeps:
     cpu_lines_per_s: float | None = None  # [infer.lines_per_s] cpu: overrides measuring
     plan_settings: dict[str, object] = field(default_factory=dict)  # coffee break, max instances
     after_job: Callable[[str], None] = lambda job: None
+    results_s3: Callable[[], object] | None = None  # S3 client: a rerun collects a dead launcher's fleet

@@ -15,6 +15,7 @@ an answer can be logged and passed around without anyone changing it behind the 
     machine.host                  -> Host          files and processes on the box
     machine.interrupted(fresh)    -> bool          the provider took (or announced taking) it back
     machine.ship / prepare / keep / release(reason)
+    machine.let_go()              -> None          interrupted: leave the machine's end to the provider
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ class Machine(Protocol):
 
     def release(self, reason: str) -> None:
         """Stop the job's process, terminate (if rented), close the ledger session with `reason`."""
+
+    def let_go(self) -> None:
+        """The provider is taking the machine back (`interrupted()`): stop using it without
+        ending it, so the books get the provider's own end (AWS bills a spot instance EC2
+        interrupts in its first hour as free, one we terminate as used); the provider ends it
+        itself if the take-back does not come. Returns at once (the relaunch does not wait)."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,10 @@ class SshMachine:
     def keep(self, local: Path, name: str) -> None:
         """Checkpoints stay in the run directory; nothing else to keep them in."""
 
+    def let_go(self) -> None:
+        """Never taken back (interrupted() is False); ended like a user's stop if asked."""
+        self.release("user")
+
     def release(self, reason: str) -> None:
         try:
             if self.host.running("train.pid"):

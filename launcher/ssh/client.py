@@ -1,12 +1,16 @@
 """SSH to a rented box: a pinned host key, keepalives, patient connects, detached jobs, resumable copies.
 
-The one module (with launcher/ssh/transfer.py) that imports paramiko.
+With transfer.py, alive.py and trust.py here, the only modules that import paramiko.
 
     target = SshTarget(host, 22, "ubuntu", key_path, PinnedHostKey.parse("ssh-ed25519 AAAA..."))
     with Ssh(target) as ssh:            # retries with back-off while the box boots
         ssh.put(Path("data"), "job/data")          # resumes a dropped transfer
         pid = ssh.start_detached(["python3", "-m", "jobs.htr", "train"], "job/log", "job/pid")
         chunk, offset = ssh.tail("job/events.jsonl", 0)
+
+Nothing waits forever (docs/ssh.md): a box silent to keepalives for `dead_after_s` is given up
+(launcher/ssh/alive.py), an SFTP request or channel open waits `io_timeout_s`, a command its
+`timeout_s`; idempotent calls are retried `retries` times after a drop, with back-off.
 
 Trust: the client knows exactly one host key per target (injected at boot or read from the
 console output, launcher/ssh/hostkeys.py) and refuses anything else, including an unknown host:
@@ -19,33 +23,34 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import random
 import select
 import shlex
 import signal as signals
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple, TypeVar
 
 import paramiko
 
 from launcher.errors import SshError
 from launcher.ssh import scripts as ssh_scripts
 from launcher.ssh import transfer as ssh_transfer
+from launcher.ssh.alive import AliveWatch, backoff_s
 from launcher.ssh.hostkeys import PinnedHostKey, SshTarget
 from launcher.ssh.transfer import ProgressFn, TransferStats
+from launcher.ssh.trust import RefuseUnpinned, load_private_key, pinned_pkey
 
 __all__ = ["PinnedHostKey", "RunResult", "Ssh", "SshTarget", "TransferStats"]
 
-_BACKOFF_FIRST_S = 0.25  # first retry soon: a port that just opened is the common case
-_BACKOFF_CAP_S = 10.0  # never wait longer than this between two attempts
 _NETWORK_ERRORS = (OSError, EOFError, paramiko.SSHException)  # socket.timeout is an OSError
+
+
+T = TypeVar("T")
 
 
 class RunResult(NamedTuple):
@@ -68,46 +73,6 @@ class _DroppedError(SshError):
     """The connection died under a call (as opposed to the box refusing it)."""
 
 
-class _RefuseUnpinned(paramiko.RejectPolicy):
-    """RejectPolicy with our message: a host we hold no pinned key for is never trusted."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> NoReturn:
-        raise SshError(
-            f"host {hostname} presented {key.get_name()} key {key.fingerprint} but no key is pinned for it",
-            "never connect to an unpinned host: pin its key (docs/ssh.md) or run `gpuhire gc`",
-        )
-
-
-def load_private_key(path: Path) -> paramiko.PKey:
-    """The login key, refused if others can read it or it cannot be used without a passphrase."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        fix = "run `gpuhire gc` and launch again (keys are per job)"
-        raise SshError(f"SSH key {path} does not exist", fix) from None
-    if mode & 0o077:
-        raise SshError(
-            f"SSH key {path} is readable by others (mode {stat.S_IMODE(mode):04o})",
-            f"run `chmod 600 {shlex.quote(str(path))}`",
-        )
-    try:
-        return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
-        fix = "use an unencrypted per-job key (made by gpuhire)"
-        raise SshError(f"SSH key {path} is encrypted", fix) from None
-    except (paramiko.SSHException, ValueError, OSError) as exc:
-        fix = "point key_path at an OpenSSH private key"
-        raise SshError(f"SSH key {path} cannot be read: {exc}", fix) from None
-
-
-def _pinned_pkey(pin: PinnedHostKey) -> paramiko.PKey:
-    try:
-        return paramiko.PKey.from_type_string(pin.key_type, pin.blob)
-    except (paramiko.SSHException, ValueError) as exc:
-        fix = "pin the box's key again (docs/ssh.md)"
-        raise SshError(f"pinned host key cannot be loaded: {exc}", fix) from None
-
-
 class Ssh:
     """One SSH connection to one target; see the module docstring."""
 
@@ -117,9 +82,10 @@ class Ssh:
         self.auto_reconnect = auto_reconnect
         self._sleep = sleep
         self._pkey = load_private_key(target.key_path)
-        self._host_pkey = _pinned_pkey(target.host_key)
+        self._host_pkey = pinned_pkey(target.host_key)
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._watch: AliveWatch | None = None  # the current connection's (launcher/ssh/alive.py)
         self.connects = 0  # successful connects so far (1 + reconnects)
         self._lock = threading.RLock()  # connect/close/SFTP setup; channels themselves are thread-safe
 
@@ -161,10 +127,8 @@ class Ssh:
                     if now >= deadline or since >= grace.get(retry.kind, float("inf")):
                         tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
                         raise SshError(retry.error.message + tries, retry.error.fix) from None
-                # Jitter so that many launchers retrying one region do not knock in step.
-                jitter = random.uniform(0.5, 1.0)  # noqa: S311 - timing, not security
-                delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** (attempt - 1)) * jitter
-                self._sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                # first retry soon: a port that just opened is the common case
+                self._sleep(max(0.0, min(backoff_s(attempt), deadline - time.monotonic())))
 
     def reconnect(self, deadline_s: float | None = None) -> Ssh:
         """Drop the connection (if any) and connect again to the same pinned host."""
@@ -174,6 +138,8 @@ class Ssh:
     def close(self) -> None:
         """Close the SFTP session and the connection; safe to call twice."""
         with self._lock:
+            if self._watch is not None:
+                self._watch.stop()
             for thing in (self._sftp, self._client):
                 if thing is not None:
                     with contextlib.suppress(*_NETWORK_ERRORS):  # already dead: nothing to close
@@ -183,7 +149,7 @@ class Ssh:
     def _connect_once(self) -> paramiko.SSHClient:
         t = self.target
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_RefuseUnpinned())
+        client.set_missing_host_key_policy(RefuseUnpinned())
         client.get_host_keys().add(t.known_hosts_name, self._host_pkey.get_name(), self._host_pkey)
         try:
             client.connect(
@@ -197,7 +163,8 @@ class Ssh:
         transport = client.get_transport()
         if transport is None:  # connect() returned without a transport: treat as a failed attempt
             raise _RetryableError(SshError(f"no transport to {t.name}", "retry"), "network")
-        transport.set_keepalive(t.keepalive_s)
+        transport.set_keepalive(max(1, round(t.keepalive_s)))  # NAT state; asks no answer
+        self._watch = AliveWatch(transport, t.keepalive_s, t.dead_after_s).start()
         return client
 
     def _classify(self, exc: BaseException) -> BaseException:
@@ -245,6 +212,16 @@ class Ssh:
             raise
         except _NETWORK_ERRORS as exc:
             what = f"{action} on {self.target.name}"
+            watch = self._watch
+            if watch is not None and watch.dead:
+                raise _DroppedError(
+                    f"{what}: the box stopped answering (no reply to keepalives for "
+                    f"{self.target.dead_after_s:g} s); it may be gone",
+                    "check it still runs (`gpuhire status`); the next call reconnects") from None
+            if isinstance(exc, TimeoutError):  # socket.timeout: an SFTP request went unanswered
+                self._drop_sftp()  # its replies are out of step now: the next call opens another
+                raise _DroppedError(f"{what}: no answer for {self.target.io_timeout_s:g} s",
+                                    "the box or its SFTP server is stuck; the next call reconnects") from None
             if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EACCES):
                 raise SshError(f"{what}: {exc}", "check the remote path") from None
             if self._settled_dropped():
@@ -262,13 +239,40 @@ class Ssh:
         return False
 
     def sftp(self) -> paramiko.SFTPClient:
-        """The SFTP session of the current connection (reopened after a reconnect)."""
+        """The SFTP session of the current connection (reopened after a reconnect); each of
+        its requests waits at most `io_timeout_s` for an answer."""
         with self._lock:
             client = self._ensure()
             if self._sftp is None or self._sftp.sock.closed:
                 with self._errors("opening SFTP"):
-                    self._sftp = client.open_sftp()
+                    transport = client.get_transport()
+                    if transport is None:
+                        raise EOFError("connection closed")
+                    chan = transport.open_session(timeout=self.target.io_timeout_s)
+                    chan.settimeout(self.target.io_timeout_s)  # = sftp.get_channel().settimeout
+                    chan.invoke_subsystem("sftp")
+                    self._sftp = paramiko.SFTPClient(chan)
             return self._sftp
+
+    def _drop_sftp(self) -> None:
+        with self._lock:
+            sftp, self._sftp = self._sftp, None
+            if sftp is not None:
+                with contextlib.suppress(*_NETWORK_ERRORS):
+                    sftp.close()
+
+    def _idempotent(self, call: Callable[[], T]) -> T:
+        """`call`, retried `retries` times after a dropped connection (back-off, then one short
+        reconnect each): only for calls that do the same thing when done twice."""
+        for attempt in range(self.target.retries + 1):
+            try:
+                return call()
+            except _DroppedError:
+                if attempt == self.target.retries:
+                    raise
+            self._sleep(backoff_s(attempt + 1))
+            self.reconnect(self.target.connect_timeout_s)
+        raise AssertionError("unreachable")
 
     # --- commands -------------------------------------------------------------------------
 
@@ -285,7 +289,7 @@ class Ssh:
             transport = client.get_transport()
             if transport is None:  # closed by another thread since _ensure()
                 raise EOFError("connection closed")
-            chan = transport.open_session(timeout=timeout_s)
+            chan = transport.open_session(timeout=min(timeout_s, self.target.io_timeout_s))
             try:
                 chan.exec_command(cmd)
                 while not (chan.eof_received or chan.closed) or chan.recv_ready() or chan.recv_stderr_ready():
@@ -326,7 +330,7 @@ class Ssh:
     def is_running(self, pid_path: str) -> bool:
         """Whether the process named in `pid_path` is alive (a zombie counts as ended)."""
         script = ssh_scripts.running(pid_path)
-        return self.run(script, timeout_s=30.0).exit_status == 0
+        return self._idempotent(lambda: self.run(script, timeout_s=30.0)).exit_status == 0
 
     def kill(self, pid_path: str, sig: int = signals.SIGTERM, *, group: bool = False) -> bool:
         """Send `sig` to the process (or its whole process group); True if it was delivered."""
@@ -342,9 +346,11 @@ class Ssh:
         A missing file gives no bytes; a file shorter than `offset` was replaced and is read from
         the start. With `whole_lines`, a trailing partial line is left for the next call.
         """
-        sftp = self.sftp()
-        with self._errors(f"reading {path}"):
-            return ssh_transfer.tail(sftp, path, offset, max_bytes, whole_lines)
+        def read() -> tuple[bytes, int]:
+            sftp = self.sftp()
+            with self._errors(f"reading {path}"):
+                return ssh_transfer.tail(sftp, path, offset, max_bytes, whole_lines)
+        return self._idempotent(read)
 
     def touch(self, path: str) -> None:
         """Set `path`'s mtime to now, creating it if needed: the dead-man switch's heartbeat.
@@ -352,7 +358,7 @@ class Ssh:
         Its own exec channel, not the SFTP session: safe from a heartbeat thread while the main
         thread copies files.
         """
-        result = self.run(f"touch -- {shlex.quote(path)}", timeout_s=30.0)
+        result = self._idempotent(lambda: self.run(f"touch -- {shlex.quote(path)}", timeout_s=30.0))
         if result.exit_status != 0:
             why = result.stderr.decode(errors="replace").strip()
             raise SshError(f"cannot touch {path} on {self.target.name}: {why}",
@@ -360,16 +366,18 @@ class Ssh:
 
     def exists(self, path: str) -> bool:
         """Whether `path` exists on the box."""
-        sftp = self.sftp()
-        with self._errors(f"checking {path}"):
-            return ssh_transfer.remote_stat(sftp, path) is not None
+        def check() -> bool:
+            sftp = self.sftp()
+            with self._errors(f"checking {path}"):
+                return ssh_transfer.remote_stat(sftp, path) is not None
+        return self._idempotent(check)
 
     def sha256(self, path: str, size: int | None = None) -> str | None:
         """sha256 of a remote file (its first `size` bytes if given), computed on the box.
 
         None if the file is missing or the box has no sha256 tool.
         """
-        result = self.run(ssh_scripts.sha256(path, size), timeout_s=600.0)
+        result = self._idempotent(lambda: self.run(ssh_scripts.sha256(path, size), timeout_s=600.0))
         digest = result.stdout.split(b" ", 1)[0].decode(errors="replace")
         return digest if result.exit_status == 0 and len(digest) == 64 else None
 

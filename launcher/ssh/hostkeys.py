@@ -105,7 +105,10 @@ class SshTarget:
     user: str  # login user, e.g. "ubuntu" on the Deep Learning AMI
     key_path: Path  # private login key; refused unless only its owner can read it (0600)
     host_key: PinnedHostKey  # the only host key accepted
-    keepalive_s: int = 15  # SSH keepalive interval: notices a dead link, keeps NAT state alive
+    keepalive_s: float = 15.0  # keepalive interval: keeps NAT state alive, asks the box for a reply
+    dead_after_s: float = 45.0  # no reply to a keepalive this long: the box is gone (launcher/ssh/alive.py)
+    io_timeout_s: float = 60.0  # one SFTP request or channel open waits this long for an answer
+    retries: int = 2  # idempotent calls (reads, checks, hashes, heartbeat) retried after a drop
     connect_timeout_s: float = 10.0  # one attempt: TCP connect, banner, key exchange, auth
     deadline_s: float = 600.0  # all attempts of one connect together (a box boots in minutes)
     auth_grace_s: float = 60.0  # keep retrying a refused login this long (authorized_keys lands late)
@@ -117,6 +120,12 @@ class SshTarget:
                            "wait until it has one, or point [aws] ssh_targets at it (docs/ssh.md)")
         if not 0 < self.port < 65536:
             raise SshError(f"SSH port {self.port} is not a TCP port", "use 1-65535 (usually 22)")
+        for name in ("keepalive_s", "dead_after_s", "io_timeout_s", "connect_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SshError(f"SSH {name} must be above 0 (got {getattr(self, name)})",
+                               "give it a number of seconds above 0")
+        if self.retries < 0:
+            raise SshError(f"SSH retries must be 0 or more (got {self.retries})", "give 0 or more")
         if not isinstance(self.host_key, PinnedHostKey):
             raise SshError(
                 f"no pinned host key for {self.host}: unknown hosts are never accepted",

@@ -34,7 +34,18 @@ from launcher.train.follow import (
     events_file,
     follow,
 )
-from launcher.train.quote import Quote, quote
+from launcher.train.quote import (
+    GpuChoice,
+    Quote,
+    Throughput,
+    calibrated_throughput,
+    choose_for_job,
+    device_of,
+    host_name,
+    job_model_size,
+    job_throughput,
+    quote,
+)
 from launcher.train.types import TrainDeps, TrainOptions, TrainResult
 from ledger.models import Job
 from ledger.timeutil import utcnow
@@ -52,13 +63,28 @@ def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
     return deps.compile_dataset(list(opts.data), dataset)
 
 
-def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDeps) -> Quote:
-    """The quote, said; BudgetError when it is above --max-usd."""
+def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDeps,
+           dataset: Path) -> tuple[Quote, GpuChoice | None]:
+    """The quote for this job's model size on the plan's GPU (launcher/train/quote.py), said;
+    with `--gpu auto` on AWS, the GPU type chosen for this job first. BudgetError when the
+    quote is above --max-usd."""
+    size = job_model_size(opts.preset, dataset)
+    choice = choose_for_job(deps.provider, deps.ledger, lines * epochs, size, deps.default_lines_per_s)
     plan = deps.provider.plan()
+
+    def calibrate() -> Throughput | None:  # only this machine's CPU can be measured before a run
+        if deps.provider.name != "local" or plan.gpu != "cpu":
+            return None
+        deps.say("calibrating: a few training steps on this CPU to measure its speed")
+        return calibrated_throughput(dataset, opts.preset)
+
+    rate = job_throughput(deps.ledger, plan.gpu, size, calibrate=calibrate,
+                          overrides=deps.default_lines_per_s)
     q = quote(gpu=plan.gpu, lines=lines, epochs=epochs, usd_per_hour=plan.usd_per_hour,
-              measured_lines_per_s=deps.ledger.measured_lines_per_s("train", plan.gpu),
-              overhead_s=plan.overhead_s, default_lines_per_s=deps.default_lines_per_s)
+              overhead_s=plan.overhead_s, throughput=rate, size=size)
     deps.say(f"job {job}: {lines:,} usable lines, {deps.provider.name} / {plan.gpu}")
+    if choice is not None:
+        deps.say(choice.describe())
     deps.say(f"plan: {plan.description}")
     deps.say(f"quote: {q.describe()}")
     if opts.max_usd is not None and q.usd > opts.max_usd:
@@ -66,7 +92,7 @@ def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDep
             f"the quote ${q.usd} is above --max-usd {opts.max_usd}; nothing was rented",
             "raise --max-usd, train fewer --epochs, or pick a cheaper --gpu",
         )
-    return q
+    return q, choice
 
 
 def _dry_run(job: str, run: RunDir, epochs: int, opts: TrainOptions, deps: TrainDeps) -> TrainResult:
@@ -75,9 +101,10 @@ def _dry_run(job: str, run: RunDir, epochs: int, opts: TrainOptions, deps: Train
     run.check_new(job)
     with tempfile.TemporaryDirectory(prefix="gpuhire-dry-run-") as tmp:
         lines = prepare(opts, deps, Path(tmp) / "dataset")
-    q = _quote(job, lines, epochs, opts, deps)
+        q, choice = _quote(job, lines, epochs, opts, deps, Path(tmp) / "dataset")
     deps.say("dry run: nothing rented, nothing written")
-    return TrainResult(job, "dry-run", q, run.path)
+    return TrainResult(job, "dry-run", q, run.path, gpu_choice=choice,
+                       quoted_s=float(q.seconds), quoted_usd=q.usd)
 
 
 def _ship_preset(preset: str, run: RunDir) -> str:
@@ -102,14 +129,15 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
     fresh, had_dataset = run.create(job), run.dataset.exists()
     try:
         lines = prepare(opts, deps, run.dataset)
-        q = _quote(job, lines, epochs, opts, deps)
+        q, choice = _quote(job, lines, epochs, opts, deps, run.dataset)
         preset = _ship_preset(opts.preset, run)
         plan = deps.provider.plan()
         confirmed = opts.yes or deps.confirm(f"Rent {plan.gpu} for about ${q.usd}?")
     except BaseException:  # nothing recorded yet: leave nothing behind either
         _discard(run, fresh, had_dataset)
         raise
-    result = TrainResult(job, "dry-run", q, run.path)
+    result = TrainResult(job, "dry-run", q, run.path, gpu_choice=choice,
+                         quoted_s=float(q.seconds), quoted_usd=q.usd)
     if not confirmed:
         _discard(run, fresh, had_dataset)
         result.status = "stopped"
@@ -118,7 +146,10 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
     deps.ledger.create_job(Job(
         id=job, kind="train", status="launching", gpu_model=plan.gpu, max_usd=opts.max_usd,
         spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
-              "provider": deps.provider.name, "lines": lines, "run_dir": str(run.path)},
+              "provider": deps.provider.name, "lines": lines, "run_dir": str(run.path),
+              "host": host_name()},
+        model_size=q.model_size, device=device_of(plan.gpu), quoted_s=float(q.seconds),
+        quoted_usd=q.usd,
     ))
     state = RunState(job=job, provider=deps.provider.name, gpu=plan.gpu,
                      data=[str(p) for p in opts.data], preset=preset, epochs=epochs,
@@ -173,7 +204,9 @@ def drive(state: RunState, run: RunDir, deps: TrainDeps, result: TrainResult,
                 outcome = "stopped"  # `gpuhire stop` signalled it: do not relaunch
             if outcome == "interrupted" and state.attempt < state.max_restarts:
                 deps.say("interrupted by the provider: resuming from the last checkpoint")
-                machine.release("spot-interruption")
+                # The checkpoint is home (follow drained it). The provider ends the old box
+                # itself: one we terminated would be billed; the relaunch does not wait for it.
+                machine.let_go()
                 machine = None
                 state.attempt += 1
                 state.status = "interrupted"
@@ -288,16 +321,29 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         result.message = p.error or f"the trainer stopped without finishing; see {run.log}"
     elif status == "stopped":
         result.message = f"`gpuhire resume {state.job}` continues it from its last checkpoint"
+    _actuals(state.job, deps, result)
     deps.ledger.update_job(
         state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer,
         lines_per_s=p.mean(p.lines_per_s_all), data_wait_fraction=p.mean(p.data_waits),
         gpu_util=p.mean(p.gpu_utils),
         metrics={"epochs": p.epoch, "attempts": result.attempts, "usd": str(result.usd)},
+        actual_s=result.actual_s, actual_usd=result.actual_usd,
     )
     state.status = "interrupted" if outcome == "interrupted" else status
     run.save(state)
     deps.after_job(state.job)
     return result
+
+
+def _actuals(job: str, deps: TrainDeps, result: TrainResult) -> None:
+    """What the whole job took (every attempt's session: a resumed job counts its earlier
+    attempts too) and cost, beside what it was quoted (from the ledger: `resume` has no quote)."""
+    row = deps.ledger.get_job(job)
+    sessions = deps.ledger.sessions(job_id=job)
+    took = sum((float(v.cost.duration_s) for v in sessions), 0.0)
+    result.actual_s = took if sessions else result.seconds
+    result.actual_usd = result.usd
+    result.quoted_s, result.quoted_usd = row.quoted_s, row.quoted_usd
 
 
 def _fetch(host: Host, state: RunState, run: RunDir, deps: TrainDeps, outcome: str) -> None:

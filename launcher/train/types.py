@@ -11,7 +11,7 @@ from pathlib import Path
 from launcher.providers.base import Provider
 from launcher.train.events import JobProgress
 from launcher.train.ground_truth import compile_ground_truth
-from launcher.train.quote import Quote
+from launcher.train.quote import GpuChoice, Quote
 from ledger.book import Ledger
 
 
@@ -43,6 +43,18 @@ class TrainResult:
     interrupted: bool = False  # the user's Ctrl-C ended this run (stopped or detached): exit 130
     timings: dict[str, float] = field(default_factory=dict)  # launcher stages, seconds, summed
     attempt_timings: list[dict[str, float]] = field(default_factory=list)  # the same, per attempt
+    gpu_choice: GpuChoice | None = None  # --gpu auto on AWS: what was chosen, what was skipped
+    quoted_s: float | None = None  # the job's quote (also for a resumed job: from the ledger)
+    quoted_usd: Decimal | None = None
+    actual_s: float | None = None  # what the whole job took (all its sessions), once settled
+    actual_usd: Decimal | None = None
+
+    @property
+    def quote_error(self) -> float | None:
+        """actual / quoted seconds - 1 (-0.08: 8 % quicker than quoted)."""
+        if not self.quoted_s or self.actual_s is None:
+            return None
+        return self.actual_s / self.quoted_s - 1
 
     def time(self, stage: str, since: float) -> None:
         """Add the seconds since `since` (monotonic) to `stage`."""

@@ -27,6 +27,7 @@ from ledger.alerts.config import (
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
 from ledger.errors import GpuhireError
+from ledger.idle import idle_usd, session_util
 from ledger.models import Job
 from ledger.money import usd
 from ledger.ownership import OwnershipParams
@@ -182,10 +183,15 @@ def idle_gpu(ledger: Ledger, rule: IdleGpuRule, now: datetime) -> list[Alert]:
                 continue  # utilisation unknown: say nothing rather than guess
             low, util = mean < limit, mean
         if low:
+            # What the session has cost so far on an idle GPU (ledger/idle.py), when known.
+            mean_util = session_util(s, job)
+            idle = None if mean_util is None else idle_usd(view.cost.total_usd, mean_util)
+            spent = "" if idle is None else (f"; {usd(idle)} of its {usd(view.cost.total_usd)} "
+                                             "so far paid for an idle GPU")
             out.append(_alert(rule, f"session:{s.id}",
                               f"GPU of session {s.id} ({s.gpu_model}) below {rule.below_pct}% "
-                              f"for {rule.minutes} min (at most {util * 100:.0f}%)",
-                              session=s.id, util=util))
+                              f"for {rule.minutes} min (at most {util * 100:.0f}%){spent}",
+                              session=s.id, util=util, idle_usd=idle))
     return out
 
 

@@ -289,3 +289,28 @@ def test_tables_are_not_folded_at_80_columns_when_piped(cli: Cli, monkeypatch) -
     # An explicit COLUMNS is honoured (rich folds to it).
     narrow = cli("ledger", "list", env={"COLUMNS": "60"}).stdout.splitlines()
     assert max(len(line) for line in narrow) <= 60
+
+
+def test_list_shows_each_jobs_quote_error(cli: Cli) -> None:
+    from datetime import UTC, datetime
+
+    from ledger.book import Ledger, NewSession
+    from ledger.catalogue import DEFAULT_RULES
+    from ledger.db import open_engine
+    from ledger.models import Job
+
+    book = Ledger(open_engine(cli.db))
+    book.create_job(Job(id="quoted", kind="train", gpu_model="cpu", quoted_s=240.0,
+                        quoted_usd=Decimal("0.0012"), actual_s=220.0, actual_usd=Decimal("0.0011")))
+    book.create_job(Job(id="running", kind="train", gpu_model="cpu", quoted_s=240.0))
+    start = datetime(2026, 10, 1, 8, tzinfo=UTC)
+    for job in ("quoted", "running", None):
+        book.record_session(NewSession(provider="local", gpu_model="cpu", start_at=start,
+                                       end_at=start.replace(hour=9), usd_per_hour=Decimal("0.02"),
+                                       job_id=job), DEFAULT_RULES)
+    rows = json.loads(cli("ledger", "list", "--format", "json").stdout)
+    assert [r["quote_error"] for r in rows] == [-0.0833, None, None]
+    table = cli("ledger", "list").stdout
+    assert " quote" in table and table.count("-8 %") == 1
+    header = cli("ledger", "list", "--format", "csv").stdout.splitlines()[0]
+    assert header.endswith(",quote_error")

@@ -141,6 +141,59 @@ def test_jobs_and_measured_throughput(ledger: Ledger) -> None:
     assert ledger.get_job("j1").best_cer == 0.05
 
 
+def test_throughput_is_never_pooled_across_sizes_devices_or_hosts(ledger: Ledger) -> None:
+    rows = [("t", "t4", "tiny", "cuda", 30.0, "a"), ("l", "t4", "large", "cuda", 5.0, "a"),
+            ("l2", "t4", "large", "cuda", 7.0, "a"), ("c", "cpu", "tiny", "cpu", 25.0, "a"),
+            ("c2", "cpu", "tiny", "cpu", 9.0, "b"), ("old", "t4", None, None, 99.0, "a")]
+    for job_id, gpu, size, device, lps, host in rows:
+        ledger.create_job(Job(id=job_id, kind="train", gpu_model=gpu, status="done", model_size=size,
+                              device=device, lines_per_s=lps, spec={"host": host}))
+    measured = ledger.measured_lines_per_s
+    assert measured("train", "t4", model_size="tiny", device="cuda") == 30.0
+    assert ledger.throughputs("train", "t4", model_size="large", device="cuda") == [5.0, 7.0]
+    assert measured("train", "t4", model_size="small", device="cuda") is None
+    assert measured("train", "cpu", model_size="tiny", device="cpu", host="a") == 25.0
+    assert measured("train", "cpu", model_size="tiny", device="cpu", host="b") == 9.0
+    assert measured("train", "cpu", model_size="tiny", device="cpu", host="c") is None
+
+
+def test_quote_and_actuals_round_trip_and_quote_errors(ledger: Ledger) -> None:
+    ledger.create_job(Job(id="q", kind="train", gpu_model="cpu", quoted_s=240.0,
+                          quoted_usd=D("0.0012"), model_size="tiny", device="cpu"))
+    assert ledger.quote_errors() == {}  # not ended yet: no error to show
+    ledger.update_job("q", actual_s=220.0, actual_usd=D("0.0011"))
+    job = ledger.get_job("q")
+    assert (job.quoted_usd, job.actual_usd) == (D("0.0012"), D("0.0011"))
+    assert ledger.quote_errors() == {"q": pytest.approx(220 / 240 - 1)}
+
+
+def test_jobs_of_0003_upgrade_without_size_or_quote(db_url: str) -> None:
+    old = open_engine(db_url, migrate=False)
+    upgrade(old, "0003")
+    with old.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO jobs (id, kind, spec, status, gpu_model, created_at, lines_per_s, metrics)"
+            " VALUES ('j0', 'train', '{}', 'done', 't4', :t, 29.7, '{}')"
+        ), {"t": T0.replace(tzinfo=None)})
+    old.dispose()
+    book = Ledger(open_engine(db_url))
+    job = book.get_job("j0")
+    assert (job.lines_per_s, job.model_size, job.quoted_s, job.actual_usd) == (29.7, None, None, None)
+    # a pooled measurement of unknown size quotes no size
+    assert book.measured_lines_per_s("train", "t4", model_size="large", device="cuda") is None
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parents[2] / "ledger" / "migrations"))
+    with book.engine.connect() as conn:  # the downgrade drops the new columns, keeps the row
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+        conn.commit()
+        assert "quoted_s" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+        assert conn.execute(text("SELECT lines_per_s FROM jobs")).scalar() == 29.7
+
+
 def test_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(LedgerError, match="check the --db URL") as info:
         open_engine("postgresql://someone:secret@127.0.0.1:1/nothing")

@@ -11,8 +11,9 @@ import pytest
 from sshd import Sshd, free_port
 
 from launcher.errors import SshError
-from launcher.ssh.client import PinnedHostKey, Ssh, SshTarget, _RefuseUnpinned
+from launcher.ssh.client import PinnedHostKey, Ssh, SshTarget
 from launcher.ssh.hostkeys import new_host_key
+from launcher.ssh.trust import RefuseUnpinned
 
 
 def test_pinned_key_connects_and_runs(ssh: Ssh) -> None:
@@ -49,7 +50,7 @@ def test_wrong_key_is_retried_only_within_its_grace(sshd: Sshd) -> None:
 def test_unknown_host_is_never_auto_accepted(sshd: Sshd) -> None:
     # The policy the client installs, on a raw paramiko client that holds no pinned key.
     raw = paramiko.SSHClient()
-    raw.set_missing_host_key_policy(_RefuseUnpinned())
+    raw.set_missing_host_key_policy(RefuseUnpinned())
     with pytest.raises(SshError, match="no key is pinned for it"):
         raw.connect(sshd.host, sshd.port, username=sshd.user, key_filename=str(sshd.client_key_path),
                     allow_agent=False, look_for_keys=False, timeout=5)

@@ -208,6 +208,7 @@ def test_dry_run_prints_no_model_and_a_preset_files_epochs_beat_the_config(
     r = cli(*base, "--preset", str(mine))
     assert r.exit_code == 0, r.stderr
     assert "quote: 80 lines x 3 epochs at" in r.stderr  # the file's own, not [train] epochs = 7
+    assert "M params on cpu, calibrated: " in r.stderr  # a file's size is its parameter count
     assert r.stdout.splitlines()[0].endswith(": dry-run") and "model" not in r.stdout
     r = cli(*base, "--preset", str(mine), "--epochs", "5")  # --epochs beats both
     assert r.exit_code == 0 and "quote: 80 lines x 5 epochs at" in r.stderr

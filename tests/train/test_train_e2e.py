@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sshd import Sshd
 
+from launcher.commands.train_cmds import span
 from ledger.book import Ledger
 from ledger.db import open_engine
 from tests.conftest import Cli
@@ -56,6 +58,22 @@ def test_local_train_end_to_end(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -
     assert view.cost.total_usd > 0
     job = book.get_job(s.job_id)
     assert job.status == "done" and job.best_cer is not None and job.lines_per_s > 0
+    # the first quote came from a calibration on this CPU; the job keeps it beside its actuals
+    assert "(tiny on cpu, calibrated: " in r.stderr and (job.model_size, job.device) == ("tiny", "cpu")
+    assert job.quoted_s > 0 and job.quoted_usd > 0
+    assert abs(job.actual_usd - view.cost.total_usd) < Decimal("1e-9")  # stored in nano-USD
+    assert job.actual_s == pytest.approx(float(view.cost.duration_s))
+    error = job.actual_s / job.quoted_s - 1
+    assert f"  quote         quoted {span(job.quoted_s)} / " in r.stdout
+    assert f" ({error:+.0%})".replace("%", " %") in r.stdout
+    # the next quote of this size on this CPU is the measured one: no calibration
+    again = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny",
+                           "--epochs", "2", "--dry-run", "--format", "json", "--out", str(tmp_path / "b"))
+    assert again.exit_code == 0, again.stderr
+    assert "calibrating" not in again.stderr
+    q = json.loads(again.stdout)["quote"]
+    assert q["throughput_source"] == "measured, median of 1 job(s)"
+    assert q["lines_per_s"] == pytest.approx(job.lines_per_s, rel=1e-3)
 
 
 def test_dry_run_rents_nothing_and_bad_gt_is_refused(tmp_path: Path, sqlite_db: str) -> None:
@@ -163,7 +181,9 @@ def test_dry_run_prints_the_quote_and_rents_nothing(tiny_gt: Path, tmp_path: Pat
     r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny",
                        "--epochs", "5", "--dry-run", "--out", str(tmp_path / "r"))
     assert r.exit_code == 0, r.stderr
-    assert "quote: 80 lines x 5 epochs at 2 lines/s on cpu (default)" in r.stderr
+    assert "calibrating: a few training steps on this CPU" in r.stderr
+    assert "quote: 80 lines x 5 epochs at " in r.stderr and "(tiny on cpu, calibrated: " in r.stderr
+    assert "at 2 lines/s" not in r.stderr  # the old constant default
     assert "dry run: nothing rented" in r.stderr
     book = Ledger(open_engine(sqlite_db))
     assert book.sessions() == [] and book.jobs() == []

@@ -5,9 +5,11 @@
     launched = cloud.launch(LaunchRequest("train-...", "t4", tuple(offers)))
     cloud.ssh_endpoint(launched.instance)                # host, key file, pinned host key
     cloud.release("train-...", "completed")              # terminate, close session, clean up
+    cloud.let_go("train-...", instance_id, notice_at)    # spot notice: EC2 ends it (reclaim.py)
 
 Tags decide what runs (`gpuhire:job`, `gpuhire:owner`, `gpuhire:session`); the ledger records
-what happened, `close_sessions()` records how instances ended, and `gpuhire gc`
+what happened, `close_sessions()` records how instances ended (EC2's own word: only EC2 can
+call an end a spot interruption, which AWS bills as free in the first hour), and `gpuhire gc`
 (launcher/providers/aws/gc.py) removes what no live job owns.
 boto3 is imported only inside this package's AWS modules, never at `gpuhire --help`.
 """
@@ -15,6 +17,8 @@ boto3 is imported only inside this package's AWS modules, never at `gpuhire --he
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -27,11 +31,12 @@ from launcher.providers.aws import setup as aws_setup
 from launcher.providers.aws.cleanup import cleanup_job
 from launcher.providers.aws.client import aws_errors, client, make_session
 from launcher.providers.aws.launch import TAG_SESSION, LaunchPlan, launch_offers
+from launcher.providers.aws.reclaim import Reclaims
 from launcher.providers.aws.setup import TAG_JOB, TAG_OWNER
 from launcher.providers.aws.types import (
-    END_SPOT_INTERRUPTION,
     END_UNKNOWN,
     END_USER,
+    SPOT_TERMINATION,
     Instance,
     InstanceState,
     InterruptionNotice,
@@ -40,6 +45,8 @@ from launcher.providers.aws.types import (
     Market,
     Offer,
     SshEndpoint,
+    end_reason_for,
+    refine_reason,
 )
 from launcher.providers.aws.userdata import (
     HEARTBEAT_PATH,
@@ -58,7 +65,6 @@ if TYPE_CHECKING:
     from launcher.config import Settings
     from ledger.book import Ledger
 
-SPOT_TERMINATION = "Server.SpotInstanceTermination"
 # "User initiated (2026-11-22 08:22:00 GMT)" (AWS says GMT, moto UTC).
 _WHEN = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
 
@@ -86,6 +92,8 @@ class AwsCloud:
         self._clients: dict[str, Any] = {}
         self._caller: str | None = None
         self.cleanup_problems: list[str] = []  # what the last release() could not delete yet
+        self.reclaims = Reclaims()  # instances let go to EC2 after a spot notice (reclaim.py)
+        self.running_poll_s = 5.0  # how often a launch asks EC2 whether its instance runs yet
 
     # -- clients ----------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -136,21 +144,34 @@ class AwsCloud:
     # -- launch -----------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Launched:
         """Launch the first offer with capacity (spot offers, then on-demand if allowed)."""
+        offers, plan = self.prepare_launch(request)
+        return self.launch_prepared(request.job_id, offers, plan)
+
+    def prepare_launch(self, request: LaunchRequest) -> tuple[list[Offer], LaunchPlan]:
+        """What every instance of a request shares, made once: the offers in rank order, the
+        job row, the key pair, the security group, the AMI (a fleet launches many from it)."""
         offers = list(request.offers)
+        self.reclaim(request.job_id)  # a box let go by the last attempt: closed or ended, no wait
         allow = self.aws.fallback_on_demand if request.allow_on_demand is None else request.allow_on_demand
         if allow and not any(o.market == Market.on_demand for o in offers):
             offers += self.on_demand_offers(request.gpu)
         self._ensure_job(request)
-        plan = self._plan(request, {o.zone for o in offers})
-        with aws_errors(f"launch an instance for job {request.job_id}"):
+        return offers, self._plan(request, {o.zone for o in offers})
+
+    def launch_prepared(self, job_id: str, offers: list[Offer], plan: LaunchPlan,
+                        cancelled: threading.Event | None = None) -> Launched:
+        """Launch one instance of a prepared request and wait until it runs. Safe to call from
+        several threads at once (the clients exist once prepare_launch ran); `cancelled` set
+        by another thread ends the wait, and the instance is terminated."""
+        with aws_errors(f"launch an instance for job {job_id}"):
             described, session_id, offer, attempts = launch_offers(
                 self.ec2, self.ledger, plan, offers, self.now
             )
         try:  # from here an instance exists: whatever goes wrong (Ctrl-C too), it goes
-            instance = self._wait_running(self.to_instance(described))
+            instance = self._wait_running(self.to_instance(described), cancelled=cancelled)
             endpoint = self.ssh_endpoint(instance)
         except BaseException:
-            self._abandon(request.job_id, str(described["InstanceId"]))
+            self._abandon(job_id, str(described["InstanceId"]))
             raise
         return Launched(instance, session_id, offer, endpoint, attempts)
 
@@ -165,26 +186,42 @@ class AwsCloud:
         except Exception as exc:  # reported; the original error is raised
             self.cleanup_problems = [f"{instance_id} may still run ({exc}); run `gpuhire gc`"]
 
-    def _wait_running(self, instance: Instance, wait_s: int = 600) -> Instance:
-        """Wait until EC2 says running (the public address exists from then on)."""
+    def _wait_running(self, instance: Instance, wait_s: int = 600,
+                      cancelled: threading.Event | None = None) -> Instance:
+        """Poll until EC2 says running (the public address exists from then on), every
+        `running_poll_s`; an instance EC2 does not know yet (eventual consistency) is pending."""
+        stop = cancelled or threading.Event()
+        deadline = time.monotonic() + wait_s
+        while True:
+            with aws_errors(f"wait for {instance.instance_id} to run"):
+                found = self._describe_known(instance.instance_id)
+            if found is not None and found.state == InstanceState.running:
+                return found
+            failed = found is not None and found.state not in (InstanceState.pending, InstanceState.unknown)
+            if failed or time.monotonic() >= deadline:
+                now = found or self.describe(instance.instance_id)
+                if now.state.gone:
+                    self.close_sessions(job_id=instance.job_id)
+                why = now.state_reason or "no reason given"
+                raise ProviderError(
+                    f"{instance.instance_id} did not start ({now.state}, {why})",
+                    "run the command again; if it repeats, try another zone or region",
+                )
+            if stop.wait(self.running_poll_s):
+                raise ProviderError(f"the launch of {instance.instance_id} was called off",
+                                    "another launch of the same fleet failed; see its error")
+
+    def _describe_known(self, instance_id: str) -> Instance | None:
+        """The instance now, or None while EC2 answers InvalidInstanceID.NotFound."""
         import botocore.exceptions as bex
 
         try:
-            with aws_errors(f"wait for {instance.instance_id} to run"):
-                self.ec2.get_waiter("instance_running").wait(
-                    InstanceIds=[instance.instance_id],
-                    WaiterConfig={"Delay": 5, "MaxAttempts": max(1, wait_s // 5)},
-                )
-        except bex.WaiterError:
-            now = self.describe(instance.instance_id)
-            if now.state.gone:
-                self.close_sessions(job_id=instance.job_id)
-            why = now.state_reason or "no reason given"
-            raise ProviderError(
-                f"{instance.instance_id} did not start ({now.state}, {why})",
-                "run the command again; if it repeats, try another zone or region",
-            ) from None
-        return self.describe(instance.instance_id)
+            found = self._describe(InstanceIds=[instance_id])
+        except bex.ClientError as exc:
+            if "InvalidInstanceID.NotFound" in str(exc):
+                return None
+            raise
+        return self.to_instance(found[0]) if found else None
 
     def _ensure_job(self, request: LaunchRequest) -> None:
         try:
@@ -228,9 +265,7 @@ class AwsCloud:
         code = str(d.get("StateReason", {}).get("Code", ""))
         end_reason, ended_at = None, None
         if state.gone:
-            end_reason = END_SPOT_INTERRUPTION if code == SPOT_TERMINATION else (
-                END_USER if code == "Client.UserInitiatedShutdown" else END_UNKNOWN
-            )
+            end_reason = end_reason_for(code)
             match = _WHEN.search(str(d.get("StateTransitionReason", "")))
             ended_at = datetime.fromisoformat(match.group(1) + "+00:00") if match else None
         launched = d.get("LaunchTime")
@@ -312,11 +347,29 @@ class AwsCloud:
             with aws_errors("terminate " + ", ".join(instance_ids)):
                 self.ec2.terminate_instances(InstanceIds=instance_ids)
 
+    def let_go(self, job_id: str, instance_id: str, notice_at: datetime | None) -> None:
+        """Leave an instance EC2 gave notice on (`notice_at`: when it takes it) to EC2, so an
+        interruption in the first hour stays free; still running [aws] notice_grace_s after
+        that, it is terminated (billed). `notice_at` None: no notice, ended at the next look.
+        Returns at once: `reclaim()` (launch, the next attempt's checks, release) finishes it."""
+        self.reclaims.add(self, job_id, instance_id, notice_at)
+        self.reclaim(job_id)
+
+    def reclaim(self, job_id: str | None = None, *, wait: bool = False) -> None:
+        """One look at the instances let go (all, or `job_id`'s): sessions of those EC2 took
+        are closed, those past their deadline terminated; `wait`: until none is left."""
+        if wait:
+            self.reclaims.wait(self, job_id)
+        else:
+            self.reclaims.look(self, job_id)
+
     def release(self, job_id: str, reason: str) -> list[Instance]:
         """Terminate the job's instances, close their sessions, delete its key pair and group.
 
-        The session of an instance EC2 already took keeps EC2's reason (spot-interruption).
+        The session of an instance EC2 already took keeps EC2's reason (spot-interruption);
+        an instance let go to EC2 (a spot notice) is waited for until its deadline first.
         """
+        self.reclaim(job_id, wait=True)
         alive = [i for i in self.instances(job_id) if not i.state.gone]
         self.terminate([i.instance_id for i in alive])
         closed = {i.instance_id: i for i in self.close_sessions(job_id=job_id, default_reason=reason)}
@@ -326,8 +379,9 @@ class AwsCloud:
 
     def close_sessions(self, job_id: str | None = None, default_reason: str | None = None) -> list[Instance]:
         """Close open aws sessions (all, or `job_id`'s) whose instance is gone, with EC2's end
-        time and reason (`default_reason` replaces a plain user/unknown one). Returns the
-        instances whose sessions were closed."""
+        time and reason. `default_reason` (why we ended it) may refine EC2's plain user/unknown
+        into e.g. `completed`, never into `spot-interruption` (types.refine_reason), and never
+        applies to an instance let go to EC2. Returns the instances whose sessions were closed."""
         closed = []
         for view in self.ledger.sessions(open_only=True, job_id=job_id):
             row = view.session
@@ -336,12 +390,11 @@ class AwsCloud:
             instance = self.describe(row.instance_id)
             if not instance.state.gone:
                 continue  # still billed: its session stays open
-            reason = instance.end_reason
-            if reason in (None, END_UNKNOWN, END_USER) and default_reason is not None:
-                reason = default_reason  # we ended it, and the caller says why
+            ours = None if row.instance_id in self.reclaims.ever else default_reason
+            reason = refine_reason(instance.end_reason, ours)
             end = instance.ended_at or self.now()
-            self.ledger.end_session(row.id, end, reason or END_UNKNOWN)
-            closed.append(replace(instance, end_reason=reason or END_UNKNOWN, ended_at=end))
+            self.ledger.end_session(row.id, end, reason)
+            closed.append(replace(instance, end_reason=reason, ended_at=end))
         return closed
 
     def caller(self) -> str:

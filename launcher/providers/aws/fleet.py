@@ -9,11 +9,19 @@ fleet never outlives its work, even if the launcher dies.
 from __future__ import annotations
 
 import shlex
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from launcher.providers.aws.cloud import AwsCloud
 from launcher.providers.aws.image import pull_script
+from launcher.providers.aws.launch import LaunchPlan
+from launcher.providers.aws.types import END_USER, Offer
 from launcher.providers.base import WorkerSpec
+
+# RunInstances and the wait for `running` of this many instances at once (EC2's API rate
+# limits are per account: a few dozen calls in flight are fine, a few hundred are throttled).
+MAX_PARALLEL_LAUNCHES = 16
 
 
 def worker_user_data(spec: WorkerSpec, image: str, region: str) -> str:
@@ -55,26 +63,79 @@ class AwsFleet:
     notes: list[str] = field(default_factory=list)  # what the launcher should tell the user
 
     def start(self, count: int) -> None:
-        from launcher.errors import CapacityError, ConfigError
+        """Launch `count` more workers at once: one offer read, key pair and security group for
+        all, then RunInstances and the wait for `running` in one thread per instance, so N
+        boxes take about one boot, not N. Capacity for only some of them goes on with those
+        (a note says so); no capacity at all, or any other failure, raises once every launch
+        has ended, and then no instance of this call is left running."""
+        from launcher.errors import ConfigError
         from launcher.providers.aws.types import LaunchRequest
 
+        if count <= 0:
+            return
         if not self.aws.aws.instance_profile:
             raise ConfigError("the fleet's workers need [aws] instance_profile to read the queue "
                               "and the bucket", "run `gpuhire init --from-terraform DIR` (docs/infer.md)")
         user_data = worker_user_data(self.spec, self.image, self.aws.aws.region)
-        for n in range(count):
-            offers = tuple(self.aws.offers(self.gpu))
-            try:
-                launched = self.aws.launch(LaunchRequest(self.spec.job, self.gpu, offers, job_kind="infer",
-                                                         extra_user_data=user_data))
-            except CapacityError as exc:
-                if not self.live:  # not even one worker: the job cannot start
-                    raise
-                self.notes.append(f"{n} of {count} more instance(s) launched; no capacity for the rest "
-                                  f"({exc.message}): going on with {len(self.live)}")
-                return
-            self.live.add(launched.instance.instance_id)
-            self.started += 1
+        request = LaunchRequest(self.spec.job, self.gpu, tuple(self.aws.offers(self.gpu)), job_kind="infer",
+                                extra_user_data=user_data)
+        offers, plan = self.aws.prepare_launch(request)
+        launched, errors = self._launch_all(count, offers, plan)
+        self.started += len(launched)
+        self.live.update(launched)
+        self._settle(count, launched, errors)
+
+    def _launch_all(self, count: int, offers: list[Offer], plan: LaunchPlan
+                    ) -> tuple[list[str], list[BaseException]]:
+        """One launch per thread; a failure that is not about capacity calls the others off."""
+        from launcher.errors import CapacityError
+
+        cancelled = threading.Event()
+        launched: list[str] = []
+        errors: list[BaseException] = []
+        pool = ThreadPoolExecutor(min(count, MAX_PARALLEL_LAUNCHES), thread_name_prefix="gpuhire-launch")
+        futures = [pool.submit(self._one, offers, plan, cancelled) for _ in range(count)]
+        try:
+            for future in as_completed(futures):
+                try:
+                    launched.append(future.result())
+                except Exception as exc:
+                    errors.append(exc)
+                    if not isinstance(exc, CapacityError):
+                        cancelled.set()
+        except BaseException:  # Ctrl-C while waiting: no launch may go on behind our back
+            cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.live.update(f.result() for f in futures if f.done() and not f.cancelled()
+                             and f.exception() is None)
+            raise
+        pool.shutdown(wait=True)
+        return launched, errors
+
+    def _one(self, offers: list[Offer], plan: LaunchPlan, cancelled: threading.Event) -> str:
+        from launcher.errors import ProviderError
+
+        if cancelled.is_set():  # a launch that has not begun when another failed never begins
+            raise ProviderError("launch called off", "another launch of the same fleet failed")
+        return self.aws.launch_prepared(self.spec.job, offers, plan, cancelled).instance.instance_id
+
+    def _settle(self, count: int, launched: list[str], errors: list[BaseException]) -> None:
+        """Raise what the launches could not do; note capacity found for only some of them."""
+        from launcher.errors import CapacityError
+
+        hard = [e for e in errors if not isinstance(e, CapacityError)]
+        if hard:
+            if launched:  # the fleet cannot start as asked: none of this call's boxes stays
+                self.aws.terminate(launched)
+                self.aws.close_sessions(job_id=self.spec.job, default_reason=END_USER)
+                self.live.difference_update(launched)
+            raise ([e for e in hard if "called off" not in str(e)] or hard)[0]
+        if errors and not self.live:  # not even one worker: the job cannot start
+            raise errors[0]
+        if errors:
+            why = getattr(errors[0], "message", errors[0])
+            self.notes.append(f"{len(launched)} of {count} more instance(s) launched; no capacity for the "
+                              f"rest ({why}): going on with {len(self.live)}")
 
     def alive(self) -> int:
         gone = {i.instance_id for i in self.aws.instances(self.spec.job) if i.state.gone}

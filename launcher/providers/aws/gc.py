@@ -8,6 +8,9 @@ Everything else gpuhire made is a leftover: instances no live session claims (by
 or by the `gpuhire:session` tag), open sessions that are not live, and key pairs, security
 groups and local key files of jobs with no live session. `collect()` terminates or deletes
 them and closes (or, when no machine was ever rented, discards) their sessions.
+
+Inference fleets whose launcher died leave SQS queues and staged S3 objects besides: gc_fleet.py
+says when a fleet is dead (never while a worker or its launcher may still use them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from launcher.errors import ProviderError
+from launcher.providers.aws import gc_fleet
 from launcher.providers.aws.cleanup import delete, tagged_resources
 from launcher.providers.aws.client import aws_errors
 from launcher.providers.aws.launch import TAG_LAUNCHER
@@ -41,6 +45,7 @@ class GcPlan:
     instances: dict[str, Instance] = field(default_factory=dict)  # all gpuhire instances by id
     sessions: list[RentalSession] = field(default_factory=list)  # dead open sessions
     live_jobs: set[str] = field(default_factory=set)
+    fleets: gc_fleet.FleetLeftovers = field(default_factory=gc_fleet.FleetLeftovers)
 
 
 def _launcher_alive(row: RentalSession, p: AwsCloud) -> bool:
@@ -75,9 +80,8 @@ def plan(p: AwsCloud, all_owners: bool = False) -> GcPlan:
     would look like leftovers from here.
     """
     owner = None if all_owners else p.caller()
-    out = GcPlan(instances={
-        i.instance_id: i for i in p.instances() if owner is None or i.owner == owner
-    })
+    everyone = p.instances()
+    out = GcPlan(instances={i.instance_id: i for i in everyone if owner is None or i.owner == owner})
     by_session = {i.session_id: i for i in out.instances.values() if i.session_id is not None}
     claimed: set[str] = set()
     for view in p.ledger.sessions(open_only=True):
@@ -104,6 +108,8 @@ def plan(p: AwsCloud, all_owners: bool = False) -> GcPlan:
     for job in job_ids_with_keys():
         if job not in out.live_jobs and job not in busy:
             out.leftovers.append(Leftover("local-keys", job, job))
+    out.fleets = gc_fleet.find(p, everyone)  # any owner's live instance keeps a fleet alive
+    out.leftovers.extend(out.fleets.leftovers)
     return out
 
 
@@ -121,10 +127,15 @@ def collect(p: AwsCloud, found: GcPlan, wait_s: int = 300) -> list[str]:
     if doomed and wait_s > 0:
         _wait_terminated(p, doomed, wait_s)  # security groups stay in use until then
     problems = []
+    kept: set[str | None] = set()  # fleet jobs with something left: stay `running` for the next gc
     for x in found.leftovers:
         try:
-            delete(p.ec2, x)
+            if x.kind not in gc_fleet.KINDS:
+                delete(p.ec2, x)
+            elif x.kind != "fleet-job" or x.job_id not in kept:
+                gc_fleet.remove(p, found.fleets, x)
         except ProviderError as exc:
+            kept.add(x.job_id)
             problems.append(f"{x.kind} {x.ident}: {exc.message}")
     return problems
 

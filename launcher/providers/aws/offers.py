@@ -10,6 +10,7 @@ more vCPUs wins, because a small HTR model is often starved by its data loader.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any
 from launcher.errors import ConfigError
 from launcher.providers.aws.client import aws_errors
 from launcher.providers.aws.types import Market, Offer
+from ledger.errors import GpuhireError
 from ledger.timeutil import as_utc
 
 SPOT_SOURCE = "describe_spot_price_history"
@@ -150,3 +152,17 @@ def on_demand_offers(
                 )
             )
     return rank(offers)
+
+
+def on_demand_instead(on_demand_offers: Callable[[str], list[Offer]], gpus: Iterable[str],
+                      region: str) -> str:
+    """When no GPU type has a spot offer: the types that on-demand would rent here, named, so
+    the error says where an offer is. Empty when none would."""
+    found = []
+    for gpu in gpus:
+        try:
+            if on_demand_offers(gpu):
+                found.append(gpu.upper())
+        except GpuhireError:  # a type this account cannot use at all: not an alternative
+            continue
+    return f"on-demand {', '.join(found)} offered in {region}" if found else ""

@@ -93,10 +93,12 @@ FLEET_OPERATIONS: dict[str, frozenset[str]] = {
             "ReceiveMessage",  # done reports, dead letters
             "DeleteMessageBatch",
             "DeleteQueue",
+            "GetQueueUrl",  # gc and a rerun find a dead fleet's queues by name
         }
     ),
-    # jobs/<job>/model.pt and pages/ up (upload_file), results/ down (download_file)
-    "s3": UPLOAD_FILE | DOWNLOAD_FILE,
+    # jobs/<job>/model.pt and pages/ up (upload_file), results/ down (download_file); a rerun
+    # lists results/ an orphaned fleet wrote, gc lists and deletes a dead fleet's model and pages
+    "s3": UPLOAD_FILE | DOWNLOAD_FILE | frozenset({"ListObjectsV2", "DeleteObjects"}),
 }
 FLEET_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
     "sqs": frozenset({"TagQueue"}),
@@ -128,6 +130,8 @@ _ACTION_OF: dict[tuple[str, str], str] = {
     ("s3", "CreateMultipartUpload"): "PutObject",
     ("s3", "UploadPart"): "PutObject",
     ("s3", "CompleteMultipartUpload"): "PutObject",
+    ("s3", "ListObjectsV2"): "ListBucket",
+    ("s3", "DeleteObjects"): "DeleteObject",
     ("sqs", "SendMessageBatch"): "SendMessage",
     ("sqs", "DeleteMessageBatch"): "DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",

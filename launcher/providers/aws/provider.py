@@ -8,10 +8,11 @@ are launcher.providers.aws.fleet.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,16 @@ from launcher.errors import ProviderError, SshError
 from launcher.output import usd
 from launcher.providers.aws.cloud import AwsCloud
 from launcher.providers.aws.image import PULL_TIMEOUT_S, pull_script, resolve_image
+from launcher.providers.aws.offers import on_demand_instead
 from launcher.providers.aws.staging import S3Stage
 from launcher.providers.aws.types import LaunchRequest, Market, Offer, SshEndpoint
 from launcher.providers.base import JobRef, Plan, RentRequest, WorkerSpec
 from launcher.ssh.client import Ssh, SshTarget
 from launcher.ssh.host import SshHost
 from launcher.ssh.hostkeys import PinnedHostKey
+from launcher.train.quote import choose_gpu, per_speed_seconds
 from ledger.catalogue import BUILTIN_SPEEDS, RENTED_GPUS
+from ledger.timeutil import as_utc
 
 if TYPE_CHECKING:
     from launcher.providers.aws.fleet import AwsFleet
@@ -64,6 +68,7 @@ class AwsMachine:
     rent_timings: dict[str, float] = field(default_factory=dict)  # launch until running, SSH
     _priced: float = field(default_factory=time.monotonic)
     _asked: float = -PROVIDER_CHECK_S  # when EC2 was last asked (monotonic)
+    notice_at: datetime | None = None  # when EC2 said it takes the box (the notice's `time`)
 
     def ship(self, local: Path, remote: str) -> None:
         """The dataset through S3 (content-hashed: unchanged data is not sent again), fetched
@@ -113,6 +118,7 @@ class AwsMachine:
                 self.provider.refresh_price(self.session_id)
             if fresh or now - self._asked >= PROVIDER_CHECK_S:
                 self._asked = now
+                self.provider.reclaim(self.job)  # an earlier attempt's box EC2 was to take
                 if self.provider.interruption(self.instance_id) is not None:
                     return True
         except ProviderError:
@@ -120,12 +126,44 @@ class AwsMachine:
         if not self.host.ssh.connected:
             return False
         try:
-            return self.host.exists(self.notice_path)
+            return self._read_notice()
         except SshError:  # the box may be going: EC2's word above decides
             return False
 
-    def release(self, reason: str) -> None:
+    def _read_notice(self) -> bool:
+        """Whether the box's watcher wrote a notice; keeps its `time` (AWS gives two minutes:
+        a notice that cannot be read counts from now)."""
+        if self.notice_at is not None:
+            return True
+        if not self.host.exists(self.notice_path):
+            return False
+        data, _ = self.host.tail(self.notice_path, 0)
         try:
+            self.notice_at = as_utc(datetime.fromisoformat(json.loads(data)["time"].replace("Z", "+00:00")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.notice_at = self.provider.now() + timedelta(seconds=120)
+        return True
+
+    def let_go(self) -> None:
+        """EC2 is taking the box back: stop using it and leave its end to EC2 (free within
+        the first instance-hour), the launcher ending it only [aws] notice_grace_s after the
+        notice's time (reclaim.py). Returns at once: the relaunch does not wait for it."""
+        try:
+            if self.host.ssh.connected and self.notice_at is None:
+                self._read_notice()  # the job may have stopped before the notice was read
+        except SshError:
+            pass
+        finally:
+            try:
+                self.host.close()
+            finally:  # without a notice (the job stopped on its own), ended at once
+                self.provider.let_go(self.job, self.instance_id, self.notice_at)
+
+    def release(self, reason: str) -> None:
+        """End the job's boxes; one EC2 gave notice on is left to EC2 until its deadline."""
+        try:
+            if self.notice_at is not None:
+                self.provider.let_go(self.job, self.instance_id, self.notice_at)
             self.host.close()
         finally:
             self.provider.release(self.job, reason)
@@ -190,14 +228,16 @@ class AwsProvider:
         return text + f"; {self.runtime} runtime" + (f" ({self.image})" if self.runtime == "docker" else "")
 
     def _choose(self, gpu: str) -> str:
-        """`auto`: the GPU with the lowest price per unit of training speed right now."""
+        """`auto`: among the GPU types with an offer, the lowest price per unit of training
+        speed now (launcher.train.quote.choose_gpu; the train flow chooses again for its job's
+        size and lines); a type without an offer is skipped and named in the plan."""
         if gpu not in ("auto", ""):
             return gpu.lower()
-        best = min(
-            RENTED_GPUS,
-            key=lambda g: self.offers(g)[0].usd_per_hour / BUILTIN_SPEEDS.get(g, Decimal(1)),
-        )
-        return best
+        self.gpu_choice = choose_gpu(
+            RENTED_GPUS, lambda g: self.offers(g)[0].usd_per_hour, per_speed_seconds(BUILTIN_SPEEDS),
+            alternatives=lambda: on_demand_instead(self.aws.on_demand_offers, RENTED_GPUS,
+                                                   self.aws.aws.region) if self.spot else "")
+        return self.gpu_choice.gpu
 
     def trainer_argv(self, args: list[str]) -> list[str]:
         if self.runtime == "process":

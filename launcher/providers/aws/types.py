@@ -48,6 +48,28 @@ END_SPOT_INTERRUPTION = "spot-interruption"  # the provider took it back (spot)
 END_USER = "user"  # we (or the user) terminated it
 END_UNKNOWN = "unknown"  # gone for a reason nobody recorded (e.g. dead-man switch, gc)
 
+# EC2's StateReason codes, in its own words: who ended the instance decides who pays
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/billing-for-interrupted-spot-instances.html).
+SPOT_TERMINATION = "Server.SpotInstanceTermination"  # EC2 took it back: free in the first hour
+USER_SHUTDOWN = "Client.UserInitiatedShutdown"  # TerminateInstances (us, the user, gc): billed
+_EC2_REASONS = {SPOT_TERMINATION: END_SPOT_INTERRUPTION, USER_SHUTDOWN: END_USER}
+
+
+def end_reason_for(code: str) -> str:
+    """The ledger end reason of a gone instance from EC2's StateReason code; anything else
+    (the box shut itself down, no reason given) is unknown."""
+    return _EC2_REASONS.get(code, END_UNKNOWN)
+
+
+def refine_reason(ec2_reason: str | None, caller_reason: str | None) -> str:
+    """The end reason a session is closed with: EC2's own word, which the caller may only
+    refine where EC2 said no more than "user" or nothing (`completed`, say, for a job that
+    finished). Only EC2 can call an end a spot interruption: a caller's `spot-interruption`
+    never replaces EC2's user or unknown, since AWS bills an instance someone terminated."""
+    if ec2_reason in (None, END_UNKNOWN, END_USER) and caller_reason not in (None, END_SPOT_INTERRUPTION):
+        return str(caller_reason)
+    return ec2_reason or END_UNKNOWN
+
 
 @dataclass(frozen=True)
 class Offer:
