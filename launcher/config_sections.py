@@ -167,6 +167,7 @@ class AwsSettings(_Section):
     notice_grace_s: int = Field(180, ge=0)
     on_demand_usd_per_hour: dict[str, Decimal] = {}  # per instance type; overrides the table
     ssh_user: str = "ubuntu"  # the AMI's login user
+    workdir: str = "gpuhire"  # jobs live in WORKDIR/<job> on the box (relative: the user's home)
     # SSH target overrides ("host:port") per instance id, or "*" for all: bastions, tests.
     ssh_targets: dict[str, str] = {}
     instance_profile: str | None = None  # IAM instance profile for the box (terraform output)

@@ -84,7 +84,7 @@ def _aws(a: ProviderArgs) -> Provider:
 
         stage = S3Stage(cloud.client("s3"), s.aws.bucket)
     return AwsProvider(cloud, a.gpu, spot=a.spot, runtime=s.train.runtime, image=s.train.image,
-                       python=s.train.remote_python, stage=stage,
+                       python=s.train.remote_python, workdir_root=s.aws.workdir, stage=stage,
                        ecr_repository_url=s.aws.ecr_repository_url)
 
 

@@ -18,13 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from aws_fakes import AwsWorld
-from sshd import Sshd, free_port
+from aws_fakes import AMI_PARAMETER, OPERATOR, AwsWorld
+from sshd import Sshd, free_port, kill_pid_file
 from test_aws_interruption import interrupt
 
 from jobs.htr.synth import synth
+from launcher.config import Settings
 from launcher.providers.aws.provider import AwsProvider
 from launcher.ssh.keys import job_keys
+from launcher.status import JobLog
 from launcher.train.flow import train
 from launcher.train.ground_truth import compile_ground_truth
 from launcher.train.types import TrainDeps, TrainOptions
@@ -216,3 +218,44 @@ def test_box_taken_without_notice_and_unreachable_is_relaunched(
     assert second.session.end_reason == "completed"
     assert all(i.state.gone for i in provider.instances(job))
     assert box.boots == 2
+
+
+def test_logs_of_a_running_aws_job_come_from_its_box(make_provider, world: AwsWorld, book: Ledger,
+                                                     tmp_path: Path, instance_box) -> None:
+    job = "logs-aws"
+    box = instance_box(job)
+    home = tmp_path / "box-home"
+    aws = {"ssh_targets": {"*": f"127.0.0.1:{box.port}"}, "ssh_user": _user(), "workdir": str(home)}
+    cloud = make_provider(**aws)
+    renter = AwsProvider(cloud, "t4", runtime="process", python=sys.executable, ssh_deadline_s=20,
+                         workdir_root=str(home))
+    synth(tmp_path / "gt", 60, seed=4)
+    runs = tmp_path / "runs"
+    deps = TrainDeps(ledger=book, provider=renter, say=lambda _: None, confirm=lambda q: True,
+                     compile_dataset=compile_ground_truth)
+    # what `gpuhire logs` builds from the user's config: the same [aws] table, the process runtime
+    settings = Settings.model_validate({
+        "aws": {"operator_cidrs": [OPERATOR], "ami_parameter": AMI_PARAMETER, **aws},
+        "train": {"runtime": "process", "remote_python": sys.executable},
+    })
+    try:
+        result = train(TrainOptions(data=(tmp_path / "gt",), preset="tiny", epochs=200, yes=True,
+                                    out=runs / job, job=job, detach=True), deps)
+        assert result.status == "detached", result.message
+        box_log = home / job / "train-0.log"  # on the "box" (its sshd runs on this machine)
+        deadline = time.monotonic() + 120
+        while not box_log.exists():
+            assert time.monotonic() < deadline, "the trainer never started on the box"
+            time.sleep(0.2)
+        with box_log.open("a") as fh:
+            fh.write("a line only the aws box holds\n")
+
+        log = JobLog(book, settings, job, runs)
+        text = b"".join(log.chunks(follow=False)).decode()
+        assert "a line only the aws box holds" in text
+        assert not (runs / job / "train.log").exists()  # read on the box, nothing copied home
+        assert ("ec2", "DescribeInstances") in world.calls  # found through EC2, by the job's tag
+        assert any(not i.state.gone for i in cloud.instances(job))  # reading it released nothing
+    finally:
+        kill_pid_file(home / job / "train.pid")
+        cloud.release(job, "user")
