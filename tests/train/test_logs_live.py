@@ -4,6 +4,8 @@ pinned), followed until the job's process ends; the real trainer on a real sshd.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -53,8 +55,10 @@ def test_logs_of_a_running_ssh_job_come_from_its_box(tiny_gt: Path, tmp_path: Pa
             fh.write("a line written while following\n")
         time.sleep(2)
         assert follower.is_alive(), "logs -f ended while the job runs"
-        r = cli("stop", job, env=NO_AWS)  # SIGTERM: the trainer checkpoints and exits
-        assert r.exit_code == 0, r.stderr
+        # The job's process ends as `gpuhire stop` ends it on the box: SIGTERM, it checkpoints.
+        # Not `cli("stop")` here: CliRunner swaps sys.stdout for the whole process, so while
+        # it ran it took what the follower thread printed (a CI run lost a chunk that way).
+        os.kill(int((tmp_path / "remote" / job / "train.pid").read_text()), signal.SIGTERM)
         follower.join(120)  # ends by itself once the job's process has ended
         assert not follower.is_alive(), "logs -f did not end with the job"
         followed = out["r"]
