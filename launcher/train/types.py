@@ -13,6 +13,7 @@ from launcher.train.events import JobProgress
 from launcher.train.ground_truth import compile_ground_truth
 from launcher.train.quote import GpuChoice, Quote
 from ledger.book import Ledger
+from ledger.idle import idle_usd
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class TrainResult:
     @property
     def idle_usd(self) -> Decimal | None:
         util = self.progress.mean(self.progress.gpu_utils)
-        return None if util is None else self.usd * Decimal(str(1 - util))
+        return None if util is None else idle_usd(self.usd, util)
 
 
 @dataclass

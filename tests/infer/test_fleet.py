@@ -14,7 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from infer_env import BUCKET, REGION
+from infer_env import BUCKET, REGION, fleet_config
 from typer.testing import CliRunner
 
 from launcher.cli import app
@@ -25,21 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(f"""
-[aws]
-bucket = "{BUCKET}"
-[infer]
-fleet = "local"
-batch_pages = 3
-visibility_s = 4
-retry_delay_s = 0
-max_receives = 2
-idle_exit_s = 30
-[infer.lines_per_s]
-cpu = 25.0
-""")
-    return path
+    return fleet_config(tmp_path, batch_pages=3, visibility_s=4, max_receives=2, idle_exit_s=30)
 
 
 def _infer(db: str, cfg: Path, pages: Path, model: Path, out: Path, instances: int) -> object:

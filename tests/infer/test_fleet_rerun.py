@@ -14,7 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from infer_env import BUCKET, REGION
+from infer_env import BUCKET, REGION, fleet_config
 from typer.testing import CliRunner
 
 from jobs.fleet.worker import Worker
@@ -26,23 +26,6 @@ from launcher.providers.base import FleetSettings
 pytestmark = pytest.mark.slow
 
 ORPHAN = "infer-20261201-0900-dead"
-
-
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(f"""
-[aws]
-bucket = "{BUCKET}"
-[infer]
-fleet = "local"
-batch_pages = 5
-visibility_s = 30
-retry_delay_s = 0
-idle_exit_s = 5
-[infer.lines_per_s]
-cpu = 25.0
-""")
-    return path
 
 
 def _orphaned_fleet(pages: list, model: Path, out: Path, finished: int, cache: Path) -> None:
@@ -81,7 +64,7 @@ def test_a_rerun_collects_what_an_orphaned_fleet_finished_and_sends_the_rest(
     finished, missing = page_list[1:10], [changed, *page_list[10:]]
 
     result = CliRunner().invoke(app, [
-        "--db", sqlite_db, "--config", str(_config(tmp_path)), "infer", str(pages), "--model", str(model),
+        "--db", sqlite_db, "--config", str(fleet_config(tmp_path, batch_pages=5, visibility_s=30, idle_exit_s=5)), "infer", str(pages), "--model", str(model),
         "--out", str(out), "--gpu", "t4", "--instances", "1", "--yes", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

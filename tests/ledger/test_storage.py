@@ -42,20 +42,25 @@ def test_new_database_is_created_at_head(db_url: str) -> None:
     assert {"rental_sessions", "price_points", "jobs", "cost_lines", "alert_sends"} <= tables
 
 
-def test_old_database_is_upgraded_on_open_keeping_its_rows(db_url: str) -> None:
+def _row_at_revision(db_url: str, revision: str, insert_sql: str) -> None:
+    """A ledger left at `revision` by an older gpuhire, holding one row (`:t` is T0)."""
     old = open_engine(db_url, migrate=False)
-    upgrade(old, "0001")
-    assert current_revision(old) == "0001"
+    upgrade(old, revision)
+    assert current_revision(old) == revision
     with old.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO rental_sessions (provider, region, zone, instance_type, gpu_model,"
-            " gpu_count, market, state, start_at, volume_gb, volume_type, public_ipv4, note,"
-            " tags, min_billed_s, interruption_free_s, ebs_usd_per_gb_month, ipv4_usd_per_hour,"
-            " owned, created_at) VALUES ('aws', '', 'us-east-1a', 'g4dn.xlarge', 't4', 1,"
-            " 'spot', 'running', :t, 0, 'gp3', false, 'from 0.1', '{}', 60, 3600, 0, 0,"
-            " false, :t)"
-        ), {"t": T0.replace(tzinfo=None)})
+        conn.execute(text(insert_sql), {"t": T0.replace(tzinfo=None)})
     old.dispose()
+
+
+def test_old_database_is_upgraded_on_open_keeping_its_rows(db_url: str) -> None:
+    _row_at_revision(db_url, "0001", (
+        "INSERT INTO rental_sessions (provider, region, zone, instance_type, gpu_model,"
+        " gpu_count, market, state, start_at, volume_gb, volume_type, public_ipv4, note,"
+        " tags, min_billed_s, interruption_free_s, ebs_usd_per_gb_month, ipv4_usd_per_hour,"
+        " owned, created_at) VALUES ('aws', '', 'us-east-1a', 'g4dn.xlarge', 't4', 1,"
+        " 'spot', 'running', :t, 0, 'gp3', false, 'from 0.1', '{}', 60, 3600, 0, 0,"
+        " false, :t)"
+    ))
     engine = open_engine(db_url)
     assert current_revision(engine) == HEAD
     book = Ledger(engine, now=lambda: T0 + timedelta(hours=1))
@@ -66,15 +71,11 @@ def test_old_database_is_upgraded_on_open_keeping_its_rows(db_url: str) -> None:
 def test_alert_sends_of_0002_upgrade_without_fields(db_url: str) -> None:
     from ledger.alerts.check import stored_message, unsent
 
-    old = open_engine(db_url, migrate=False)
-    upgrade(old, "0002")
-    with old.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO alert_sends (rule, period, channel, status, subject, body, attempts,"
-            " last_error, created_at) VALUES ('budget', '2026-10:50%', 'hook', 'failed', 's',"
-            " 'b', 1, 'down', :t)"
-        ), {"t": T0.replace(tzinfo=None)})
-    old.dispose()
+    _row_at_revision(db_url, "0002", (
+        "INSERT INTO alert_sends (rule, period, channel, status, subject, body, attempts,"
+        " last_error, created_at) VALUES ('budget', '2026-10:50%', 'hook', 'failed', 's',"
+        " 'b', 1, 'down', :t)"
+    ))
     (row,) = unsent(Ledger(open_engine(db_url)))
     assert row.message_fields is None
     message = stored_message(row)
@@ -168,14 +169,10 @@ def test_quote_and_actuals_round_trip_and_quote_errors(ledger: Ledger) -> None:
 
 
 def test_jobs_of_0003_upgrade_without_size_or_quote(db_url: str) -> None:
-    old = open_engine(db_url, migrate=False)
-    upgrade(old, "0003")
-    with old.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO jobs (id, kind, spec, status, gpu_model, created_at, lines_per_s, metrics)"
-            " VALUES ('j0', 'train', '{}', 'done', 't4', :t, 29.7, '{}')"
-        ), {"t": T0.replace(tzinfo=None)})
-    old.dispose()
+    _row_at_revision(db_url, "0003", (
+        "INSERT INTO jobs (id, kind, spec, status, gpu_model, created_at, lines_per_s, metrics)"
+        " VALUES ('j0', 'train', '{}', 'done', 't4', :t, 29.7, '{}')"
+    ))
     book = Ledger(open_engine(db_url))
     job = book.get_job("j0")
     assert (job.lines_per_s, job.model_size, job.quoted_s, job.actual_usd) == (29.7, None, None, None)
