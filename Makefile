@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	@echo "installing gpuhire and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/pip install --upgrade pip >$(VENV)/install.log 2>&1 && \
-	  $(BIN)/pip install -e ".[dev,trainer]" >>$(VENV)/install.log 2>&1 || \
+	  $(BIN)/pip install -e ".[dev,trainer,kraken]" >>$(VENV)/install.log 2>&1 || \
 	  { tail -40 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 

@@ -25,6 +25,7 @@ import numpy as np
 from lxml import etree  # type: ignore[import-untyped]
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+PAGE_ASPECT = 1.35  # height / width of a synthetic page (A4 is 1.41)
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 FIXED_DATE = "2026-01-01T00:00:00"  # a constant so that files are reproducible
@@ -235,7 +236,12 @@ def _page_xml(image_name: str, size: tuple[int, int], placed: list[tuple[_Line, 
 
 
 def _write_pages(folder: Path, count: int, fonts: _Fonts, rng: np.random.Generator) -> int:
-    """Render `count` lines onto pages of 8-16 lines; returns the number of pages."""
+    """Render `count` lines onto pages of 8-16 lines; returns the number of pages.
+
+    A page has a page's proportions (height at least PAGE_ASPECT x width, blank below the text
+    block), as a scan has: layout analysis scales a page to a fixed height, and a short strip of
+    text lines would be read as a few huge lines.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     done = pages = 0
     while done < count:
@@ -248,14 +254,15 @@ def _write_pages(folder: Path, count: int, fonts: _Fonts, rng: np.random.Generat
         for line in lines:
             placed.append((line, margin + int(rng.integers(0, 40)), y))
             y += line.image.shape[0] + int(rng.integers(4, 20))
-        canvas = np.full((y + margin, width), 255, dtype=np.uint8)
+        height = max(y + margin, round(width * PAGE_ASPECT))
+        canvas = np.full((height, width), 255, dtype=np.uint8)
         for line, x, top in placed:  # darken-blend: overlapping paddings never erase ink
             h, w = line.image.shape
             np.minimum(canvas[top:top + h, x:x + w], line.image, out=canvas[top:top + h, x:x + w])
         name = f"page_{pages:04d}"
         # JPEG like most scans, and because noisy paper makes PNG encoding the slowest step.
         Image.fromarray(_paper(canvas, rng)).save(folder / f"{name}.jpg", quality=90)
-        (folder / f"{name}.xml").write_bytes(_page_xml(f"{name}.jpg", (width, y + margin), placed, pages))
+        (folder / f"{name}.xml").write_bytes(_page_xml(f"{name}.jpg", (width, height), placed, pages))
         done += n
     return pages
 
