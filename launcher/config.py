@@ -18,6 +18,8 @@ does nothing. Nested keys map to variables with `__`: `[ownership] card` is
     a100 = "4.5"
     [providers.runpod]
     min_billed_s = 0
+    [compare]
+    price_per_page = "0.05425"
 
 The sections' models are in `launcher.config_sections`, the messages for bad values in
 `launcher.config_messages`; docs/config.md is the user's guide.
@@ -61,12 +63,14 @@ from ledger.catalogue import (
     BillingRules,
     CardProfile,
 )
+from ledger.compare import CompareSettings
 from ledger.errors import ConfigError, NotFoundError
 from ledger.ownership import OwnershipParams
 
 __all__ = [  # the sections are defined in launcher/config_sections.py and importable from here
     "AwsSettings",
     "CardSettings",
+    "CompareSettings",
     "HostSettings",
     "InferSettings",
     "LocalSettings",
@@ -97,6 +101,7 @@ class _Fields(BaseModel):
     infer: InferSettings = InferSettings()
     alerts: AlertsSettings = AlertsSettings()  # [alerts]: rules and channels (docs/alerts.md)
     report: ReportSettings = ReportSettings()  # [report]: card and mailing (docs/reports.md)
+    compare: CompareSettings = CompareSettings()  # [compare]: a commercial per-page price (docs/config.md)
 
 
 class Settings(BaseSettings, _Fields):

@@ -78,6 +78,6 @@ def _alert_key(loc: tuple[int | str, ...], msg: str) -> tuple[str, str]:
              if not (i >= 2 and loc[i - 2] in ("rules", "channels") and loc[0] == "alerts")]
     msg = msg.removeprefix("Value error, ")
     head, sep, rest = msg.partition(": ")
-    if sep and head.startswith(("alerts.", "ownership.")) and " " not in head:
+    if sep and head.startswith(("alerts.", "ownership.", "compare.")) and " " not in head:
         return head, rest
     return ".".join(parts), msg

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pydantic import (
     BaseModel,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -112,6 +113,19 @@ class TrainSettings(_Section):
     runtime: str = Field("docker", pattern="^(docker|process)$")  # how the trainer runs on aws
     image: str = "gpuhire-htr:latest"  # the trainer image (docker runtime); ECR URL:tag
     remote_python: str = "python3"  # the interpreter on the box (process runtime)
+    # GPUs per box (`--gpus`): 1, 2, 4 or 8; N > 1 runs the trainer under torchrun, one process
+    # per GPU. gpus_fallback: with no N-GPU capacity, take a box with fewer (8, 4, 2, 1).
+    gpus: int = 1
+    gpus_fallback: bool = False
+    # The quote's N-GPU throughput until the ledger measured it: one GPU's x N x this ** log2(N).
+    scaling_per_doubling: float = Field(0.85, gt=0, le=1)
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, value: int) -> int:
+        if value not in (1, 2, 4, 8):
+            raise ValueError(f"[train] gpus = {value}: use 1, 2, 4 or 8")
+        return value
 
 
 class InferSettings(_Section):
@@ -119,6 +133,7 @@ class InferSettings(_Section):
 
     coffee_break_minutes: float = Field(15, gt=0)  # the CPU wins if it finishes within this
     lines_per_s: dict[str, float] = {}  # cpu/t4/l4 throughput until measured; cpu here skips calibration
+    segment_s_per_page: dict[str, float] = {}  # cpu/t4/l4 layout analysis s/page; measured otherwise
     boot_s: int = Field(300, ge=0)  # per GPU instance: start, image pull, model fetch
     max_instances: int = Field(8, ge=1, le=100)  # the planner's fleet never grows past this
     hours_per_instance: float = Field(2.0, gt=0)  # above this much work, split it over more instances
@@ -130,14 +145,14 @@ class InferSettings(_Section):
     idle_exit_s: int = Field(120, ge=1)  # a worker with nothing to do this long exits (its box stops)
     batch_timeout_s: int = Field(3600, ge=10)  # a batch taking longer is hung: its worker exits
 
-    @field_validator("lines_per_s")
+    @field_validator("lines_per_s", "segment_s_per_page")
     @classmethod
-    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+    def _rates(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
         devices = ("cpu", *RENTED_GPUS)
         for device, rate in value.items():
             if device not in devices or not rate > 0:
                 raise ValueError(
-                    f"[infer.lines_per_s] {device!r}: use {_one_of(devices)} with a rate above 0"
+                    f"[infer.{info.field_name}] {device!r}: use {_one_of(devices)} with a value above 0"
                 )
         return value
 

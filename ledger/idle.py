@@ -8,6 +8,11 @@ a session with neither is unknown and left out, never guessed. A running session
 to now, so a running job's idle USD grows with it.
 
     job_idle(ledger, "train-...")   -> JobIdle(idle_usd, known_usd, util, sessions_known, ...)
+
+A box of N GPUs (`gpuhire train --gpus N`): its rent pays for every GPU, and the utilisation
+is the mean over all of them (the trainer's `gpu_util` under torchrun averages every rank's
+GPU), so one idle GPU among four makes a quarter of the rent idle dollars. GPU-hours (reports,
+the buy signal) are the session's duration x its gpu_count (ledger/costs.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ What each number means (docs/reports.md):
 * interruptions: sessions EC2 took back (`spot-interruption`) and the USD and hours they cost;
 * idle USD: rent x (1 - mean GPU utilisation), where utilisation is known (session's mean,
   else the job's);
-* owned hardware (local, ssh) is shown apart at its running cost, never as rent.
+* owned hardware (local, ssh) is shown apart at its running cost, never as rent;
+* inference: pages of the `gpuhire infer` jobs that ended in the month and what they cost,
+  against the commercial per-page price of `[compare]` (ledger/compare.py).
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
-from sqlmodel import col
+from sqlmodel import col, select
 
 from ledger.advice import advise_from_ledger
 from ledger.book import Ledger
 from ledger.catalogue import CardProfile
+from ledger.compare import CompareSettings, Comparison, commercial_comparison
 from ledger.costs import MICROS_PER_S, SECONDS_PER_HOUR
 from ledger.errors import GpuhireError
 from ledger.models import CostLine, Job, RentalSession
 from ledger.ownership import Advice, OwnershipParams
-from ledger.timeutil import month_end, prev_month
+from ledger.timeutil import month_end, month_start, prev_month
 
 ZERO = Decimal(0)
 _HOUR = SECONDS_PER_HOUR
@@ -117,6 +120,29 @@ class Owned:
 
 
 @dataclass(frozen=True)
+class Inference:
+    """The month's `gpuhire infer` jobs: pages recognised, what they cost, and the comparison."""
+
+    jobs: int
+    pages: int
+    usd: Decimal  # the jobs' sessions: rent, owned ones at running cost, running ones to now
+    comparison: Comparison | None  # None when no page was recognised
+
+
+def inference(ledger: Ledger, month: str, compare: CompareSettings) -> Inference:
+    """Infer jobs that ended in `month` with a page count (`metrics.pages`: calibrations and
+    stopped jobs have none); each job's USD is all its sessions', as its pages are all counted."""
+    ended = col(Job.ended_at)
+    stmt = select(Job).where(Job.kind == "infer", ended >= month_start(month), ended < month_end(month))
+    with ledger.reading() as db:
+        counted = [(j.id, j.metrics["pages"]) for j in db.exec(stmt)
+                   if type(j.metrics.get("pages")) is int and j.metrics["pages"] > 0]
+    pages = sum(n for _, n in counted)
+    usd = sum((ledger.job_usd(job_id) for job_id, _ in counted), ZERO)
+    return Inference(len(counted), pages, usd, commercial_comparison(pages, usd, compare))
+
+
+@dataclass(frozen=True)
 class MonthlyReport:
     month: str
     generated_at: datetime
@@ -141,6 +167,7 @@ class MonthlyReport:
     change_pct: Decimal | None  # None when the previous month had no rent
     advice: Advice | None = field(default=None)
     advice_error: str | None = None  # why there is no buy signal (e.g. a GPU of unknown speed)
+    inference: Inference | None = None  # the month's infer jobs against a commercial price
 
 
 def closed_facts(ledger: Ledger, month: str) -> list[Fact]:
@@ -261,8 +288,10 @@ def build_report(
     month: str,
     card: CardProfile | None = None,
     params: OwnershipParams | None = None,
+    compare: CompareSettings | None = None,
 ) -> MonthlyReport:
-    """The report for `month`; with a card, the buy signal as of the day after the month."""
+    """The report for `month`; with a card, the buy signal as of the day after the month;
+    the month's inference against `compare`'s price (default: [compare]'s documented default)."""
     facts = closed_facts(ledger, month) + running_facts(ledger, month)
     rent = [f for f in facts if not f.owned]
     total = sum((f.total_usd for f in rent), ZERO)
@@ -299,4 +328,5 @@ def build_report(
         change_pct=None if prev_total == 0 else change * 100 / prev_total,
         advice=advice,
         advice_error=advice_error,
+        inference=inference(ledger, month, compare or CompareSettings()),
     )

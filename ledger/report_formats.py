@@ -83,7 +83,17 @@ def report_dict(r: MonthlyReport) -> dict[str, Any]:
             k: v for k, v in advice_dict(a).items() if k not in ("window_months", "by_month")
         },
         "advice_error": r.advice_error,
+        "inference": _inference(r),
     }
+
+
+def _inference(r: MonthlyReport) -> dict[str, Any] | None:
+    """The month's infer jobs, and the comparison with a commercial price (null: no pages)."""
+    n = r.inference
+    if n is None:
+        return None
+    return {"jobs": n.jobs, "pages": n.pages, "usd": n.usd.normalize(),
+            "comparison": None if n.comparison is None else n.comparison.as_json()}
 
 
 # -- sections shared by the people formats ----------------------------------------------
@@ -111,7 +121,17 @@ def summary_rows(r: MonthlyReport) -> list[tuple[str, str]]:
                                    f"from {money(r.previous_total_usd)}"),
         ("owned hardware (not rent)", f"{hours(r.owned.gpu_hours)} GPU-h, running cost "
                                       f"{money(r.owned.running_usd)}"),
+        *inference_rows(r),
     ]
+
+
+def inference_rows(r: MonthlyReport) -> list[tuple[str, str]]:
+    """The month's recognised pages against the commercial price; none without pages."""
+    c = r.inference.comparison if r.inference is not None else None
+    if r.inference is None or c is None:
+        return []
+    return [("pages recognised", f"{r.inference.pages:,} in {r.inference.jobs} infer job(s)"),
+            ("vs commercial service", c.line), ("per 1,000 pages", c.per_1000_text)]
 
 
 def breakdowns(r: MonthlyReport) -> list[tuple[str, tuple[Part, ...]]]:

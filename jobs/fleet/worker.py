@@ -72,9 +72,9 @@ class Worker:
             raise
         return True
 
-    def _model(self, key: str, work: Path) -> Path:
+    def _model(self, key: str, work: Path, name: str = "model.pt") -> Path:
         if key not in self.models:
-            path = work / "model.pt"
+            path = work / name
             self.s3.download_file(self.args.bucket, key, str(path))
             self.models[key] = path
         return self.models[key]
@@ -84,8 +84,7 @@ class Worker:
             target = into / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             self.s3.download_file(self.args.bucket, f"{self.prefix}pages/{rel}", str(target))
-        image = next((into / r for r in item["files"][1:]), None)
-        return Page(item["key"], into / item["key"], item["kind"], image)
+        return Page.from_message(item, into)
 
     def _upload(self, page: Page, out: Path) -> None:
         for rel in page.outputs:  # the text file last: its presence means the page is done
@@ -160,10 +159,15 @@ class Worker:
         with self._lease(handle), tempfile.TemporaryDirectory(prefix="gpuhire-batch-") as tmp:
             work = Path(tmp)
             model = self._model(body["model"], Path(self.args.cache))
+            # the job's options travel in each batch: layout format, the user's segmentation model
+            seg_key = body.get("segment_model")  # s3 key, ending in the model file's own name
+            segment_model = self._model(seg_key, Path(self.args.cache), seg_key.rsplit("/", 1)[-1]) \
+                if seg_key else None
             done: list[dict[str, Any]] = []
             todo: list[Page] = []
+            segment_s, segmented = 0.0, 0
             for item in body["pages"]:
-                page = Page(item["key"], Path(item["key"]), item["kind"], None)
+                page = Page.from_message(item, Path("."))
                 if self._has_result(page):  # finished by an earlier delivery of this batch
                     done.append({"key": page.key, "lines": 0})
                 else:
@@ -171,8 +175,10 @@ class Worker:
             failed: list[dict[str, str]] = []
             if todo:
                 out = work / "out"
-                _, outcomes = recognise_pages(model, todo, work, out, int8=self.args.int8,
-                                              device=self.args.device)
+                read, outcomes = recognise_pages(model, todo, work, out, int8=self.args.int8,
+                                                 device=self.args.device, fmt=body.get("format", "page"),
+                                                 segment_model=segment_model)
+                segment_s, segmented = read.segment_s, read.segmented
                 by_key = {p.key: p for p in todo}
                 for o in outcomes:
                     if o.ok:
@@ -181,7 +187,8 @@ class Worker:
                     else:
                         failed.append({"key": o.key, "reason": o.reason})
         report = {"job": body["job"], "batch": body["batch"], "worker": self.name, "done": done,
-                  "failed": failed, "seconds": round(time.monotonic() - started, 3)}
+                  "failed": failed, "seconds": round(time.monotonic() - started, 3),
+                  "segment_s": round(segment_s, 3), "segmented": segmented}
         self.sqs.send_message(QueueUrl=self.args.done_url, MessageBody=json.dumps(report))
         if failed:
             self._give_back(handle, self.args.retry_delay)

@@ -65,13 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, help="checkpoint at least this often (default 10)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
-    p = _sub(subs, "infer", "Recognise PAGE/ALTO files (with their images) or line images.")
-    p.add_argument("inputs", type=Path, nargs="+", help="PAGE/ALTO files, line images, or folders")
+    p = _sub(subs, "infer", "Recognise PAGE/ALTO files (with their images), line images, or page scans "
+             "(images and PDFs without XML: segmented first).")
+    p.add_argument("inputs", type=Path, nargs="+",
+                   help="PAGE/ALTO files, line images, page scans (JPEG, PNG, TIFF, PDF), or folders")
     p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
     p.add_argument("--out", type=Path, default=Path("recognised"),
                    help="output folder (default ./recognised)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--input", dest="input_mode", choices=("auto", "pages", "lines"), default="auto",
+                   help="images without XML: auto (page scans or line images, by their shape), "
+                        "pages (all are scans) or lines (none is)")
+    p.add_argument("--output-format", choices=("page", "alto"), default="page",
+                   help="the layout of page scans: PAGE 2019 (default) or ALTO 4")
+    p.add_argument("--segment-model", type=Path,
+                   help="your own kraken baseline segmentation model (default: kraken's bundled blla)")
     return parser
 
 
@@ -95,13 +104,36 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from jobs.htr.infer import recognise
+    """Recognise the pages (jobs.htr.pages: the same path as `gpuhire infer` and the fleet's
+    workers); a page that fails is named on stderr and the exit status is 1."""
+    import tempfile
 
-    report = recognise(args.model, args.inputs, args.out, int8=args.int8, device=args.device,
-                       progress=lambda p: print(f"{p.files_done} files, {p.lines_done} lines: {p.file}",
-                                                file=sys.stderr))
+    from jobs.htr.model import load_exported
+    from jobs.htr.pages import list_pages, recognise_pages
+
+    load_exported(args.model, "cpu")  # a file that is no model stops here, before anything
+    if args.segment_model is not None and not args.segment_model.is_file():
+        raise HtrError(f"--segment-model {args.segment_model} does not exist",
+                       "give a kraken segmentation model file, or leave it out for kraken's own")
+    pages = list_pages(args.inputs, args.input_mode)
+    if not pages:
+        raise HtrError("no pages found in " + ", ".join(map(str, args.inputs)),
+                       "give PAGE/ALTO *.xml files with their images, page scans, or line images")
+
+    def said(o: object) -> None:
+        if getattr(o, "ok", False):
+            print(f"{getattr(o, 'key', '')}: {getattr(o, 'lines', 0)} lines", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="gpuhire-infer-") as tmp:
+        report, outcomes = recognise_pages(args.model, pages, Path(tmp), args.out, int8=args.int8,
+                                           device=args.device, fmt=args.output_format,
+                                           segment_model=args.segment_model, on_page=said)
+    failed = [o for o in outcomes if not o.ok]
     print(report.summary())
-    return 0
+    print(f"{len(outcomes) - len(failed)} pages recognised" + (f", {len(failed)} failed" if failed else ""))
+    for o in failed:
+        print(f"failed {o.key}: {o.reason}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """The process group under torchrun: started by the run that needs it, ended by the same run.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; with WORLD_SIZE > 1 the trainer starts the
-default process group (NCCL on GPUs, gloo on CPUs) and destroys it when it ends. A process that
+default process group (NCCL on GPUs, gloo on CPUs) and destroys it when it ends. A checkpoint
+records the world size it was written by; a resume with another number of processes (another
+`--gpus`) carries on from the same place in the epoch (`rescale_position`). A process that
 exits with the group still alive can abort at interpreter shutdown ('terminate called without an
 active exception', SIGABRT): gloo's worker threads still hold work whose tensors reach back into
 Python while the interpreter is torn down.
@@ -23,6 +25,11 @@ class Group:
     world: int = 1  # processes in the run
     local_rank: int = 0  # this process's GPU on its machine
     started_here: bool = False  # this run started the process group, and must destroy it
+
+
+def cuda_devices() -> int:
+    """CUDA GPUs this machine has (what one process per GPU can use)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def start(device_name: str = "auto") -> Group:
@@ -56,6 +63,26 @@ def agree(device: torch.device, world: int, *flags: bool) -> list[bool]:
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
+
+
+def each(value: float, rank: int, device: torch.device, world: int) -> list[float]:
+    """Every rank's `value`, in rank order (all ranks must call it at the same point)."""
+    if world == 1:
+        return [value]
+    t = torch.zeros(world, dtype=torch.float64, device=device)
+    t[rank] = value
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [float(v) for v in t.tolist()]
+
+
+def rescale_position(position: int, saved_world: int, world: int) -> int:
+    """A resume position (micro-batches of this epoch done, per rank) saved by `saved_world`
+    processes, for `world` processes. Every rank takes every world-th batch of the same list,
+    so `position` x `saved_world` batches of the epoch are done; the new ranks start at the
+    last whole round of those: none is skipped, fewer than `world` are trained on twice."""
+    if saved_world == world or saved_world < 1:
+        return position
+    return position * saved_world // world
 
 
 def smallest(value: int, device: torch.device, world: int) -> int:

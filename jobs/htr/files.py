@@ -3,7 +3,7 @@
 Folders are walked recursively in sorted order (hidden files and folders skipped), so every
 run sees the same files in the same order. `*.xml` are PAGE or ALTO (decided later by their
 namespace), `foo.gt.txt` pairs with `foo.png` (or another image suffix); for inference, image
-files are lines of their own.
+files (and PDFs) are pages of their own: line images, or scans to segment (jobs.htr.pages).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jobs.htr.formats import XmlDocument
 
 IMAGE_SUFFIXES = (".png", ".bin.png", ".nrm.png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".jp2")
 GT_SUFFIX = ".gt.txt"
+SCAN_ONLY_SUFFIXES = (".pdf",)  # inference: page scans that can never be line images
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _classify(path: Path, inference: bool) -> str | None:
     if name.endswith(".xml"):
         return "xml"
     if inference:
-        return "image" if _is_image(path) else None
+        return "image" if _is_image(path) or name.endswith(SCAN_ONLY_SUFFIXES) else None
     if name.endswith(GT_SUFFIX):
         return "pair"
     return None

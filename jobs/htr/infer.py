@@ -3,7 +3,9 @@
 Inputs are PAGE XML or ALTO files (with their page images) and bare line images, or folders of
 them. For each XML file the recognised lines are written into a copy under OUT (same relative
 path; TextEquiv/Unicode in PAGE, String CONTENT in ALTO, with confidences) and as plain text
-(`.txt`, one line per line). A bare line image gets a `.txt` of its own.
+(`.txt`, one line per line). A bare line image gets a `.txt` of its own. Page scans without
+XML are segmented first by jobs.htr.pages (`recognise_pages`), which then runs a `Recogniser`
+over the layout it wrote.
 
 Lines are gathered over whole files (a few hundred at a time), sorted by width and cut into
 batches under a pixel budget, so that little of each batch is padding. On a CPU torch gets one
@@ -56,16 +58,26 @@ class InferReport:
     device: str = "cpu"
     int8: bool = False
     gt: GtReport = field(default_factory=GtReport, repr=False)  # skipped lines (missing images, ...)
+    segment_s: float = 0.0  # of `seconds`: layout analysis of page scans (jobs.htr.pages)
+    segmented: int = 0  # page images (scan frames) segmented
+
+    @property
+    def recognise_s(self) -> float:
+        """Seconds spent recognising lines (layout analysis left out)."""
+        return max(0.0, self.seconds - self.segment_s)
 
     @property
     def lines_per_s(self) -> float:
-        """Recognised lines per second of wall time."""
-        return self.lines / self.seconds if self.seconds > 0 else 0.0
+        """Recognised lines per second of recognition time (layout analysis left out)."""
+        return self.lines / self.recognise_s if self.recognise_s > 0 else 0.0
 
     def summary(self) -> str:
         """One line for people (plus skipped samples, if any)."""
         head = (f"recognised {self.lines} lines in {self.files} files in {self.seconds:.1f} s "
                 f"({self.lines_per_s:.1f} lines/s on {self.device}{', int8' if self.int8 else ''})")
+        if self.segmented:
+            head += (f"; {self.segmented} page images segmented in {self.segment_s:.1f} s "
+                     f"({self.segment_s / self.segmented:.1f} s/page)")
         return head + (f"\n{self.gt.summary()}" if self.gt.skipped else "")
 
 
@@ -145,6 +157,43 @@ def _write_file(out_dir: Path, lines: list[LineSample], results: list[tuple[str,
     return [xml, txt]
 
 
+class Recogniser:
+    """The model loaded once, for several `run`s over staged folders (see jobs.htr.pages)."""
+
+    def __init__(self, model_path: Path, *, int8: bool = False, device: str = "auto") -> None:
+        self.device = pick_device(device)
+        if int8 and self.device.type != "cpu":
+            raise HtrError("int8 quantisation runs on the CPU only", "drop --int8, or add --device cpu")
+        if self.device.type == "cpu":
+            set_cpu_threads()
+        self.model, self.codec, _ = load_exported(Path(model_path), self.device)
+        self.net: nn.Module = quantize_int8(self.model) if int8 else self.model
+        self.precision = pick_precision(self.device)
+        self.report = InferReport(device=str(self.device), int8=int8)
+
+    def run(self, inputs: Sequence[Path], out_dir: Path,
+            progress: Callable[[InferProgress], None] | None = None) -> InferReport:
+        """Recognise every line under `inputs` into `out_dir`; adds to (and returns) `self.report`."""
+        started = time.monotonic()
+        report = self.report
+        out_dir = Path(out_dir)
+        samples = iter_lines_for_inference([Path(p) for p in inputs], report=report.gt)
+        for chunk in _chunks(_files(samples)):
+            images = [fit_height(s.image, self.model.height) for f in chunk for s in f]
+            results = recognise_lines(self.net, self.model.frames, images, self.codec, self.device,
+                                      self.precision)
+            k = 0
+            for lines in chunk:
+                report.outputs += _write_file(out_dir, lines, results[k:k + len(lines)])
+                k += len(lines)
+                report.files += 1
+                report.lines += len(lines)
+                if progress is not None:
+                    progress(InferProgress(lines[0].source, report.files, report.lines))
+        report.seconds += time.monotonic() - started
+        return report
+
+
 def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: bool = False,
               progress: Callable[[InferProgress], None] | None = None, device: str = "auto",
               allow_empty: bool = False) -> InferReport:
@@ -154,28 +203,8 @@ def recognise(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, int8: 
     reports per page instead: see jobs.htr.pages.settle).
     """
     started = time.monotonic()
-    dev = pick_device(device)
-    if int8 and dev.type != "cpu":
-        raise HtrError("int8 quantisation runs on the CPU only", "drop --int8, or add --device cpu")
-    if dev.type == "cpu":
-        set_cpu_threads()
-    model, codec, _ = load_exported(Path(model_path), dev)
-    net: nn.Module = quantize_int8(model) if int8 else model
-    precision = pick_precision(dev)
-    report = InferReport(device=str(dev), int8=int8)
-    out_dir = Path(out_dir)
-    samples = iter_lines_for_inference([Path(p) for p in inputs], report=report.gt)
-    for chunk in _chunks(_files(samples)):
-        images = [fit_height(s.image, model.height) for f in chunk for s in f]
-        results = recognise_lines(net, model.frames, images, codec, dev, precision)
-        k = 0
-        for lines in chunk:
-            report.outputs += _write_file(out_dir, lines, results[k:k + len(lines)])
-            k += len(lines)
-            report.files += 1
-            report.lines += len(lines)
-            if progress is not None:
-                progress(InferProgress(lines[0].source, report.files, report.lines))
+    recogniser = Recogniser(model_path, int8=int8, device=device)
+    report = recogniser.run(inputs, out_dir, progress)
     report.seconds = time.monotonic() - started
     if not report.lines and not allow_empty:
         report.gt.raise_if_empty([Path(p) for p in inputs])

@@ -10,7 +10,10 @@ SIGTERM (the spot notice) is caught from the very start, compile and batch-size 
 
 Under torchrun each process trains on its share of the batches (DDP; gloo on CPU, NCCL on GPUs);
 rank 0 writes the events, checkpoints and the model; the run ends the process group it started
-(jobs/htr/ddp.py).
+(jobs/htr/ddp.py). A SIGTERM to any rank stops every rank at the same step (ddp.agree) and rank 0
+writes the one checkpoint; a checkpoint resumes under any number of processes. Under DDP the
+`epoch` event's gpu_util is the mean over every rank's GPU, and data_wait_by_rank lists each
+rank's data-wait fraction.
 """
 
 from __future__ import annotations
@@ -45,7 +48,14 @@ from jobs.htr.data import make_loader, prepare_dataset, worker_count
 from jobs.htr.dataset import CompiledDataset
 from jobs.htr.errors import HtrError
 from jobs.htr.events import EventWriter
-from jobs.htr.hardware import autocast_dtype, gpu_stats, pick_device, pick_precision, set_cpu_threads
+from jobs.htr.hardware import (
+    autocast_dtype,
+    gpu_stats,
+    nvml_utilization,
+    pick_device,
+    pick_precision,
+    set_cpu_threads,
+)
 from jobs.htr.interrupt import Interrupted, Signals, catching
 from jobs.htr.model import CRNN, count_parameters, extend_codec
 from jobs.htr.probe import fit_batch_pixels
@@ -195,6 +205,8 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         state = State(**ckpt["state"])
+        # written by another number of processes (another --gpus): the same place in the epoch
+        state.position = ddp.rescale_position(state.position, int(ckpt.get("world", 1)), world)
         set_rng_state(ckpt["rng"])
     events.emit("start", device=str(device), precision=precision, parameters=count_parameters(model),
                 lines=len(data.train_ids), val_lines=len(data.val_ids), epochs=cfg.epochs,
@@ -213,7 +225,7 @@ def save_checkpoint(ctx: Ctx, state: State, reason: str) -> Path:
     atomic_save({"model": ctx.model.state_dict(), "optimizer": ctx.opt.state_dict(),
                  "scheduler": ctx.sched.state_dict(), "scaler": ctx.scaler.state_dict(),
                  "rng": rng_state(), "state": saved, "codec": ctx.codec, "config": ctx.cfg.to_dict(),
-                 "batch_pixels": ctx.sampler.batch_pixels}, path)
+                 "batch_pixels": ctx.sampler.batch_pixels, "world": ctx.world}, path)
     ctx.events.emit("checkpoint", path=str(path), epoch=state.epoch, step=state.step, reason=reason)
     return path
 
@@ -277,11 +289,28 @@ def train_epoch(ctx: Ctx, state: State) -> dict[str, float] | None:
                             loss=round(float(loss_sum) / max(steps, 1), 4),
                             lines_per_s=round(lines * ctx.world / (now - started), 2),
                             lr=ctx.sched.get_last_lr()[0],
-                            gpu_util=gpu_stats(ctx.device)[0])  # the launcher's idle-GPU alert
+                            gpu_util=_box_util(ctx))  # the launcher's idle-GPU alert
     seconds = time.monotonic() - started
     return {"train_loss": float(loss_sum) / max(steps, 1), "seconds": seconds,
             "lines_per_s": lines * ctx.world / max(seconds, 1e-9),
             "data_wait_fraction": min(1.0, wait / max(seconds, 1e-9))}
+
+
+def _box_util(ctx: Ctx) -> float | None:
+    """GPU utilisation for the idle-GPU figures: this GPU's, or under torchrun on GPUs the mean
+    over every GPU of the box (rank 0 reads them all through NVML: an idle GPU among four is
+    idle dollars too)."""
+    if ctx.world == 1 or ctx.device.type != "cuda":
+        return gpu_stats(ctx.device)[0]
+    utils = [nvml_utilization(torch.device("cuda", i)) for i in range(torch.cuda.device_count())]
+    known = [u for u in utils if u is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _over_ranks(ctx: Ctx, value: float | None) -> list[float | None]:
+    """Every rank's `value` (None where a rank has none); all ranks call it together."""
+    got = ddp.each(-1.0 if value is None else value, ctx.rank, ctx.device, ctx.world)
+    return [None if v < 0 else v for v in got]
 
 
 def _weights_sha256(model: nn.Module) -> str:
@@ -300,10 +329,18 @@ def end_epoch(ctx: Ctx, state: State, stats: dict[str, float]) -> bool:
     if improved or (cer is None):
         state.best_cer, state.best_epoch = cer, state.epoch
     util, mem = gpu_stats(ctx.device)
-    record = {"epoch": state.epoch, "step": state.step, "train_loss": round(stats["train_loss"], 5),
+    waits: list[float | None] = [stats["data_wait_fraction"]]
+    if ctx.world > 1:  # every rank's GPU counts (mean), and every rank's wait for data
+        utils = [u for u in _over_ranks(ctx, util) if u is not None]
+        util = round(sum(utils) / len(utils), 4) if utils else None
+        waits = _over_ranks(ctx, stats["data_wait_fraction"])
+    record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
+              "train_loss": round(stats["train_loss"], 5),
               "val_cer": cer, "val_wer": wer, "lines_per_s": round(stats["lines_per_s"], 2),
               "data_wait_fraction": round(stats["data_wait_fraction"], 4), "gpu_util": util,
               "gpu_mem_gb": mem, "seconds": round(stats["seconds"], 3), "best_val_cer": state.best_cer}
+    if ctx.world > 1:
+        record["data_wait_by_rank"] = [None if w is None else round(w, 4) for w in waits]
     state.history.append(record)
     if ctx.rank == 0:
         ctx.events.emit("epoch", **record)

@@ -16,6 +16,7 @@ from launcher.output import confirm, print_json, usd
 
 if TYPE_CHECKING:
     from launcher.infer.types import InferResult
+    from ledger.compare import Comparison
 
 
 
@@ -62,7 +63,7 @@ class RichBar:
             self._progress = None
 
 
-def summary(result: InferResult) -> str:
+def summary(result: InferResult, comparison: Comparison | None = None) -> str:
     from launcher.infer.flow import duration
 
     cpu_s = result.plan.option("cpu").seconds if result.plan else None
@@ -75,6 +76,11 @@ def summary(result: InferResult) -> str:
         f"  time          {duration(result.seconds)} on {result.workers} worker(s)",
         f"  cost          {usd(result.usd, 4)}" + (f"  ({usd(per_k, 4)} per 1,000 pages)" if per_k else ""),
     ]
+    if result.segmented:
+        lines.insert(3, f"  layout        {result.segmented:,} page images segmented, "
+                        f"{result.segment_s / result.segmented:.1f} s each")
+    if comparison is not None:  # what the same pages would have cost at a commercial service
+        lines += [f"  compare       {comparison.line}", f"                {comparison.per_1000_line}"]
     if cpu_s is not None and result.plan and result.plan.choice != "cpu":
         lines.append(f"  on this CPU   about {duration(cpu_s)}")
     for key, reason in sorted(result.dead.items())[:10]:
@@ -87,7 +93,8 @@ def infer(
     ctx: typer.Context,
     pages: Annotated[list[Path], typer.Argument(
         metavar="PAGES",
-        help="PAGE/ALTO XML files (with their images), line images, or folders of them.")],
+        help="Page scans (JPEG, PNG, TIFF, PDF), PAGE/ALTO XML files (with their images), line images, "
+             "or folders of them.")],
     model: Annotated[Path, typer.Option(metavar="FILE", help="The trained model (RUN/model.pt).")],
     out: Annotated[Path, typer.Option(
         metavar="DIR", help="Output folder: XML with TextEquiv, plain text.")] = Path("recognised"),
@@ -108,9 +115,21 @@ def infer(
     fleet: Annotated[str | None, typer.Option(
         metavar="aws|local", autocompletion=completion.fleets,
         help="Where fleet workers run: aws, or local processes (trying the queue path).")] = None,
+    input_mode: Annotated[str, typer.Option(
+        "--input", metavar="auto|pages|lines",
+        help="Images without XML: auto (page scans or line images, by their shape), pages (all are "
+             "page scans: found lines first) or lines (each is one line).")] = "auto",
+    output_format: Annotated[str, typer.Option(
+        metavar="page|alto", help="Layout written for page scans: PAGE XML 2019 or ALTO 4.")] = "page",
+    segment_model: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Your kraken segmentation model (default: kraken's bundled one).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
 ) -> None:
     """Recognise pages: on this CPU when that is quick, else on rented spot GPUs, no page lost.
+
+    Page scans without XML are segmented first (kraken's layout analysis), then read line by line;
+    each gets PAGE XML (or ALTO) with its text, and plain text. A page that cannot be read, or where
+    no line is found, is named in OUT/dead-letter.json, and the exit status is 1.
 
     Example:  gpuhire infer scans/ --model runs/first-model/model.pt --out recognised --plan-only
     """
@@ -122,6 +141,10 @@ def infer(
         raise InputError(f"--gpu {gpu!r} is unknown", "use --gpu none, auto, t4 or l4")
     if fmt not in ("text", "json"):
         raise InputError(f"--format {fmt!r} is unknown", "use --format text or json")
+    if input_mode not in ("auto", "pages", "lines"):
+        raise InputError(f"--input {input_mode!r} is unknown", "use --input auto, pages or lines")
+    if output_format not in ("page", "alto"):
+        raise InputError(f"--output-format {output_format!r} is unknown", "use --output-format page or alto")
     app = app_context(ctx)
     kind = fleet or app.settings.infer.fleet
     if kind not in ("aws", "local"):
@@ -131,28 +154,34 @@ def infer(
                          "drop --int8, or pass --gpu none")
     opts = InferOptions(inputs=tuple(pages), model=model, out=out, gpu=gpu, instances=instances,
                         deadline_s=parse_duration(deadline), plan_only=plan_only, yes=yes, int8=int8,
-                        calibrate=calibrate, fleet=kind)
+                        calibrate=calibrate, fleet=kind, input_mode=input_mode, output_format=output_format,
+                        segment_model=segment_model)
     from launcher.infer.setup import infer_deps
 
     deps = infer_deps(app.settings, app.ledger, fleet_kind=kind, out=out,
                       say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar())
     result = run_infer(opts, deps)
+    from ledger.compare import commercial_comparison
+
+    comparison = commercial_comparison(result.done, result.usd, app.settings.compare)
     if fmt == "json":
-        print_json(_json(result))
+        print_json(_json(result, comparison))
     elif result.status not in ("plan", "nothing-to-do", "stopped"):
-        typer.echo(summary(result))
+        typer.echo(summary(result, comparison))
     if result.status == "partial":
         raise typer.Exit(1)
 
 
-def _json(result: InferResult) -> dict[str, object]:
+def _json(result: InferResult, comparison: Comparison | None = None) -> dict[str, object]:
     if result.status == "plan" and result.plan is not None:
         return result.plan.to_json()
     return {"job": result.job, "status": result.status, "pages": result.pages, "skipped": result.skipped,
             "done": result.done, "dead": [{"page": k, "reason": v} for k, v in sorted(result.dead.items())],
             "lines": result.lines, "seconds": round(result.seconds, 3), "usd": result.usd,
             "usd_per_1000_pages": result.usd_per_1000_pages, "workers": result.workers,
-            "plan": result.plan.to_json() if result.plan else None, "out": str(result.out)}
+            "segmented": result.segmented, "segment_s": round(result.segment_s, 3),
+            "plan": result.plan.to_json() if result.plan else None, "out": str(result.out),
+            "compare": comparison.as_json() if comparison is not None else None}
 
 
 def register(app: typer.Typer) -> None:

@@ -59,7 +59,7 @@ def report(
     settings = app.settings
     chosen_card = settings.card(card or settings.report.card)
     params = settings.ownership_params()
-    result = build_report(app.ledger, chosen, chosen_card, params)
+    result = build_report(app.ledger, chosen, chosen_card, params, compare=settings.compare)
     no_plot: GpuhireError | None = None
     try:
         chart_png = report_chart(app.ledger, chosen, chosen_card, params, plot=plot,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -50,6 +51,7 @@ def _deps(app: AppContext, provider: Provider) -> TrainDeps:
         after_job=lambda job: check_quietly(app.ledger, app.settings, say),
         default_lines_per_s=app.settings.train.lines_per_s or None,
         interactive=sys.stdin.isatty,
+        scaling_per_doubling=app.settings.train.scaling_per_doubling,
     )
 
 
@@ -89,6 +91,49 @@ def _check_local_gpu(gpu: str) -> None:
     if pick_device("auto").type != "cuda":
         raise InputError(f"--gpu {gpu}: the local provider runs on what this machine has (cpu here)",
                          "pass --gpu cpu or auto")
+
+
+def _with_gpus(app: AppContext, gpus: int | None, fallback: bool | None) -> AppContext:
+    """The settings with --gpus / --gpus-fallback in [train] (flags over the config file), so
+    every provider made from them rents and runs that many."""
+    from launcher.train.gpus import check_gpus
+
+    train = app.settings.train
+    update: dict[str, object] = {}
+    if gpus is not None:
+        update["gpus"] = check_gpus(gpus)
+    if fallback is not None:
+        update["gpus_fallback"] = fallback
+    if not update:
+        return app
+    settings = app.settings.model_copy(update={"train": train.model_copy(update=update)})
+    return replace(app, _settings=settings)
+
+
+def _fit_gpus(provider: Provider, gpus: int, gpu: str) -> None:
+    """Point a provider at `gpus` GPUs: the local one decides GPUs or CPU processes (one line
+    when this machine has fewer GPUs than asked); ssh runs one process."""
+    if gpus == 1:
+        return
+    if provider.name == "ssh":
+        raise InputError(f"--gpus {gpus} is not supported with --provider ssh",
+                         "use --provider aws or local, or --gpus 1")
+    if provider.name == "local":
+        from launcher.providers.local import LocalProvider
+        from launcher.train.gpus import local_device
+
+        assert isinstance(provider, LocalProvider)
+        provider.use_gpus(gpus, local_device(gpus, provider.gpu if gpu in ("auto", "") else gpu,
+                                             _cuda_devices()))
+
+
+def _cuda_devices() -> int:
+    """CUDA GPUs on this machine (torch: only when --gpus asks for more than one)."""
+    try:
+        from jobs.htr.ddp import cuda_devices
+    except ImportError:  # no trainer (torch) here: no GPU it could use either
+        return 0
+    return cuda_devices()
 
 
 def span(seconds: float) -> str:
@@ -176,6 +221,12 @@ def train(
         help="Start the job and return; `gpuhire attach JOB` follows it.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and quote; rent nothing.")] = False,
+    gpus: Annotated[int | None, typer.Option(
+        metavar="N", help="GPUs per box: 1, 2, 4 or 8 (torchrun, one process per GPU; "
+        "default [train] gpus: 1).")] = None,
+    gpus_fallback: Annotated[bool | None, typer.Option(
+        "--gpus-fallback/--no-gpus-fallback",
+        help="Without N-GPU capacity, take a box with fewer GPUs (default [train] gpus_fallback).")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", metavar="text|json", autocompletion=completion.text_formats,
         help="text or json (the quote, the --gpu auto choice and the result).")] = "text",
@@ -192,7 +243,7 @@ def train(
 
     if fmt not in ("text", "json"):
         raise InputError(f"--format {fmt!r} is unknown", "use --format text or json")
-    app = app_context(ctx)
+    app = _with_gpus(app_context(ctx), gpus, gpus_fallback)
     settings = app.settings
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs {epochs} trains nothing", "give --epochs 1 or more")
@@ -207,6 +258,7 @@ def train(
     chosen = make_provider(settings, app.ledger, provider, gpu=gpu, run_root=run_root, host=host, spot=spot)
     if chosen.name == "local":
         _check_local_gpu(gpu)
+    _fit_gpus(chosen, settings.train.gpus, gpu)
     if epochs is None:  # --epochs, else the preset file's own, else [train] epochs
         epochs = _preset_epochs(checked) or settings.train.epochs
     opts = TrainOptions(
@@ -246,7 +298,7 @@ def logs(
 
 
 def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
-             max_usd: Decimal | None = None) -> None:
+             max_usd: Decimal | None = None, gpus: int | None = None) -> None:
     from launcher.providers.factory import make_provider
     from launcher.status import find_run_dir
     from launcher.train.flow import resume as run_resume
@@ -254,6 +306,11 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
     app = app_context(ctx)
     run = find_run_dir(app.ledger, job, runs)
     state = run.load()
+    if gpus is not None:  # resume on another number of GPUs: the checkpoint does not mind
+        state.machine["gpus"] = gpus
+        run.save(state)
+    n = state.machine.get("gpus", 1)
+    app = _with_gpus(app, n if isinstance(n, int) and not isinstance(n, bool) else 1, None)
     if max_usd is not None:  # a new cap for the whole job (every attempt so far counts)
         state.max_usd = str(max_usd)
         run.save(state)
@@ -261,6 +318,7 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
     provider = make_provider(app.settings, app.ledger, state.provider, gpu=state.gpu, run_root=run.path,
                              host=state.machine.get("host"),
                              spot=state.market != "on-demand")  # --on-demand stays on demand
+    _fit_gpus(provider, app.settings.train.gpus, state.gpu)
     _exit(run_resume(state, run, _deps(app, provider), attach_only=attach_only))
 
 
@@ -284,6 +342,8 @@ def resume(
         metavar="DIR", help="Folder holding runs/<job> (default ./runs).")] = None,
     max_usd: Annotated[str | None, typer.Option(
         metavar="USD", help="A new cap in USD for the whole job (after it stopped at --max-usd).")] = None,
+    gpus: Annotated[int | None, typer.Option(
+        metavar="N", help="Resume on this many GPUs (1, 2, 4, 8; default: the job's own).")] = None,
 ) -> None:
     """Pick up a job whose launcher died: reattach if it runs, else resume from its checkpoint.
 
@@ -292,7 +352,11 @@ def resume(
 
     Example:  gpuhire resume train-20261122-1402-a3f9
     """
-    _pick_up(ctx, job, runs, attach_only=False, max_usd=_decimal(max_usd, "--max-usd"))
+    if gpus is not None:
+        from launcher.train.gpus import check_gpus
+
+        check_gpus(gpus)
+    _pick_up(ctx, job, runs, attach_only=False, max_usd=_decimal(max_usd, "--max-usd"), gpus=gpus)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import tempfile
 import time
 from decimal import Decimal
@@ -30,12 +29,12 @@ from typing import TYPE_CHECKING
 from launcher.ctrl_c import check, never_lost
 from launcher.errors import GpuhireError, ProviderError, SpecError
 from launcher.infer.manifest import FleetRecords, Manifest
-from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, Plan, PlanInputs, plan
+from launcher.infer.measure import host_name, plan_inputs, record_segmentation, scan_frames
+from launcher.infer.plan import Plan, plan
 from launcher.infer.queue import Collected
 from launcher.infer.types import InferDeps, InferOptions, InferResult
 from launcher.rundir import new_job_id
-from ledger.book import Ledger, NewSession
-from ledger.catalogue import RENTED_GPUS
+from ledger.book import NewSession
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
@@ -46,73 +45,9 @@ if TYPE_CHECKING:
     from launcher.providers.base import Workers
 
 DEAD_LETTER = "dead-letter.json"
-CALIBRATION_LINES = 48
 MEASURE_MIN_LINES = 500  # a CPU run this long measures throughput for later plans
 POLL_S = 1.0
 USD_REFRESH_S = 5.0  # the progress bar's USD so far is read from the ledger this often
-
-
-# -- throughput -------------------------------------------------------------------------------
-def host_name() -> str:
-    return socket.gethostname()
-
-
-def measured_cpu_lines_per_s(ledger: Ledger) -> float | None:
-    """Median CPU inference throughput of past runs and calibrations on this machine."""
-    values = sorted(j.lines_per_s for j in ledger.jobs("infer")
-                    if j.gpu_model == "cpu" and j.lines_per_s and j.spec.get("host") == host_name())
-    return values[len(values) // 2] if values else None
-
-
-def calibrate(model: Path, pages: list[Page], ledger: Ledger, int8: bool) -> float:
-    """Recognise a few lines of the job's own pages and store this CPU's throughput.
-
-    The pages are recognised twice and only the second run is timed, so that torch's start-up
-    and first allocations do not count as recognition time.
-    """
-    from jobs.htr.pages import estimate_lines, recognise_pages
-
-    picked: list[Page] = []
-    for page in pages:
-        picked.append(page)
-        if len(picked) >= 16 or estimate_lines(picked, sample=len(picked)) >= CALIBRATION_LINES:
-            break
-    with tempfile.TemporaryDirectory(prefix="gpuhire-calibrate-") as tmp:
-        recognise_pages(model, picked, Path(tmp), Path(tmp) / "warm", int8=int8, device="cpu")
-        started = time.monotonic()
-        report, _ = recognise_pages(model, picked, Path(tmp), Path(tmp) / "out", int8=int8, device="cpu")
-        seconds = time.monotonic() - started
-    lines = int(getattr(report, "lines", 0))
-    if not lines:
-        raise SpecError("the calibration pages held no readable line",
-                        "check the pages, or pass --no-calibrate to plan with the default throughput")
-    rate = lines / seconds
-    ledger.create_job(Job(id=f"calibrate-{utcnow():%Y%m%d-%H%M%S%f}"[:64], kind="infer",
-                          status="calibration", gpu_model="cpu", lines_per_s=rate, ended_at=utcnow(),
-                          spec={"host": host_name(), "model": str(model), "lines": lines, "int8": int8}))
-    return rate
-
-
-def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> PlanInputs:
-    from jobs.htr.pages import estimate_lines
-
-    lines = estimate_lines(pending)
-    if deps.cpu_lines_per_s:
-        cpu_rate, cpu_source = deps.cpu_lines_per_s, "config"
-    elif (measured := measured_cpu_lines_per_s(deps.ledger)) is not None:
-        cpu_rate, cpu_source = measured, "measured"
-    elif opts.calibrate and opts.gpu != "none":  # with --gpu none there is nothing to decide
-        deps.say("calibrating: recognising a few lines on this CPU to measure its speed")
-        cpu_rate, cpu_source = calibrate(opts.model, pending, deps.ledger, opts.int8), "calibrated"
-    else:
-        cpu_rate, cpu_source = DEFAULT_INFER_LINES_PER_S["cpu"], "default"
-    gpus = [] if opts.gpu == "none" else deps.gpu_prices()
-    if opts.gpu in RENTED_GPUS and not any(g.gpu == opts.gpu for g in gpus):
-        raise ProviderError(f"no {opts.gpu.upper()} offer to rent now", "try the other --gpu, or --gpu auto")
-    settings = dict(deps.plan_settings)
-    return PlanInputs(pages=len(pending), lines=lines, cpu_lines_per_s=cpu_rate, cpu_source=cpu_source,
-                      cpu_usd_per_hour=deps.cpu_usd_per_hour, gpus=tuple(gpus), gpu=opts.gpu,
-                      instances=opts.instances, deadline_s=opts.deadline_s, **settings)  # type: ignore[arg-type]
 
 
 def duration(seconds: float) -> str:
@@ -125,12 +60,14 @@ def duration(seconds: float) -> str:
 
 
 def describe(p: Plan) -> list[str]:
-    out = [f"{p.pages:,} pages, about {p.lines:,} lines"]
+    out = [f"{p.pages:,} pages, about {p.lines:,} lines"
+           + (f"; {p.scans:,} page scans to segment first" if p.scans else "")]
     for o in p.options:
         mark = "->" if o.name == p.choice else "  "
         who = "this CPU" if o.name == "cpu" else f"{o.instances} x {o.name.upper()}"
+        layout = f", layout {o.segment_s_per_page:.1f} s/page {o.segment_source}" if p.scans else ""
         out.append(f"{mark} {who:<12} {duration(o.seconds):>9}  ${o.usd}  "
-                   f"({o.lines_per_s:,.1f} lines/s, {o.throughput_source})")
+                   f"({o.lines_per_s:,.1f} lines/s, {o.throughput_source}{layout})")
     out.append(f"choice: {p.choice} ({p.reason})")
     return out
 
@@ -185,7 +122,8 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=device,
                                spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
                                      "out": str(opts.out), "host": host_name(), "pid": os.getpid(),
-                                     "instances": p.chosen.instances, "int8": opts.int8, **fleet}))
+                                     "instances": p.chosen.instances, "int8": opts.int8,
+                                     "scans": scan_frames(pending), "format": opts.output_format, **fleet}))
     started = time.monotonic()
     try:
         with never_lost():  # a Ctrl-C Python swallowed surfaces at the next page (launcher/ctrl_c.py)
@@ -207,7 +145,8 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     result.status = "done" if not result.dead else "partial"
     deps.ledger.update_job(job, status=result.status, ended_at=utcnow(),
                            metrics={"pages": result.done, "dead": len(result.dead), "usd": str(result.usd),
-                                    "seconds": round(result.seconds, 3), "workers": result.workers})
+                                    "seconds": round(result.seconds, 3), "workers": result.workers,
+                                    "segmented": result.segmented, "segment_s": round(result.segment_s, 3)})
     deps.after_job(job)
     return result
 
@@ -238,13 +177,22 @@ def _pages(opts: InferOptions) -> list[Page]:
     elif model.stat().st_size == 0:
         raise SpecError(f"{model} is empty (0 bytes): not a model this trainer wrote "
                         "(a model.pt from gpuhire train)", give)
+    if opts.segment_model is not None and not opts.segment_model.is_file():
+        raise SpecError(f"--segment-model {opts.segment_model} does not exist",
+                        "give a kraken segmentation model file, or leave the option out for kraken's own")
     try:
-        pages = list_pages(list(opts.inputs))
+        pages = list_pages(list(opts.inputs), opts.input_mode)
     except GroundTruthError as exc:  # its fix is its own: say it once
         raise SpecError(exc.message, exc.fix or "check the paths you gave") from None
     if not pages:
         raise SpecError("no pages found in " + ", ".join(map(str, opts.inputs)),
-                        "give PAGE/ALTO *.xml files with their images, or line images, or folders of them")
+                        "give page scans (JPEG, PNG, TIFF, PDF), PAGE/ALTO *.xml files with their images, "
+                        "or line images, or folders of them")
+    if any(p.kind == "scan" for p in pages) and opts.segment_model is not None \
+            and importlib.util.find_spec("kraken") is not None:
+        from jobs.htr.scanpages import Segmenters
+
+        Segmenters(opts.segment_model, "cpu").get()  # a model that is no segmenter stops here
     return pages
 
 
@@ -312,15 +260,18 @@ def _run_cpu(opts: InferOptions, deps: InferDeps, pending: list[Page], manifest:
     try:
         deps.bar.start(len(pending), "recognising on this CPU")
         with tempfile.TemporaryDirectory(prefix="gpuhire-infer-") as tmp:
-            recognise_pages(opts.model, pending, Path(tmp), opts.out, int8=opts.int8, device="cpu",
-                            on_page=on_page)
+            report, _ = recognise_pages(opts.model, pending, Path(tmp), opts.out, int8=opts.int8,
+                                        device="cpu", fmt=opts.output_format,
+                                        segment_model=opts.segment_model, on_page=on_page)
         reason = "completed"
     finally:
         deps.bar.stop()
         deps.ledger.end_session(session, utcnow(), reason)
-    seconds = time.monotonic() - started
+    result.segmented, result.segment_s = report.segmented, report.segment_s
+    seconds = time.monotonic() - started - report.segment_s  # reading lines only
     if result.lines >= MEASURE_MIN_LINES and seconds > 0:  # fewer: model loading would dominate
         deps.ledger.update_job(result.job, lines_per_s=result.lines / seconds)
+    record_segmentation(deps.ledger, result.job, report.segment_s, report.segmented)
     result.workers = 1
 
 
@@ -341,6 +292,9 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
     try:
         deps.say(f"sending the model and {len(pending):,} pages to s3://{fleet.bucket}/{fleet.prefix}")
         fleet.upload_model(opts.model)
+        fleet.options["format"] = opts.output_format
+        if opts.segment_model is not None and any(pg.kind == "scan" for pg in pending):
+            fleet.upload_segment_model(opts.segment_model)
         deps.bar.start(len(pending), "uploading pages")
         fleet.upload_pages(pending, deps.bar.advance)
         deps.bar.stop()
@@ -362,6 +316,7 @@ def _run_fleet(opts: InferOptions, deps: InferDeps, pending: list[Page], manifes
     result.done = len(seen.done)
     result.lines = sum(seen.done.values())
     result.dead = dict(seen.dead)
+    result.segmented, result.segment_s = seen.segmented, seen.segment_s
 
 
 def _follow(fleet: Fleet, backend: Workers, deps: InferDeps, by_key: dict[str, Page],
@@ -406,4 +361,7 @@ def _follow(fleet: Fleet, backend: Workers, deps: InferDeps, by_key: dict[str, P
                                 "run the same `gpuhire infer` again: pages done so far are skipped")
         time.sleep(POLL_S)
     if seen.busy_s > 0 and fleet_kind == "aws":  # per-worker GPU throughput for the next plan
-        deps.ledger.update_job(result.job, lines_per_s=sum(seen.done.values()) / seen.busy_s)
+        reading_s = seen.busy_s - seen.segment_s  # layout analysis is measured on its own
+        if reading_s > 0:
+            deps.ledger.update_job(result.job, lines_per_s=sum(seen.done.values()) / reading_s)
+        record_segmentation(deps.ledger, result.job, seen.segment_s, seen.segmented)

@@ -1,9 +1,11 @@
 """Inference across a fleet: pages in batches on an SQS queue, results in S3 (launcher side).
 
     s3://BUCKET/jobs/<job>/model.pt                   the model, sent once
+    s3://BUCKET/jobs/<job>/segment/<name>             the user's segmentation model, if any
     s3://BUCKET/jobs/<job>/pages/<key>                each page, its image beside an XML
     s3://BUCKET/jobs/<job>/results/<key>, ....txt     what the workers recognised
-    SQS gpuhire-<job>-work   one message per batch of pages; visibility timeout V, which a
+    SQS gpuhire-<job>-work   one message per batch of pages (with the job's options: layout
+                             format, segmentation model); visibility timeout V, which a
                              worker extends while it works (a killed worker stops extending it,
                              so its batch comes back to another worker after at most V)
     SQS gpuhire-<job>-dead   the work queue's dead-letter queue: a batch received
@@ -47,6 +49,8 @@ class Collected:
     dead: dict[str, str] = field(default_factory=dict)  # key -> reason
     failures: dict[str, str] = field(default_factory=dict)  # key -> last failure reason
     busy_s: float = 0.0  # seconds workers spent on the batches reported so far
+    segment_s: float = 0.0  # of busy_s: layout analysis of page scans
+    segmented: int = 0  # page images (scan frames) the workers segmented
 
 
 def _packed(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
@@ -70,11 +74,11 @@ def job_prefix(job: str) -> str:
     return f"jobs/{job}/"
 
 
-def page_message(job: str, batch: int, pages: Sequence[Page], model_key: str) -> str:
+def page_message(job: str, batch: int, pages: Sequence[Page], model_key: str,
+                 options: dict[str, object] | None = None) -> str:
     return json.dumps({
-        "job": job, "batch": batch, "model": model_key,
-        "pages": [{"key": p.key, "kind": p.kind, "files": [rel for _, rel in p.files()]}
-                  for p in pages],
+        "job": job, "batch": batch, "model": model_key, **(options or {}),
+        "pages": [p.to_message() for p in pages],
     })
 
 
@@ -91,6 +95,7 @@ class Fleet:
         self.prefix = job_prefix(job)
         self.queues: Queues | None = None
         self.batches: dict[int, list[str]] = {}  # batch number -> page keys
+        self.options: dict[str, object] = {}  # sent with each batch: format, segment_model (s3 key)
 
     # -- set-up ---------------------------------------------------------------------------
     def create_queues(self) -> Queues:
@@ -126,6 +131,14 @@ class Fleet:
             self.s3.upload_file(str(model), self.bucket, key, ExtraArgs={"Tagging": FLEET_TAGGING})
         return key
 
+    def upload_segment_model(self, model: Path) -> str:
+        """The user's segmentation model, under its own name (kraken reads the format from it)."""
+        key = f"{self.prefix}segment/{model.name}"
+        with aws_errors(f"upload the segmentation model to s3://{self.bucket}/{key}"):
+            self.s3.upload_file(str(model), self.bucket, key, ExtraArgs={"Tagging": FLEET_TAGGING})
+        self.options["segment_model"] = key
+        return key
+
     def upload_pages(self, pages: Sequence[Page], progress: Callable[[int], None] = lambda n: None) -> None:
         """Each page's files under pages/<key> (the image beside its XML), TRANSFERS at a time
         (boto3 clients are thread-safe; one file at a time would take hours for an archive)."""
@@ -151,7 +164,7 @@ class Fleet:
         for n, start in enumerate(range(0, len(pages), size), start=first_batch):
             chunk = pages[start:start + size]
             self.batches[n] = [p.key for p in chunk]
-            body = page_message(self.job, n, chunk, self.model_key())
+            body = page_message(self.job, n, chunk, self.model_key(), self.options)
             if len(body.encode()) > MAX_MESSAGE_BYTES:
                 raise ProviderError(f"a batch of {len(chunk)} pages is {len(body.encode()):,} bytes, over "
                                     "SQS's 256 KiB message limit", "lower [infer] batch_pages")
@@ -191,6 +204,8 @@ class Fleet:
         for m in messages:
             body = json.loads(m["Body"])
             seen.busy_s += float(body.get("seconds", 0.0))
+            seen.segment_s += float(body.get("segment_s", 0.0))
+            seen.segmented += int(body.get("segmented", 0))
             for item in body.get("failed", []):
                 seen.failures[item["key"]] = item.get("reason", "failed")
             for item in body.get("done", []):
@@ -296,7 +311,7 @@ def staged_keys(s3: Any, bucket: str, job: str) -> list[str]:
     which a rerun collects and the bucket's lifecycle rule expires)."""
     prefix = job_prefix(job)
     model = [k for k in list_keys(s3, bucket, prefix + "model.pt") if k == prefix + "model.pt"]
-    return model + list_keys(s3, bucket, prefix + "pages/")
+    return model + list_keys(s3, bucket, prefix + "segment/") + list_keys(s3, bucket, prefix + "pages/")
 
 
 def delete_keys(s3: Any, bucket: str, keys: Sequence[str]) -> None:

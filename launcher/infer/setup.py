@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, GpuPrice, Plan
+from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, DEFAULT_SEGMENT_S_PER_PAGE, GpuPrice, Plan
 from launcher.infer.types import Bar, InferDeps
 from launcher.providers.factory import aws_cloud, aws_configured, make_provider
 from ledger.catalogue import RENTED_GPUS
@@ -26,12 +26,25 @@ if TYPE_CHECKING:
 
 
 def gpu_prices(settings: Settings, ledger: Ledger, live: bool) -> list[GpuPrice]:
-    """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table."""
+    """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table.
+
+    Throughput (lines/s, and layout analysis s/page) as past fleet jobs measured it, else the
+    config's or the default."""
+    from launcher.infer.measure import measured_segment_s_per_page
+
     rates = {**DEFAULT_INFER_LINES_PER_S, **settings.infer.lines_per_s}
+    configured = settings.infer.segment_s_per_page
     prices: list[GpuPrice] = []
     for gpu in RENTED_GPUS:
         measured = ledger.measured_lines_per_s("infer", gpu)
         rate, source = (measured, "measured") if measured else (rates[gpu], "default")
+        segment = measured_segment_s_per_page(ledger, gpu)
+        if gpu in configured:
+            seg_s, seg_source = configured[gpu], "config"
+        elif segment is not None:
+            seg_s, seg_source = segment, "measured"
+        else:
+            seg_s, seg_source = DEFAULT_SEGMENT_S_PER_PAGE[gpu], "default"
         if live:
             offers = aws_cloud(settings, ledger).offers(gpu)
             if not offers:
@@ -44,7 +57,8 @@ def gpu_prices(settings: Settings, ledger: Ledger, live: bool) -> list[GpuPrice]
             table = type_table(settings.aws.on_demand_usd_per_hour)
             usd_per_hour = min(t.on_demand_usd_per_hour for t in table.values() if t.gpu == gpu)
             where = "on-demand table (no live spot prices)"
-        prices.append(GpuPrice(gpu, usd_per_hour, rate, source, settings.infer.boot_s, where))
+        prices.append(GpuPrice(gpu, usd_per_hour, rate, source, settings.infer.boot_s, where,
+                               seg_s, seg_source))
     return prices
 
 
@@ -90,6 +104,7 @@ def infer_deps(settings: Settings, ledger: Ledger, *, fleet_kind: str, out: Path
         cpu_usd_per_hour=running_usd_per_hour(settings.local.watts, settings.ownership.usd_per_kwh),
         cpu_rules=settings.billing_rules("local"), make_fleet=fleet_maker(settings, ledger, fleet_kind, out),
         cpu_lines_per_s=s.lines_per_s.get("cpu"),
+        cpu_segment_s_per_page=s.segment_s_per_page.get("cpu"),
         plan_settings={"coffee_break_s": int(s.coffee_break_minutes * 60), "max_instances": s.max_instances,
                        "hours_per_instance": s.hours_per_instance},
         after_job=lambda job: check_quietly(ledger, settings, say),

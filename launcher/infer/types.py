@@ -41,6 +41,9 @@ class InferOptions:
     calibrate: bool = True
     fleet: str = "aws"  # where fleet workers run: aws | local
     job: str | None = None
+    input_mode: str = "auto"  # auto | pages | lines: which images without XML are page scans
+    output_format: str = "page"  # page | alto: the layout written for page scans
+    segment_model: Path | None = None  # the user's kraken segmentation model (default: kraken's blla)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class InferResult:
     seconds: float = 0.0
     usd: Decimal = Decimal(0)
     workers: int = 0
+    segmented: int = 0  # page images (scan frames) segmented
+    segment_s: float = 0.0  # seconds of layout analysis (per worker, summed)
 
     @property
     def usd_per_1000_pages(self) -> Decimal | None:
@@ -74,6 +79,7 @@ class InferDeps:
     cpu_rules: object  # BillingRules of the local provider
     make_fleet: Callable[[str, Plan], tuple[Fleet, Callable[[WorkerSpec], Workers]]] | None = None
     cpu_lines_per_s: float | None = None  # [infer.lines_per_s] cpu: overrides measuring
+    cpu_segment_s_per_page: float | None = None  # [infer.segment_s_per_page] cpu: overrides measuring
     plan_settings: dict[str, object] = field(default_factory=dict)  # coffee break, max instances
     after_job: Callable[[str], None] = lambda job: None
     results_s3: Callable[[], object] | None = None  # S3 client: a rerun collects a dead launcher's fleet

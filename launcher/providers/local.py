@@ -5,6 +5,10 @@ Its hours go into the ledger as owned hardware (not rent), at the machine's runn
 `[ownership]` in the config). The trainer is a detached process (the `process` runtime); an
 inference fleet is worker processes here, through the same queue and bucket as on AWS (for
 trying the fleet path without renting, and the loopback tests).
+
+`--gpus N` (launcher/train/gpus.py): N trainer processes under torchrun, one per CUDA GPU, or
+N gloo processes on the CPU. A session records the devices the machine lends the job: N GPUs,
+or one CPU however many processes share it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from launcher.output import usd
 from launcher.providers.base import JobRef, Plan, RentRequest, WorkerSpec
+from launcher.train.gpus import torchrun_args
 from ledger.book import Ledger, NewSession
 from ledger.catalogue import BillingRules
 from ledger.ownership import running_usd_per_hour
@@ -65,22 +70,42 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, ledger: Ledger, run_root: Path, gpu: str, watts: Decimal,
-                 usd_per_kwh: Decimal, rules: BillingRules) -> None:
+                 usd_per_kwh: Decimal, rules: BillingRules, gpus: int = 1,
+                 device: str = "auto") -> None:
         self.ledger = ledger
+        self.gpus = gpus  # trainer processes (torchrun when > 1)
+        self.device = device  # auto | cuda | cpu (N gloo processes): launcher.train.gpus.local_device
         self.run_root = run_root
         self.gpu = gpu
         self.watts = watts
         self.usd_per_hour = running_usd_per_hour(watts, usd_per_kwh)
         self.rules = rules
 
+    def use_gpus(self, gpus: int, device: str) -> None:
+        """Train with `gpus` processes on `device` (launcher.train.gpus.local_device decided)."""
+        self.gpus, self.device = gpus, device
+
+    @property
+    def gpu_count(self) -> int:
+        """The devices a session of this machine records: N GPUs, or one CPU."""
+        return self.gpus if self.device == "cuda" else 1
+
     def plan(self) -> Plan:
+        what = "the trainer as a local process"
+        if self.gpus > 1:
+            kind = "GPUs" if self.device == "cuda" else "CPU processes (gloo)"
+            what = f"the trainer under torchrun, {self.gpus} {kind}"
         return Plan(self.gpu, "owned",
-                    f"this machine ({self.gpu}), the trainer as a local process, at "
+                    f"this machine ({self.gpu}), {what}, at "
                     f"{usd(self.usd_per_hour, 4)}/h running cost ({self.watts} W)",
-                    self.usd_per_hour, overhead_s=10)  # starting python and torch
+                    self.usd_per_hour, overhead_s=10,  # starting python and torch
+                    machine={"gpus": self.gpus, "device": self.device})
 
     def trainer_argv(self, args: list[str]) -> list[str]:
-        return [sys.executable, "-m", "jobs.htr", *args]
+        if self.gpus <= 1:
+            return [sys.executable, "-m", "jobs.htr", *args]
+        device = ["--device", self.device] if self.device in ("cpu", "cuda") else []
+        return [sys.executable, *torchrun_args(self.gpus), *args, *device]
 
     def reattach(self, job: JobRef) -> LocalMachine | None:
         box = self.run_root / "box"
@@ -91,9 +116,9 @@ class LocalProvider:
     def rent(self, request: RentRequest) -> LocalMachine:
         host = LocalHost(self.run_root / "box")
         session_id = self.ledger.record_session(
-            NewSession(provider="local", gpu_model=self.gpu, start_at=utcnow(),
-                       usd_per_hour=self.usd_per_hour, job_id=request.job, state="running",
-                       note=f"attempt {request.attempt}"),
+            NewSession(provider="local", gpu_model=self.gpu, gpu_count=self.gpu_count,
+                       start_at=utcnow(), usd_per_hour=self.usd_per_hour, job_id=request.job,
+                       state="running", note=f"attempt {request.attempt}"),
             self.rules,
         )
         return LocalMachine(host, session_id, self.ledger)

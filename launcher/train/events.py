@@ -40,6 +40,7 @@ class JobProgress:
     lines_per_s_all: list[float] = field(default_factory=list)
     data_waits: list[float] = field(default_factory=list)
     resumed_from_step: int | None = None
+    world_size: int | None = None  # trainer processes of the latest attempt (torchrun: one per GPU)
     started_at: float | None = None  # monotonic: the launcher started the trainer
     first_step_at: float | None = None  # monotonic: the first progress or epoch event seen
     done_at: float | None = None  # monotonic: the done event seen
@@ -54,6 +55,8 @@ class JobProgress:
             self.precision = ev.get("precision")
             self.epochs_total = ev.get("epochs") or self.epochs_total
             self.resumed_from_step = ev.get("resumed_from_step")
+            world = ev.get("world_size")
+            self.world_size = world if isinstance(world, int) and world > 0 else self.world_size
         elif kind == "progress":
             self.epoch = int(ev.get("epoch", self.epoch) or self.epoch)
             self.step = int(ev.get("step", self.step) or self.step)

@@ -69,8 +69,10 @@ def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDep
     with `--gpu auto` on AWS, the GPU type chosen for this job first. BudgetError when the
     quote is above --max-usd."""
     size = job_model_size(opts.preset, dataset)
-    choice = choose_for_job(deps.provider, deps.ledger, lines * epochs, size, deps.default_lines_per_s)
+    choice = choose_for_job(deps.provider, deps.ledger, lines * epochs, size, deps.default_lines_per_s,
+                            deps.scaling_per_doubling)
     plan = deps.provider.plan()
+    gpus = int(plan.machine.get("gpus", 1))  # --gpus N: N GPUs' throughput (quote.py)
 
     def calibrate() -> Throughput | None:  # only this machine's CPU can be measured before a run
         if deps.provider.name != "local" or plan.gpu != "cpu":
@@ -79,9 +81,10 @@ def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDep
         return calibrated_throughput(dataset, opts.preset)
 
     rate = job_throughput(deps.ledger, plan.gpu, size, calibrate=calibrate,
-                          overrides=deps.default_lines_per_s)
+                          overrides=deps.default_lines_per_s, gpus=gpus,
+                          per_doubling=deps.scaling_per_doubling)
     q = quote(gpu=plan.gpu, lines=lines, epochs=epochs, usd_per_hour=plan.usd_per_hour,
-              overhead_s=plan.overhead_s, throughput=rate, size=size)
+              overhead_s=plan.overhead_s, throughput=rate, size=size, gpus=gpus)
     deps.say(f"job {job}: {lines:,} usable lines, {deps.provider.name} / {plan.gpu}")
     if choice is not None:
         deps.say(choice.describe())
@@ -147,7 +150,7 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
         id=job, kind="train", status="launching", gpu_model=plan.gpu, max_usd=opts.max_usd,
         spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
               "provider": deps.provider.name, "lines": lines, "run_dir": str(run.path),
-              "host": host_name()},
+              "host": host_name(), "gpus": q.gpus},
         model_size=q.model_size, device=device_of(plan.gpu), quoted_s=float(q.seconds),
         quoted_usd=q.usd,
     ))
@@ -322,8 +325,11 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
     elif status == "stopped":
         result.message = f"`gpuhire resume {state.job}` continues it from its last checkpoint"
     _actuals(state.job, deps, result)
+    spec = deps.ledger.get_job(state.job).spec
+    if p.world_size and spec.get("gpus", 1) != p.world_size:  # the processes the trainer ran
+        spec = {**spec, "gpus": p.world_size}  # (fewer after --gpus-fallback, or a resume's N)
     deps.ledger.update_job(
-        state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer,
+        state.job, status=status, ended_at=utcnow(), best_cer=p.best_cer, spec=spec,
         lines_per_s=p.mean(p.lines_per_s_all), data_wait_fraction=p.mean(p.data_waits),
         gpu_util=p.mean(p.gpu_utils),
         metrics={"epochs": p.epoch, "attempts": result.attempts, "usd": str(result.usd)},

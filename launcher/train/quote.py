@@ -14,10 +14,19 @@ name, or its parameter count for a .toml of your own), device (cpu/cuda) and GPU
 `choose_gpu` is `--gpu auto` on AWS: among the GPU types with an offer, the one with the lowest
 expected cost for this job (price x hours at that GPU's throughput); a type without an offer
 is skipped and named.
+
+N GPUs (`--gpus N`, one trainer process per GPU under torchrun): lines_per_s is, in order,
+  1. measured: the median of finished jobs of that size on that GPU type with N GPUs;
+  2. scaled: one GPU's throughput (as above) x N x the scaling efficiency for N, which is the
+     ledger's measured one for that type and N (an N-GPU job's lines/s over N x the one-GPU
+     median of the same size), else `scaling_per_doubling ** log2(N)`: 0.85 per doubling by
+     default (`[train] scaling_per_doubling`), so 2 GPUs 1.7x, 4 GPUs 2.89x, 8 GPUs 4.91x.
+The quote says which.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -40,6 +49,10 @@ DEFAULT_BOOT_S = 240  # instance start, SSH up, image pulled (AWS); 0 for local
 DEFAULT_STAGING_S = 60
 CALIBRATION_S = 3.0  # timed training steps of a calibration (after two warm-up batches)
 SHIPPED_PRESETS = ("tiny", "small", "default", "large")
+# Throughput of N GPUs = one GPU's x N x this ** log2(N) until the ledger has measured the
+# type and N: small HTR models are often input-bound, and DDP adds an all-reduce per step.
+# Overridable in [train] scaling_per_doubling.
+DEFAULT_SCALING_PER_DOUBLING = 0.85
 
 
 def host_name() -> str:
@@ -80,6 +93,7 @@ class Quote:
     usd_per_hour: Decimal
     seconds: int
     model_size: str = "default"
+    gpus: int = 1  # GPUs (trainer processes) per box
 
     @property
     def hours(self) -> Decimal:
@@ -91,15 +105,16 @@ class Quote:
 
     def describe(self) -> str:
         mins = self.seconds / 60
+        on = f"{self.gpus}x {self.gpu}" if self.gpus > 1 else self.gpu
         return (
             f"{self.lines:,} lines x {self.epochs} epochs at {self.lines_per_s:.3g} lines/s "
-            f"({self.model_size} on {self.gpu}, {self.throughput_source}) + {self.overhead_s} s "
+            f"({self.model_size} on {on}, {self.throughput_source}) + {self.overhead_s} s "
             f"overhead = {mins:.0f} min at ${self.usd_per_hour}/h = ${self.usd}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The quote in `--format json` (docs/train.md)."""
-        return {"gpu": self.gpu, "model_size": self.model_size, "lines": self.lines,
+        return {"gpu": self.gpu, "gpus": self.gpus, "model_size": self.model_size, "lines": self.lines,
                 "epochs": self.epochs, "lines_per_s": round(self.lines_per_s, 3),
                 "throughput_source": self.throughput_source, "overhead_s": self.overhead_s,
                 "usd_per_hour": self.usd_per_hour, "seconds": self.seconds, "usd": self.usd}
@@ -113,14 +128,69 @@ def default_throughput(gpu: str, overrides: dict[str, float] | None = None) -> T
                       "default")
 
 
-def measured_throughput(ledger: Ledger, gpu: str, size: str) -> Throughput | None:
-    """The median of finished train jobs of `size` on `gpu` (on this machine for a CPU)."""
+def _gpus_of(job: Any) -> int:
+    value = job.spec.get("gpus", 1) if isinstance(job.spec, dict) else 1
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def measured_rates(ledger: Ledger, gpu: str, size: str | None, gpus: int = 1) -> list[float]:
+    """Lines/s of the finished train jobs of `size` (None: any) on `gpu` with `gpus` GPUs
+    (`Job.spec["gpus"]`, 1 when absent; on this machine for a CPU), sorted."""
     device = device_of(gpu)
-    values = ledger.throughputs("train", gpu, model_size=size, device=device,
-                                host=host_name() if device == "cpu" else None)
+    host = host_name() if device == "cpu" else None
+    return sorted(j.lines_per_s for j in ledger.jobs("train")
+                  if j.lines_per_s and (j.gpu_model or "") == gpu.lower() and j.device == device
+                  and (size is None or j.model_size == size) and _gpus_of(j) == gpus
+                  and (host is None or j.spec.get("host") == host))
+
+
+def measured_throughput(ledger: Ledger, gpu: str, size: str, gpus: int = 1) -> Throughput | None:
+    """The median of finished train jobs of `size` on `gpu` with `gpus` GPUs (on this machine
+    for a CPU)."""
+    values = measured_rates(ledger, gpu, size, gpus)
     if not values:
         return None
-    return Throughput(values[len(values) // 2], f"measured, median of {len(values)} job(s)")
+    what = f"{gpus} GPUs, " if gpus > 1 else ""
+    return Throughput(values[len(values) // 2], f"measured, {what}median of {len(values)} job(s)")
+
+
+def default_efficiency(gpus: int, per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> float:
+    """The documented scaling efficiency of `gpus` GPUs: `per_doubling` ** log2(gpus)."""
+    return per_doubling ** math.log2(gpus) if gpus > 1 else 1.0
+
+
+def scaling_efficiency(ledger: Ledger | None, gpu: str, gpus: int,
+                       per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> tuple[float, str]:
+    """(efficiency, where from) of `gpus` GPUs of type `gpu`: the ledger's measured one (the
+    median over model sizes measured both on one GPU and on `gpus`), else the default."""
+    if gpus <= 1:
+        return 1.0, "one GPU"
+    measured: list[float] = []
+    if gpu.lower() == "cpu":  # N gloo processes share one machine's cores: no speed-up expected
+        per_doubling = 0.5
+    if ledger is not None:
+        multi = [j for j in ledger.jobs("train") if _gpus_of(j) == gpus and j.lines_per_s
+                 and (j.gpu_model or "") == gpu.lower()]
+        for size in sorted({j.model_size for j in multi if j.model_size}):
+            one = measured_rates(ledger, gpu, size, 1)
+            many = measured_rates(ledger, gpu, size, gpus)
+            if one and many:
+                measured.append(many[len(many) // 2] / (gpus * one[len(one) // 2]))
+    if measured:
+        measured.sort()
+        return measured[len(measured) // 2], f"measured scaling over {len(measured)} size(s)"
+    if gpu.lower() == "cpu":
+        return default_efficiency(gpus, per_doubling), "CPU processes share the same cores"
+    return default_efficiency(gpus, per_doubling), f"default scaling {per_doubling:g} per doubling"
+
+
+def scale(one: Throughput, gpus: int, efficiency: tuple[float, str]) -> Throughput:
+    """One GPU's throughput scaled to `gpus` GPUs at `efficiency`."""
+    if gpus <= 1:
+        return one
+    eff, why = efficiency
+    return Throughput(one.lines_per_s * gpus * eff,
+                      f"{one.source} x {gpus} GPUs x {eff:.2f} ({why})")
 
 
 def quote(
@@ -134,6 +204,7 @@ def quote(
     overhead_s: int = DEFAULT_BOOT_S + DEFAULT_STAGING_S,
     throughput: Throughput | None = None,
     size: str = "default",
+    gpus: int = 1,
 ) -> Quote:
     """A quote for `lines` x `epochs` on `gpu`: `throughput` when given, else a measured rate,
     else the default."""
@@ -142,7 +213,7 @@ def quote(
                       else default_throughput(gpu, default_lines_per_s))
     seconds = int(lines * epochs / throughput.lines_per_s) + overhead_s
     return Quote(gpu, lines, epochs, throughput.lines_per_s, throughput.source, overhead_s,
-                 usd_per_hour, seconds, size)
+                 usd_per_hour, seconds, size, gpus)
 
 
 # -- --gpu auto -------------------------------------------------------------------------------
@@ -170,9 +241,12 @@ class GpuChoice:
                 "expected_usd": dict(self.expected_usd), "skipped": dict(self.skipped)}
 
 
-def per_speed_seconds(speeds: dict[str, Decimal]) -> Callable[[str], float]:
-    """Expected seconds of one T4-hour of work on each GPU type (before a job is known)."""
-    return lambda gpu: 3600.0 / float(speeds.get(gpu, Decimal(1)))
+def per_speed_seconds(speeds: dict[str, Decimal], gpus: int = 1,
+                      per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> Callable[[str], float]:
+    """Expected seconds of one T4-hour of work on each GPU type (before a job is known), on a
+    box of `gpus` of them at the default scaling efficiency."""
+    factor = gpus * default_efficiency(gpus, per_doubling)
+    return lambda gpu: 3600.0 / (float(speeds.get(gpu, Decimal(1))) * factor)
 
 
 def choose_gpu(gpus: Iterable[str], usd_per_hour: Callable[[str], Decimal],
@@ -235,8 +309,17 @@ def calibrated_throughput(dataset: Path, preset: str) -> Throughput | None:
 
 
 def job_throughput(ledger: Ledger, gpu: str, size: str, *, calibrate: Callable[[], Throughput | None]
-                   | None = None, overrides: dict[str, float] | None = None) -> Throughput:
-    """Measured for this size on this GPU, else `calibrate()` (the local CPU), else the default."""
+                   | None = None, overrides: dict[str, float] | None = None, gpus: int = 1,
+                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> Throughput:
+    """Measured for this size on this GPU (and N GPUs), else `calibrate()` (the local CPU),
+    else the default; for N GPUs without an N-GPU measurement, one GPU's x N x the scaling
+    efficiency (see the module doc)."""
+    if gpus > 1:
+        measured = measured_throughput(ledger, gpu, size, gpus)
+        if measured is not None:
+            return measured
+        one = job_throughput(ledger, gpu, size, calibrate=calibrate, overrides=overrides)
+        return scale(one, gpus, scaling_efficiency(ledger, gpu, gpus, per_doubling))
     measured = measured_throughput(ledger, gpu, size)
     if measured is not None:
         return measured
@@ -247,7 +330,8 @@ def job_throughput(ledger: Ledger, gpu: str, size: str, *, calibrate: Callable[[
 
 
 def choose_for_job(provider: Any, ledger: Ledger, line_epochs: int, size: str,
-                   overrides: dict[str, float] | None = None) -> GpuChoice | None:
+                   overrides: dict[str, float] | None = None,
+                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> GpuChoice | None:
     """`--gpu auto` on AWS: the provider chose by price per unit of speed (AwsProvider._choose,
     before any job was known); choose again among the same offers by this job's expected cost
     (its size's throughput on each GPU type, `line_epochs` lines to train), and point the
@@ -256,9 +340,11 @@ def choose_for_job(provider: Any, ledger: Ledger, line_epochs: int, size: str,
     if first is None:
         return None
     overhead_s = provider.plan().overhead_s
+    gpus = int(getattr(provider, "gpus", 1))  # N-GPU offers: at N GPUs' (scaled) throughput
 
     def seconds(gpu: str) -> float:
-        rate = job_throughput(ledger, gpu, size, overrides=overrides)
+        rate = job_throughput(ledger, gpu, size, overrides=overrides, gpus=gpus,
+                              per_doubling=per_doubling)
         return line_epochs / rate.lines_per_s + float(overhead_s)
 
     choice = replace(choose_gpu(first.usd_per_hour, first.usd_per_hour.__getitem__, seconds),

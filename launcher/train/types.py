@@ -11,7 +11,7 @@ from pathlib import Path
 from launcher.providers.base import Provider
 from launcher.train.events import JobProgress
 from launcher.train.ground_truth import compile_ground_truth
-from launcher.train.quote import GpuChoice, Quote
+from launcher.train.quote import DEFAULT_SCALING_PER_DOUBLING, GpuChoice, Quote
 from ledger.book import Ledger
 from ledger.idle import idle_usd
 
@@ -88,3 +88,4 @@ class TrainDeps:
     after_job: Callable[[str], None] = lambda job: None  # alert checks
     default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
     interactive: Callable[[], bool] = lambda: True  # a terminal to ask detach-or-stop on
+    scaling_per_doubling: float = DEFAULT_SCALING_PER_DOUBLING  # [train]: N-GPU quotes (quote.py)

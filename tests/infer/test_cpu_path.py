@@ -68,7 +68,10 @@ def test_a_corrupt_image_is_named_and_the_rest_complete(pages: Path, model: Path
     key = bad.relative_to(pages).as_posix()
     total = len(_page_keys(pages))
     assert data["status"] == "partial" and data["done"] == total - 1
-    assert [d["page"] for d in data["dead"]] == [key] and "unreadable-image" in data["dead"][0]["reason"]
+    # an image without XML that cannot be opened is read as a page scan would be: named with its fix
+    assert [d["page"] for d in data["dead"]] == [key]
+    reason = data["dead"][0]["reason"]
+    assert reason.split(":")[0] in ("not-an-image", "corrupt-image") and bad.name in reason
     report = json.loads((out / "dead-letter.json").read_text())
     assert report["pages"][0]["page"] == key
 

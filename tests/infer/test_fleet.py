@@ -124,6 +124,7 @@ def test_a_poisoned_page_ends_in_the_dead_letter_report(moto_server: str, pages:
     key = bad.relative_to(pages).as_posix()
     assert data["status"] == "partial" and data["done"] == len(_keys(pages)) - 1
     assert [d["page"] for d in data["dead"]] == [key]
-    assert "unreadable-image" in data["dead"][0]["reason"]
+    reason = data["dead"][0]["reason"]  # read as a page scan would be: named, with its fix
+    assert reason.split(":")[0] in ("not-an-image", "corrupt-image") and bad.name in reason
     assert json.loads((out / "dead-letter.json").read_text())["pages"][0]["page"] == key
     assert not (out / key).with_suffix(".txt").exists()

@@ -110,20 +110,22 @@ class AwsCloud:
         return self.client("ec2")
 
     # -- offers -----------------------------------------------------------------------------
-    def _types(self, gpu: str) -> tuple[list[str], dict[str, aws_offers.TypeInfo]]:
+    def _types(self, gpu: str, gpus: int = 1) -> tuple[list[str], dict[str, aws_offers.TypeInfo]]:
         gpu = gpu.lower()
         if gpu not in self.aws.instance_types:
             raise NotFoundError(f"no instance types for GPU {gpu!r}", "use --gpu t4 or --gpu l4")
-        return self.aws.instance_types[gpu], aws_offers.type_table(self.aws.on_demand_usd_per_hour)
+        table = aws_offers.type_table(self.aws.on_demand_usd_per_hour, gpus=None)
+        return aws_offers.types_for(gpu, gpus, self.aws.instance_types[gpu], table), table
 
-    def offers(self, gpu: str) -> list[Offer]:
-        """Live spot offers for `gpu` in the configured region, cheapest first."""
-        types, table = self._types(gpu)
+    def offers(self, gpu: str, gpus: int = 1) -> list[Offer]:
+        """Live spot offers for `gpu` (instance types with `gpus` of them) in the configured
+        region, cheapest first."""
+        types, table = self._types(gpu, gpus)
         return aws_offers.spot_offers(self.ec2, self.aws.region, gpu.lower(), types, table, self.now())
 
-    def on_demand_offers(self, gpu: str) -> list[Offer]:
+    def on_demand_offers(self, gpu: str, gpus: int = 1) -> list[Offer]:
         """On-demand offers (bundled or configured prices), cheapest first."""
-        types, table = self._types(gpu)
+        types, table = self._types(gpu, gpus)
         return aws_offers.on_demand_offers(self.ec2, self.aws.region, gpu.lower(), types, table)
 
     def refresh_price(self, session_id: int) -> Decimal | None:
@@ -154,7 +156,7 @@ class AwsCloud:
         self.reclaim(request.job_id)  # a box let go by the last attempt: closed or ended, no wait
         allow = self.aws.fallback_on_demand if request.allow_on_demand is None else request.allow_on_demand
         if allow and not any(o.market == Market.on_demand for o in offers):
-            offers += self.on_demand_offers(request.gpu)
+            offers += self.on_demand_offers(request.gpu, request.gpus)
         self._ensure_job(request)
         return offers, self._plan(request, {o.zone for o in offers})
 

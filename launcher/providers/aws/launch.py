@@ -110,8 +110,9 @@ def run_request(plan: LaunchPlan, offer: Offer, session_id: int) -> dict[str, An
 
 def _session(plan: LaunchPlan, offer: Offer, now: datetime) -> NewSession:
     return NewSession(
-        provider="aws", gpu_model=offer.gpu, start_at=now, usd_per_hour=offer.usd_per_hour,
-        region=offer.region, zone=offer.zone, instance_type=offer.instance_type,
+        provider="aws", gpu_model=offer.gpu, gpu_count=offer.gpu_count, start_at=now,
+        usd_per_hour=offer.usd_per_hour, region=offer.region, zone=offer.zone,
+        instance_type=offer.instance_type,
         market=str(offer.market), state="launching", volume_gb=plan.volume_gb,
         volume_type="gp3", public_ipv4=True, job_id=plan.job_id,
         tags={TAG_LAUNCHER: launcher_id()},

@@ -1,5 +1,9 @@
 """The `aws` provider: a spot (or on-demand) T4/L4 instance per attempt, a spot fleet for inference.
 
+`--gpus N` ([train] gpus): only instance types with N GPUs are offered (launcher/providers/aws/
+offers.py), fewer only with `--gpus-fallback` ([train] gpus_fallback); on a box with more than
+one GPU the trainer runs under torchrun, one process per GPU (`trainer_argv`).
+
 The instance comes from launcher.providers.aws.cloud (cheapest offer, locked down, dead-man switch,
 spot-notice watcher); this module reaches it over SSH with the host key injected at boot and
 pinned, ships the job through the `Host` interface, and gives the machine back. Fleet workers
@@ -20,13 +24,14 @@ from launcher.errors import ProviderError, SshError
 from launcher.output import usd
 from launcher.providers.aws.cloud import AwsCloud
 from launcher.providers.aws.image import PULL_TIMEOUT_S, pull_script, resolve_image
-from launcher.providers.aws.offers import on_demand_instead
+from launcher.providers.aws.offers import MultiGpuError, gpu_counts, on_demand_instead, type_table
 from launcher.providers.aws.staging import S3Stage
 from launcher.providers.aws.types import LaunchRequest, Market, Offer, SshEndpoint
 from launcher.providers.base import JobRef, Plan, RentRequest, WorkerSpec
 from launcher.ssh.client import Ssh, SshTarget
 from launcher.ssh.host import SshHost
 from launcher.ssh.hostkeys import PinnedHostKey
+from launcher.train.gpus import torchrun_args
 from launcher.train.quote import choose_gpu, per_speed_seconds
 from ledger.catalogue import BUILTIN_SPEEDS, RENTED_GPUS
 from ledger.timeutil import as_utc
@@ -178,8 +183,14 @@ class AwsProvider:
                  runtime: str = "docker", image: str = "gpuhire-htr:latest",
                  python: str = "python3", ssh_deadline_s: float = 600.0,
                  workdir_root: str = "gpuhire", stage: S3Stage | None = None,
-                 ecr_repository_url: str | None = None) -> None:
+                 ecr_repository_url: str | None = None, gpus: int | None = None,
+                 gpus_fallback: bool | None = None) -> None:
         self.aws = aws
+        train = aws.settings.train
+        self.gpus = train.gpus if gpus is None else gpus  # GPUs per box asked for
+        self.gpus_fallback = train.gpus_fallback if gpus_fallback is None else gpus_fallback
+        self.per_doubling = train.scaling_per_doubling
+        self.box_gpus = self.gpus  # GPUs of the box rented last (fewer after --gpus-fallback)
         self.spot = spot
         self.runtime = runtime
         self.image = resolve_image(image, ecr_repository_url)
@@ -196,35 +207,59 @@ class AwsProvider:
         return "spot" if self.spot else "on-demand"
 
     def offers(self, gpu: str) -> list[Offer]:
-        """Offers for `gpu`, best first: spot (or on-demand with --on-demand); with no spot
-        price anywhere, on-demand when the policy ([aws] fallback_on_demand) allows."""
+        """Offers for `gpu` on boxes of `gpus` GPUs, best first: spot (or on-demand with
+        --on-demand); with no spot price anywhere, on-demand when the policy ([aws]
+        fallback_on_demand) allows. With --gpus-fallback the boxes with fewer GPUs follow
+        (after N GPUs on demand, when that is allowed: the GPU count matters more)."""
         if gpu not in self._offers:
-            found = self.aws.offers(gpu) if self.spot else self.aws.on_demand_offers(gpu)
-            if not found and self.spot and self.aws.aws.fallback_on_demand:
-                found = self.aws.on_demand_offers(gpu)
+            counts = gpu_counts(self.gpus, self.gpus_fallback)
+            found: list[Offer] = []
+            missing: MultiGpuError | None = None
+            for count in counts:
+                try:
+                    found += self._offers_of(gpu, count, with_on_demand=len(counts) > 1)
+                except MultiGpuError as exc:  # e.g. 2 GPUs: fewer may still be had
+                    missing = missing or exc
+            if missing is not None and not found:
+                raise missing
             if not found:
                 fix = ("try another --gpu or [aws] region, or --on-demand / [aws] fallback_on_demand"
                        if self.spot else "try another --gpu or [aws] region")
-                raise ProviderError(f"no {gpu.upper()} {self.market} offers in {self.aws.aws.region}", fix)
+                boxes = f"{self.gpus}-GPU " if self.gpus > 1 else ""
+                raise ProviderError(f"no {boxes}{gpu.upper()} {self.market} offers in {self.aws.aws.region}",
+                                    fix + (", or --gpus-fallback" if self.gpus > 1 and not self.gpus_fallback
+                                           else ""))
             self._offers[gpu] = found
         return self._offers[gpu]
 
+    def _offers_of(self, gpu: str, count: int, with_on_demand: bool) -> list[Offer]:
+        if not self.spot:
+            return self.aws.on_demand_offers(gpu, count)
+        found = self.aws.offers(gpu, count)
+        if self.aws.aws.fallback_on_demand and (with_on_demand or not found):
+            found += self.aws.on_demand_offers(gpu, count)
+        return found
+
     def plan(self) -> Plan:
         return Plan(self.gpu, self.market, self._describe(), self.offers(self.gpu)[0].usd_per_hour,
-                    BOOT_AND_STAGE_S)
+                    BOOT_AND_STAGE_S, machine={"gpus": self.gpus})
 
     def _describe(self) -> str:
         """The offer a launch tries first, e.g. `spot g4dn.xlarge (4 vCPUs) in us-east-1b at
         $0.1800/h (on-demand $0.526/h); 3 more offers to fall back on`."""
         offers = self.offers(self.gpu)
         o = offers[0]
-        text = f"{o.market} {o.instance_type} ({o.vcpus} vCPUs) in {o.zone} at {usd(o.usd_per_hour, 4)}/h"
+        gpus = f"{o.gpu_count}x {o.gpu.upper()}, " if o.gpu_count > 1 else ""
+        text = (f"{o.market} {o.instance_type} ({gpus}{o.vcpus} vCPUs) in {o.zone} at "
+                f"{usd(o.usd_per_hour, 4)}/h")
         if o.market == Market.spot:
             text += f" (on-demand {usd(o.on_demand_usd_per_hour, 3)}/h)"
         if len(offers) > 1:
             text += f"; {len(offers) - 1} more offer(s) to fall back on"
         if o.market == Market.spot and self.aws.aws.fallback_on_demand:
             text += ", then on-demand"
+        if self.gpus > 1:
+            text += "; the trainer under torchrun, one process per GPU"
         return text + f"; {self.runtime} runtime" + (f" ({self.image})" if self.runtime == "docker" else "")
 
     def _choose(self, gpu: str) -> str:
@@ -234,19 +269,29 @@ class AwsProvider:
         if gpu not in ("auto", ""):
             return gpu.lower()
         self.gpu_choice = choose_gpu(
-            RENTED_GPUS, lambda g: self.offers(g)[0].usd_per_hour, per_speed_seconds(BUILTIN_SPEEDS),
+            RENTED_GPUS, lambda g: self.offers(g)[0].usd_per_hour,
+            per_speed_seconds(BUILTIN_SPEEDS, self.gpus, self.per_doubling),
             alternatives=lambda: on_demand_instead(self.aws.on_demand_offers, RENTED_GPUS,
                                                    self.aws.aws.region) if self.spot else "")
         return self.gpu_choice.gpu
 
     def trainer_argv(self, args: list[str]) -> list[str]:
+        """`python -m jobs.htr ARGS` on the box; on a box of N > 1 GPUs under torchrun, one
+        process per GPU (`--standalone`: its rendezvous on a free local port)."""
+        n = self.box_gpus
+        module = ["-m", "jobs.htr"] if n <= 1 else torchrun_args(n)
         if self.runtime == "process":
-            return [*shlex.split(self.python), "-m", "jobs.htr", *args]
+            return [*shlex.split(self.python), *module, *args]
         # The HTR trainer image on the Deep Learning AMI; the job folder is mounted as /work and
         # the trainer runs as the SSH user (the folder's owner), whose ids only the box knows:
         # a shell on the box fills them in, then becomes docker (exec: the pid stays the job's).
+        # --gpus all: every GPU of the box; --ipc host: the host's /dev/shm, which N ranks'
+        # data loaders and NCCL share (docker's default 64 MB is too little for them).
+        entry = [] if n <= 1 else ["--entrypoint", "python"]
+        rest = args if n <= 1 else [*module, *args]
         docker = ["docker", "run", "--rm", "--gpus", "all", "--ipc", "host", "--user", _BOX_USER,
-                  "-v", "{workdir}:/work", "-w", "/work", "-e", "GPUHIRE_JOB", self.image, *args]
+                  "-v", "{workdir}:/work", "-w", "/work", "-e", "GPUHIRE_JOB", *entry, self.image,
+                  *rest]
         return ["sh", "-c", "exec " + shlex.join(docker).replace(_BOX_USER, '"$(id -u):$(id -g)"')]
 
     def _machine(self, job: str, instance_id: str, session_id: int | None,
@@ -262,7 +307,8 @@ class AwsProvider:
         offers = list(self.offers(self.gpu))
         self._offers.pop(self.gpu, None)  # fresh prices for the next attempt
         t = time.monotonic()
-        launched = self.aws.launch(LaunchRequest(job, self.gpu, tuple(offers)))
+        launched = self.aws.launch(LaunchRequest(job, self.gpu, tuple(offers), gpus=self.gpus))
+        self.box_gpus = launched.offer.gpu_count  # the trainer runs one process per GPU it has
         running = time.monotonic()  # EC2 says running: the launcher's overhead starts here
         try:
             machine = self._machine(job, launched.instance.instance_id, launched.session_id,
@@ -280,6 +326,8 @@ class AwsProvider:
             self.aws.close_sessions(job_id=job.job)  # record how the old ones ended
             return None
         instance = alive[0]
+        known = type_table(gpus=None).get(instance.instance_type)
+        self.box_gpus = known.gpus if known is not None else self.box_gpus
         return self._machine(job.job, instance.instance_id, job.session_id,
                              self.aws.ssh_endpoint(instance))
 

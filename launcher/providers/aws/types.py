@@ -80,7 +80,7 @@ class Offer:
     zone: str  # availability zone; "" where the provider has none
     instance_type: str
     gpu: str  # t4 | l4
-    gpu_count: int
+    gpu_count: int  # GPUs of that kind in the instance (`--gpus N`)
     vcpus: int  # enough vCPUs keep the data loader ahead of the GPU: the tie-breaker
     memory_gib: int
     market: Market
@@ -102,6 +102,7 @@ class LaunchRequest:
     max_lifetime_s: int | None = None  # None: the configured [aws] max_lifetime_hours
     extra_user_data: str = ""  # shell lines run after the safety scripts are in place
     job_kind: str = "train"  # train | infer: the ledger job row made if none exists
+    gpus: int = 1  # GPUs per instance the on-demand fallback offers (the offers carry their own)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,186 @@
+"""How fast this machine and the rented GPUs read pages: the planner's inputs, from the ledger.
+
+    CPU lines/s           median of past CPU runs and calibrations on this host
+    CPU s/page (layout)   the same, from their spec's `segment_s_per_page` (no column of its own)
+    GPU lines/s, s/page   median of past fleet jobs on that GPU (launcher/infer/setup.py)
+
+With nothing measured yet, `calibrate` recognises a few lines of the job's own pages on this CPU
+(twice: only the second run is timed, so torch's start-up does not count) and, when the job has
+page scans, segments one of them (timed, the segmentation model loaded beforehand), and stores
+both in one ledger job of status `calibration`.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from launcher.errors import ProviderError, SpecError
+from launcher.infer.plan import DEFAULT_INFER_LINES_PER_S, DEFAULT_SEGMENT_S_PER_PAGE, PlanInputs
+from ledger.book import Ledger
+from ledger.catalogue import RENTED_GPUS
+from ledger.models import Job
+from ledger.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from jobs.htr.pages import Page
+    from launcher.infer.types import InferDeps, InferOptions
+
+CALIBRATION_LINES = 48
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def measured_cpu_lines_per_s(ledger: Ledger) -> float | None:
+    """Median CPU inference throughput of past runs and calibrations on this machine."""
+    values = sorted(j.lines_per_s for j in ledger.jobs("infer")
+                    if j.gpu_model == "cpu" and j.lines_per_s and j.spec.get("host") == host_name())
+    return values[len(values) // 2] if values else None
+
+
+def measured_segment_s_per_page(ledger: Ledger, device: str) -> float | None:
+    """Median layout-analysis seconds per page of past infer jobs on `device` (cpu: this host's
+    runs and calibrations; a GPU: fleet jobs on it), from the jobs' spec."""
+    values = sorted(float(j.spec["segment_s_per_page"]) for j in ledger.jobs("infer")
+                    if j.gpu_model == device and j.spec.get("segment_s_per_page")
+                    and (device != "cpu" or j.spec.get("host") == host_name()))
+    return values[len(values) // 2] if values else None
+
+
+def scan_frames(pages: list[Page]) -> int:
+    """Page images to segment: every frame of every scan."""
+    return sum(p.frames for p in pages if p.kind == "scan")
+
+
+def record_segmentation(ledger: Ledger, job: str, segment_s: float, segmented: int) -> None:
+    """Store a run's layout-analysis seconds per page in its job's spec (the planner reads it)."""
+    if segmented <= 0 or segment_s <= 0:
+        return
+    spec = dict(ledger.get_job(job).spec or {})
+    spec.update(segment_s_per_page=round(segment_s / segmented, 3), segmented=segmented)
+    ledger.update_job(job, spec=spec)
+
+
+def _time_segmentation(opts: InferOptions, scan: Page, work: Path) -> tuple[float | None, str]:
+    """Seconds per page to segment `scan` on this CPU (the model loaded first, untimed)."""
+    from jobs.htr.scanpages import Segmenters, segment_scan
+
+    segmenters = Segmenters(opts.segment_model, "cpu")
+    segmenters.get()
+    got = segment_scan(scan, work, segmenters, opts.output_format)
+    if not got.frames or got.failures:
+        return None, got.failures[0] if got.failures else "no frame"
+    return got.seconds / got.frames, ""
+
+
+def calibrate(opts: InferOptions, pages: list[Page], ledger: Ledger,
+              say: object = None) -> tuple[float, float | None]:
+    """CPU lines/s on a few of the job's lines, and s/page of layout analysis on one of its scans
+    (None without scans); both stored in the ledger (see the module doc).
+
+    With XML pages or line images, those are read twice (the second run timed) and one scan is
+    segmented on its own; with scans only, one scan is segmented and read once: segmenting it
+    has warmed torch up, and recognition and segmentation are timed apart."""
+    from jobs.htr.pages import estimate_lines, recognise_pages
+    from jobs.htr.scanpages import Segmenters
+
+    scans = [p for p in pages if p.kind == "scan"]
+    plain = [p for p in pages if p.kind != "scan"]
+    picked: list[Page] = []
+    for page in plain or scans[:1]:
+        picked.append(page)
+        if len(picked) >= 16 or estimate_lines(picked, sample=len(picked)) >= CALIBRATION_LINES:
+            break
+    segment_s: float | None = None
+    why = ""
+    kwargs = {"int8": opts.int8, "device": "cpu", "fmt": opts.output_format,
+              "segment_model": opts.segment_model}
+    with tempfile.TemporaryDirectory(prefix="gpuhire-calibrate-") as tmp:
+        if plain:
+            if scans:
+                segment_s, why = _time_segmentation(opts, scans[0], Path(tmp) / "segment")
+            recognise_pages(opts.model, picked, Path(tmp), Path(tmp) / "warm", **kwargs)  # type: ignore[arg-type]
+        else:
+            Segmenters(opts.segment_model, "cpu").get()  # loaded before, not timed
+        report, outcomes = recognise_pages(opts.model, picked, Path(tmp), Path(tmp) / "out", **kwargs)  # type: ignore[arg-type]
+        if not plain:
+            ok = all(o.ok for o in outcomes) and report.segmented
+            segment_s = report.segment_s / report.segmented if ok else None
+            why = next((o.reason for o in outcomes if not o.ok), "")
+    if scans and segment_s is None and callable(say):
+        say(f"note: the calibration could not segment {scans[0].key} ({why}); "
+            "planning with the default seconds per page")
+    lines = int(report.lines)
+    if not lines:
+        if not plain and scans:  # a scan that failed says why; the default rate plans the rest
+            return DEFAULT_INFER_LINES_PER_S["cpu"], segment_s
+        raise SpecError("the calibration pages held no readable line",
+                        "check the pages, or pass --no-calibrate to plan with the default throughput")
+    rate = lines / max(report.recognise_s, 1e-6)
+    spec: dict[str, object] = {"host": host_name(), "model": str(opts.model), "lines": lines,
+                               "int8": opts.int8}
+    if segment_s is not None:
+        spec["segment_s_per_page"] = round(segment_s, 3)
+    ledger.create_job(Job(id=f"calibrate-{utcnow():%Y%m%d-%H%M%S%f}"[:64], kind="infer",
+                          status="calibration", gpu_model="cpu", lines_per_s=rate, ended_at=utcnow(),
+                          spec=spec))
+    return rate, segment_s
+
+
+def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> PlanInputs:
+    from jobs.htr.pages import estimate_lines
+
+    lines = estimate_lines(pending)
+    scans = scan_frames(pending)
+    seg_rate: float | None = None
+    seg_source = "default"
+    if deps.cpu_segment_s_per_page:
+        seg_rate, seg_source = deps.cpu_segment_s_per_page, "config"
+    elif (seg_measured := measured_segment_s_per_page(deps.ledger, "cpu")) is not None:
+        seg_rate, seg_source = seg_measured, "measured"
+    if deps.cpu_lines_per_s:
+        cpu_rate, cpu_source = deps.cpu_lines_per_s, "config"
+    elif (measured := measured_cpu_lines_per_s(deps.ledger)) is not None:
+        cpu_rate, cpu_source = measured, "measured"
+    elif opts.calibrate and opts.gpu != "none":  # with --gpu none there is nothing to decide
+        deps.say("calibrating: recognising a few lines on this CPU to measure its speed"
+                 + (" (and segmenting one page scan)" if scans and seg_rate is None else ""))
+        cpu_rate, segmented = calibrate(opts, pending, deps.ledger, deps.say)
+        cpu_source = "calibrated"
+        if segmented is not None and seg_rate is None:
+            seg_rate, seg_source = segmented, "calibrated"
+    else:
+        cpu_rate, cpu_source = DEFAULT_INFER_LINES_PER_S["cpu"], "default"
+    # ~10 s of a CPU: only where the plan has a choice to make (--gpu auto)
+    if scans and seg_rate is None and opts.calibrate and opts.gpu == "auto" and cpu_source != "calibrated":
+        deps.say("calibrating: segmenting one page scan on this CPU to measure its speed")
+        seg_rate = _calibrate_segmentation(opts, pending, deps)
+        seg_source = "calibrated" if seg_rate is not None else "default"
+    gpus = [] if opts.gpu == "none" else deps.gpu_prices()
+    if opts.gpu in RENTED_GPUS and not any(g.gpu == opts.gpu for g in gpus):
+        raise ProviderError(f"no {opts.gpu.upper()} offer to rent now", "try the other --gpu, or --gpu auto")
+    settings = dict(deps.plan_settings)
+    return PlanInputs(pages=len(pending), lines=lines, cpu_lines_per_s=cpu_rate, cpu_source=cpu_source,
+                      cpu_usd_per_hour=deps.cpu_usd_per_hour, gpus=tuple(gpus), gpu=opts.gpu,
+                      instances=opts.instances, deadline_s=opts.deadline_s, scans=scans,
+                      cpu_segment_s_per_page=seg_rate or DEFAULT_SEGMENT_S_PER_PAGE["cpu"],
+                      cpu_segment_source=seg_source, **settings)  # type: ignore[arg-type]
+
+
+def _calibrate_segmentation(opts: InferOptions, pending: list[Page], deps: InferDeps) -> float | None:
+    """Lines/s known already: segment one scan only, and store it like a calibration."""
+    scan = next(p for p in pending if p.kind == "scan")
+    with tempfile.TemporaryDirectory(prefix="gpuhire-calibrate-") as tmp:
+        seconds, why = _time_segmentation(opts, scan, Path(tmp))
+    if seconds is None:
+        deps.say(f"note: the calibration could not segment {scan.key} ({why}); "
+                 "planning with the default seconds per page")
+        return None
+    deps.ledger.create_job(Job(id=f"calibrate-{utcnow():%Y%m%d-%H%M%S%f}"[:64], kind="infer",
+                               status="calibration", gpu_model="cpu", ended_at=utcnow(),
+                               spec={"host": host_name(), "segment_s_per_page": round(seconds, 3)}))
+    return seconds
