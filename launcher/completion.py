@@ -13,6 +13,10 @@ from __future__ import annotations
 # config_sections.InferSection.fleet); no shared constant exists yet.
 FLEETS = ("aws", "local")
 TEXT_FORMATS = ("text", "json")
+# `infer --input` (what an image without XML is) and `infer --output-format` (the layout written
+# for page scans): infer_cmds checks against these.
+INPUT_MODES = ("auto", "pages", "lines")
+OUTPUT_FORMATS = ("page", "alto")
 
 
 def train_providers(incomplete: str) -> list[str]:
@@ -51,6 +55,16 @@ def fleets(incomplete: str) -> list[str]:
 def text_formats(incomplete: str) -> list[str]:
     """`infer --format`, `advise --format`."""
     return list(TEXT_FORMATS)
+
+
+def input_modes(incomplete: str) -> list[str]:
+    """`infer --input`."""
+    return list(INPUT_MODES)
+
+
+def output_formats(incomplete: str) -> list[str]:
+    """`infer --output-format`."""
+    return list(OUTPUT_FORMATS)
 
 
 def presets(incomplete: str) -> list[str]:

@@ -70,24 +70,28 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def segment_scan(page: Page, folder: Path, segmenters: Segmenters, fmt: str = "page") -> Segmented:
-    """Read `page`'s frames and write each one's layout under `folder` (see the module doc)."""
+def segment_scan(page: Page, folder: Path, segmenters: Segmenters, fmt: str = "page", *,
+                 max_frames: int | None = None) -> Segmented:
+    """Read `page`'s frames (the first `max_frames` only, for a calibration) and write each
+    one's layout under `folder` (see the module doc)."""
     from jobs.htr.scans import ScanError, read_scan
 
     result = Segmented()
     try:
-        frames = read_scan(page.path)
+        frames = read_scan(page.path, max_frames=max_frames)
     except ScanError as exc:
         result.failures.append(f"{exc.reason}: {exc.detail}")
         return result
     from jobs.htr.segment import write_layout  # kraken's side: only once there is a page to segment
 
-    if len(frames) != page.frames:
-        result.failures.append(f"changed-file: {page.path.name} has {len(frames)} page(s), not "
+    count = frames[0].count if frames else 0
+    if count != page.frames:
+        result.failures.append(f"changed-file: {page.path.name} has {count} page(s), not "
                                f"{page.frames} as when it was listed: run again")
         return result
     stems = page.stems()
-    for frame, stem in zip(frames, stems, strict=True):
+    for frame in frames:
+        stem = stems[frame.index]
         started = time.monotonic()
         try:
             layout = segmenters.get().segment(frame.image)

@@ -118,7 +118,7 @@ _PDF_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
 _EMPTY_PDF = "{name} is a PDF without pages: export it again with its pages"
 
 
-def _read_pdf(path: Path, dpi: int, max_pixels: int) -> list[Frame]:
+def _read_pdf(path: Path, dpi: int, max_pixels: int, max_frames: int | None = None) -> list[Frame]:
     try:
         import pypdfium2 as pdfium  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
@@ -145,7 +145,7 @@ def _read_pdf(path: Path, dpi: int, max_pixels: int) -> list[Frame]:
             _check_size(math.ceil(width_pt * scale), math.ceil(height_pt * scale), max_pixels,
                         f"page {n + 1} of {path.name} at {dpi} dpi")
         frames = []
-        for n in range(count):
+        for n in range(count if max_frames is None else min(count, max_frames)):
             page = pdf[n]
             try:
                 image = page.render(scale=scale).to_pil()
@@ -177,8 +177,10 @@ def _open(path: Path) -> Image.Image:
                         "again") from None
 
 
-def read_scan(path: Path, *, dpi: int = 300, max_pixels: int = MAX_PIXELS) -> list[Frame]:
-    """Every page of the scan at `path`, upright, as 8-bit frames (see the module doc)."""
+def read_scan(path: Path, *, dpi: int = 300, max_pixels: int = MAX_PIXELS,
+              max_frames: int | None = None) -> list[Frame]:
+    """Every page of the scan at `path`, upright, as 8-bit frames (see the module doc); with
+    `max_frames`, only the first ones are decoded (each Frame's `count` is still the file's)."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -188,11 +190,11 @@ def read_scan(path: Path, *, dpi: int = 300, max_pixels: int = MAX_PIXELS) -> li
     if not head:
         raise ScanError("corrupt-image", f"{path.name} is empty (0 bytes): copy it again")
     if b"%PDF-" in head:
-        return _read_pdf(path, dpi, max_pixels)
+        return _read_pdf(path, dpi, max_pixels, max_frames)
     frames: list[Frame] = []
     with _open(path) as image:
         count = getattr(image, "n_frames", 1)
-        for n in range(count):
+        for n in range(count if max_frames is None else min(count, max_frames)):
             try:
                 image.seek(n)
             except (OSError, EOFError, ValueError) as exc:

@@ -116,11 +116,12 @@ def infer(
         metavar="aws|local", autocompletion=completion.fleets,
         help="Where fleet workers run: aws, or local processes (trying the queue path).")] = None,
     input_mode: Annotated[str, typer.Option(
-        "--input", metavar="auto|pages|lines",
+        "--input", metavar="auto|pages|lines", autocompletion=completion.input_modes,
         help="Images without XML: auto (page scans or line images, by their shape), pages (all are "
              "page scans: found lines first) or lines (each is one line).")] = "auto",
     output_format: Annotated[str, typer.Option(
-        metavar="page|alto", help="Layout written for page scans: PAGE XML 2019 or ALTO 4.")] = "page",
+        metavar="page|alto", autocompletion=completion.output_formats,
+        help="Layout written for page scans: PAGE XML 2019 or ALTO 4.")] = "page",
     segment_model: Annotated[Path | None, typer.Option(
         metavar="FILE", help="Your kraken segmentation model (default: kraken's bundled one).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before renting.")] = False,
@@ -141,9 +142,9 @@ def infer(
         raise InputError(f"--gpu {gpu!r} is unknown", "use --gpu none, auto, t4 or l4")
     if fmt not in ("text", "json"):
         raise InputError(f"--format {fmt!r} is unknown", "use --format text or json")
-    if input_mode not in ("auto", "pages", "lines"):
+    if input_mode not in completion.INPUT_MODES:
         raise InputError(f"--input {input_mode!r} is unknown", "use --input auto, pages or lines")
-    if output_format not in ("page", "alto"):
+    if output_format not in completion.OUTPUT_FORMATS:
         raise InputError(f"--output-format {output_format!r} is unknown", "use --output-format page or alto")
     app = app_context(ctx)
     kind = fleet or app.settings.infer.fleet

@@ -71,7 +71,7 @@ def _time_segmentation(opts: InferOptions, scan: Page, work: Path) -> tuple[floa
 
     segmenters = Segmenters(opts.segment_model, "cpu")
     segmenters.get()
-    got = segment_scan(scan, work, segmenters, opts.output_format)
+    got = segment_scan(scan, work, segmenters, opts.output_format, max_frames=1)  # not a whole PDF
     if not got.frames or got.failures:
         return None, got.failures[0] if got.failures else "no frame"
     return got.seconds / got.frames, ""
@@ -83,44 +83,45 @@ def calibrate(opts: InferOptions, pages: list[Page], ledger: Ledger,
     (None without scans); both stored in the ledger (see the module doc).
 
     With XML pages or line images, those are read twice (the second run timed) and one scan is
-    segmented on its own; with scans only, one scan is segmented and read once: segmenting it
-    has warmed torch up, and recognition and segmentation are timed apart."""
+    segmented on its own; with scans only, the first page of one scan (the one with the fewest
+    pages) is segmented and its lines read twice (the second run timed)."""
+    from jobs.htr.infer import Recogniser
     from jobs.htr.pages import estimate_lines, recognise_pages
-    from jobs.htr.scanpages import Segmenters
 
-    scans = [p for p in pages if p.kind == "scan"]
+    scans = sorted((p for p in pages if p.kind == "scan"), key=lambda p: p.frames)
     plain = [p for p in pages if p.kind != "scan"]
     picked: list[Page] = []
-    for page in plain or scans[:1]:
+    for page in plain:
         picked.append(page)
         if len(picked) >= 16 or estimate_lines(picked, sample=len(picked)) >= CALIBRATION_LINES:
             break
     segment_s: float | None = None
     why = ""
+    lines, recognise_s = 0, 0.0
     kwargs = {"int8": opts.int8, "device": "cpu", "fmt": opts.output_format,
               "segment_model": opts.segment_model}
     with tempfile.TemporaryDirectory(prefix="gpuhire-calibrate-") as tmp:
+        if scans:
+            segment_s, why = _time_segmentation(opts, scans[0], Path(tmp) / "segment")
         if plain:
-            if scans:
-                segment_s, why = _time_segmentation(opts, scans[0], Path(tmp) / "segment")
             recognise_pages(opts.model, picked, Path(tmp), Path(tmp) / "warm", **kwargs)  # type: ignore[arg-type]
-        else:
-            Segmenters(opts.segment_model, "cpu").get()  # loaded before, not timed
-        report, outcomes = recognise_pages(opts.model, picked, Path(tmp), Path(tmp) / "out", **kwargs)  # type: ignore[arg-type]
-        if not plain:
-            ok = all(o.ok for o in outcomes) and report.segmented
-            segment_s = report.segment_s / report.segmented if ok else None
-            why = next((o.reason for o in outcomes if not o.ok), "")
+            report, _ = recognise_pages(opts.model, picked, Path(tmp), Path(tmp) / "out", **kwargs)  # type: ignore[arg-type]
+            lines, recognise_s = int(report.lines), report.recognise_s
+        elif segment_s is not None:  # the lines the segmenter found, read twice (the second timed)
+            recogniser = Recogniser(opts.model, int8=opts.int8, device="cpu")
+            warm = recogniser.run([Path(tmp) / "segment"], Path(tmp) / "warm")
+            lines0, seconds0 = warm.lines, warm.recognise_s  # the report adds up its runs
+            report = recogniser.run([Path(tmp) / "segment"], Path(tmp) / "out")
+            lines, recognise_s = int(report.lines - lines0), report.recognise_s - seconds0
     if scans and segment_s is None and callable(say):
         say(f"note: the calibration could not segment {scans[0].key} ({why}); "
             "planning with the default seconds per page")
-    lines = int(report.lines)
     if not lines:
         if not plain and scans:  # a scan that failed says why; the default rate plans the rest
             return DEFAULT_INFER_LINES_PER_S["cpu"], segment_s
         raise SpecError("the calibration pages held no readable line",
                         "check the pages, or pass --no-calibrate to plan with the default throughput")
-    rate = lines / max(report.recognise_s, 1e-6)
+    rate = lines / max(recognise_s, 1e-6)
     spec: dict[str, object] = {"host": host_name(), "model": str(opts.model), "lines": lines,
                                "int8": opts.int8}
     if segment_s is not None:

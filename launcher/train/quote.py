@@ -34,7 +34,7 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.errors import ProviderError
+from launcher.errors import InputError, ProviderError
 from ledger.errors import GpuhireError
 
 if TYPE_CHECKING:
@@ -258,11 +258,17 @@ def choose_gpu(gpus: Iterable[str], usd_per_hour: Callable[[str], Decimal],
     one would be: another market or region)."""
     prices: dict[str, Decimal] = {}
     skipped: dict[str, str] = {}
+    asked_wrong: list[InputError] = []  # the request itself (no box has N of that GPU)
     for gpu in gpus:
         try:
             prices[gpu] = usd_per_hour(gpu)
         except GpuhireError as exc:
             skipped[gpu] = exc.message
+            if isinstance(exc, InputError):
+                asked_wrong.append(exc)
+    if not prices and asked_wrong and len(asked_wrong) == len(skipped):  # no region or market helps
+        raise InputError("no GPU type has an offer: " + "; ".join(skipped.values()),
+                         "; ".join(dict.fromkeys(e.fix for e in asked_wrong if e.fix)) or None)
     if not prices:
         where = alternatives() if alternatives else ""
         raise ProviderError("no GPU type has an offer: " + "; ".join(skipped.values())

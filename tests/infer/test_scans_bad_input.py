@@ -28,7 +28,7 @@ BAD = {  # file -> the reason its dead letter starts with
     "notes.png": ("not-an-image",),
     "wide.png": ("too-large",),
     "blank.png": ("blank-page",),
-    "nothing.pdf": ("empty-pdf", "corrupt-image"),  # pdfium will not open a PDF of 0 pages at all
+    "nothing.pdf": ("empty-pdf",),
     "no-lines.xml": ("no-lines",),
 }
 

@@ -83,6 +83,8 @@ def test_every_frame_of_a_multi_page_tiff(tmp_path: Path) -> None:
     assert [(f.index, f.count, f.name) for f in frames] == [(0, 3, "_p0001"), (1, 3, "_p0002"), (2, 3, "_p0003")]
     assert [f.image.width for f in frames] == [300, 310, 320]
     assert [int(np.asarray(f.image).mean()) for f in frames] == [50, 100, 150]
+    (first,) = read_scan(path, max_frames=1)  # a calibration decodes one page, not the book
+    assert (first.index, first.count, first.image.width) == (0, 3, 300)
 
 
 def test_pdf_pages_are_rendered_at_the_dpi_asked(tmp_path: Path) -> None:
@@ -94,6 +96,7 @@ def test_pdf_pages_are_rendered_at_the_dpi_asked(tmp_path: Path) -> None:
     assert all(f.image.size == (400, 600) and f.image.mode in ("L", "RGB") for f in frames)
     means = [np.asarray(f.image.convert("L")).mean() for f in frames]
     assert means[0] > 250 and abs(means[1] - 90) < 5
+    assert [(f.index, f.count) for f in read_scan(path, dpi=144, max_frames=1)] == [(0, 2)]
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -228,3 +231,30 @@ def test_frame_is_frozen(page_jpg: Path) -> None:
     assert isinstance(frame, Frame)
     with pytest.raises(AttributeError):
         frame.index = 3  # type: ignore[misc]
+
+
+def test_line_outlines_are_padded_by_a_tenth_of_the_median_line_height() -> None:
+    """kraken's outlines hug the ink; the layout widens them (jobs.htr.segment.LINE_PAD)."""
+    from types import SimpleNamespace
+
+    from shapely.geometry import Point, Polygon
+
+    from jobs.htr.segment import layout_from_kraken
+
+    def line(y0: int, h: int) -> SimpleNamespace:
+        return SimpleNamespace(baseline=[[100, y0 + h - 5], [600, y0 + h - 5]], regions=["r"],
+                               boundary=[[100, y0], [600, y0], [600, y0 + h], [100, y0 + h]])
+
+    region = SimpleNamespace(id="r", boundary=[[50, 50], [700, 50], [700, 500], [50, 500]])
+    found = SimpleNamespace(regions={"text": [region]}, lines=[line(100, 30), line(200, 40), line(300, 50)])
+    layout = layout_from_kraken(found, 1000, 1400)
+    assert [len(ln.polygon) for ln in layout.lines] == [4, 4, 4]
+    for original, got in zip(found.lines, layout.lines, strict=True):
+        xs, ys = [x for x, _ in got.polygon], [y for _, y in got.polygon]
+        (x0, y0), (x1, y1) = original.boundary[0], original.boundary[2]
+        assert (min(xs), min(ys), max(xs), max(ys)) == (x0 - 4, y0 - 4, x1 + 4, y1 + 4)  # 0.1 x 40 px
+        assert all(Polygon(got.polygon).covers(Point(x, y)) for x, y in original.boundary)
+    edge = SimpleNamespace(regions={}, lines=[SimpleNamespace(baseline=[[0, 20], [90, 20]], regions=[],
+                                                              boundary=[[0, 0], [90, 0], [90, 25], [0, 25]])])
+    xs = [x for x, _ in layout_from_kraken(edge, 100, 100).lines[0].polygon]
+    assert min(xs) == 0 and max(xs) == 92  # clamped into the image, never outside

@@ -17,7 +17,7 @@ from aws_fakes import AwsWorld
 from test_train_aws_e2e import _user, instance_box  # noqa: F401  (the loopback instance fixture)
 
 from jobs.htr.synth import synth
-from launcher.errors import CapacityError
+from launcher.errors import CapacityError, InputError
 from launcher.providers.aws.offers import MultiGpuError, type_table
 from launcher.providers.aws.provider import AwsProvider
 from launcher.providers.base import RentRequest
@@ -73,6 +73,13 @@ def test_two_gpus_on_aws_says_which_counts_exist(make_provider, world: AwsWorld)
     # with --gpus-fallback, 2 falls back to one-GPU boxes
     renter = AwsProvider(cloud, "t4", runtime="process", gpus=2, gpus_fallback=True)
     assert {o.gpu_count for o in renter.offers("t4")} == {1}
+
+
+def test_auto_with_two_gpus_names_the_counts_not_another_region(make_provider, world: AwsWorld) -> None:
+    with pytest.raises(InputError) as caught:  # no region or market has a 2-GPU box: say --gpus
+        AwsProvider(make_provider(), "auto", runtime="process", gpus=2)
+    assert "no instance type with 2 T4 GPUs" in caught.value.message
+    assert "--gpus 1 or 4 or 8" in (caught.value.fix or "") and "region" not in (caught.value.fix or "")
 
 
 def test_auto_weighs_four_gpu_offers(make_provider, world: AwsWorld) -> None:
