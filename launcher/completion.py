@@ -68,10 +68,18 @@ def output_formats(incomplete: str) -> list[str]:
 
 
 def presets(incomplete: str) -> list[str]:
-    """`train --preset`: the shipped trainer presets (a .toml path is the other choice)."""
+    """`train --preset`: the shipped trainer presets, the CRNN's and kraken's (a .toml path is
+    the other choice)."""
     from jobs.htr.config import PRESETS
 
-    return list(PRESETS)
+    return list(dict.fromkeys([*PRESETS, "kraken"]))
+
+
+def engines(incomplete: str) -> list[str]:
+    """`train --engine`: launcher/train/engine.py ENGINES."""
+    from launcher.train.engine import ENGINES
+
+    return list(ENGINES)
 
 
 def cards(incomplete: str) -> list[str]:

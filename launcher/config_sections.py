@@ -106,6 +106,10 @@ class TrainSettings(_Section):
 
     provider: str = "auto"  # auto: aws when [aws] is configured (AwsSettings.configured), else local
     preset: str = "default"  # trainer preset: tiny, small, default, large
+    # The training engine (`--engine`): crnn (gpuhire's own) or kraken (kraken's recognition
+    # trainer); kraken_spec: kraken's VGSL network spec (`--kraken-spec`; None: kraken's default).
+    engine: str = "crnn"
+    kraken_spec: str | None = None
     epochs: int = Field(50, ge=1)
     max_restarts: int = Field(3, ge=0)  # relaunches after spot interruptions
     lines_per_s: dict[str, float] = {}  # quote throughput per GPU until the ledger measured it
@@ -125,6 +129,13 @@ class TrainSettings(_Section):
     def _gpus(cls, value: int) -> int:
         if value not in (1, 2, 4, 8):
             raise ValueError(f"[train] gpus = {value}: use 1, 2, 4 or 8")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ("crnn", "kraken"):
+            raise ValueError(f"[train] engine = {value!r}: use crnn or kraken")
         return value
 
 

@@ -5,7 +5,8 @@
     runs/<job>/run/           the trainer's output mirrored back (checkpoints, model, metrics)
     runs/<job>/events.jsonl   every event the trainer emitted, in order
     runs/<job>/train.log      the trainer's own log
-    runs/<job>/model.pt       the final model, once fetched
+    runs/<job>/model.pt       the final model, once fetched (crnn engine); a kraken-engine job
+                              brings model.safetensors and model.mlmodel (CoreML) instead
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class RunState:
     workdir: str = ""  # on the host
     event_offset: int = 0
     log_offset: int = 0
+    engine: str = "crnn"  # crnn | kraken: a state file without it is a CRNN job's
+    kraken_spec: str | None = None  # --kraken-spec, passed again on every attempt
 
     def ref(self) -> JobRef:
         """What a provider needs to find the job's machine again."""
@@ -145,6 +148,10 @@ class RunDir:
     def model(self) -> Path:
         return self.path / "model.pt"
 
+    def models(self, names: tuple[str, ...]) -> list[Path]:
+        """The final model files `names` (launcher/train/engine.py MODEL_FILES) that are here."""
+        return [self.path / n for n in names if (self.path / n).is_file()]
+
     def save(self, state: RunState) -> None:
         tmp = self.path / "state.json.tmp"
         tmp.write_text(json.dumps(asdict(state), indent=2))
@@ -220,6 +227,7 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "epochs": (int, type(None)), "max_restarts": (int,), "max_usd": (str, type(None)),
     "market": (str,), "attempt": (int,), "status": (str,), "session_id": (int, type(None)),
     "machine": (dict,), "workdir": (str,), "event_offset": (int,), "log_offset": (int,),
+    "engine": (str,), "kraken_spec": (str, type(None)),
 }
 
 

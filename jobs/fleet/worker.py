@@ -72,9 +72,11 @@ class Worker:
             raise
         return True
 
-    def _model(self, key: str, work: Path, name: str = "model.pt") -> Path:
+    def _model(self, key: str, work: Path, name: str | None = None) -> Path:
+        """The file at `key`, downloaded once, under its own name (the recognition model's
+        `model.pt`, `model.mlmodel` or `model.safetensors`: kraken's models are read by kind)."""
         if key not in self.models:
-            path = work / name
+            path = work / (name or key.rsplit("/", 1)[-1])
             self.s3.download_file(self.args.bucket, key, str(path))
             self.models[key] = path
         return self.models[key]

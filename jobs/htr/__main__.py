@@ -12,13 +12,20 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.htr.errors import HtrError
+
+if TYPE_CHECKING:
+    from jobs.htr.events import EventWriter
+
+ENGINES = ("crnn", "kraken")
 
 EXAMPLES = {
     "synth": "python -m jobs.htr synth demo-gt --lines 2000 --seed 1",
     "compile": "python -m jobs.htr compile demo-gt --out demo-ds --height 64",
-    "train": "python -m jobs.htr train demo-ds --out run --preset small --epochs 20 --events ev.jsonl",
+    "train": "python -m jobs.htr train demo-ds --out run --preset small --epochs 20 --events ev.jsonl\n"
+             "  python -m jobs.htr train demo-gt --out krun --engine kraken --epochs 20",
     "infer": "python -m jobs.htr infer --model run/model.pt scans/*.xml --out recognised",
 }
 
@@ -52,24 +59,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     p.add_argument("--split", type=Path, nargs=2, metavar=("TRAIN", "VAL"),
                    help="explicit split files (one line key or image path per line)")
+    p.add_argument("--engine", choices=ENGINES, default="crnn",
+                   help="crnn (gpuhire's memory-mapped dataset, default) or kraken (kraken's binary dataset)")
+    p.add_argument("--kraken-spec", help="kraken engine: check line widths against this VGSL spec "
+                   "(default: kraken's default network)")
 
     p = _sub(subs, "train",
-             "Train (or resume) a CRNN line model; RUN gets checkpoints, model.pt, metrics.json.")
+             "Train (or resume) a line model: gpuhire's CRNN (RUN gets model.pt) or kraken's own "
+             "trainer (--engine kraken: model.safetensors and model.mlmodel); checkpoints, metrics.json.")
     p.add_argument("data", type=Path, help="a compiled dataset, or ground truth (compiled into RUN/dataset)")
     p.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
-    p.add_argument("--preset", default="default", help="tiny, small, default, large, or a .toml file")
+    p.add_argument("--engine", choices=ENGINES, default="crnn", help="crnn (default) or kraken")
+    p.add_argument("--preset", help="crnn: tiny, small, default (default), large or a .toml file; "
+                   "kraken: kraken (default) or a .toml file with a [kraken] table")
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--events", type=Path, help="append JSON-line events here (default: stdout)")
     p.add_argument("--job", help="job name in the events (default: env GPUHIRE_JOB, else RUN's name)")
-    p.add_argument("--init", type=Path, help="fine-tune from this model.pt (new characters are added)")
+    p.add_argument("--init", type=Path, help="fine-tune from this model (crnn: model.pt; kraken: a kraken "
+                   ".safetensors/.mlmodel); new characters are added")
     p.add_argument("--checkpoint-minutes", type=float, help="checkpoint at least this often (default 10)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    k = p.add_argument_group("kraken engine (also in the preset's [kraken] table)")
+    k.add_argument("--kraken-spec", help="VGSL spec of the network (kraken's default if not given)")
+    k.add_argument("--batch-size", type=int, help="lines per batch")
+    k.add_argument("--lr", type=float, help="learning rate")
+    k.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="kraken's image augmentation")
 
     p = _sub(subs, "infer", "Recognise PAGE/ALTO files (with their images), line images, or page scans "
              "(images and PDFs without XML: segmented first).")
     p.add_argument("inputs", type=Path, nargs="+",
                    help="PAGE/ALTO files, line images, page scans (JPEG, PNG, TIFF, PDF), or folders")
-    p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
+    p.add_argument("--model", type=Path, required=True,
+                   help="model.pt written by train, or a kraken recognition model (.mlmodel, .safetensors)")
     p.add_argument("--out", type=Path, default=Path("recognised"),
                    help="output folder (default ./recognised)")
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
@@ -84,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+KRAKEN_FLAGS = (("kraken_spec", "--kraken-spec"), ("batch_size", "--batch-size"), ("lr", "--lr"),
+                ("augment", "--augment"))
+
+
+def _train_kraken(args: argparse.Namespace, events: EventWriter) -> int:
+    from jobs.htr.interrupt import EXIT_INTERRUPTED
+    from jobs.htr.kraken_config import load_kraken_config
+    from jobs.htr.kraken_train import train_kraken
+
+    cfg = load_kraken_config(args.preset or "kraken", spec=args.kraken_spec, batch_size=args.batch_size,
+                             lr=args.lr, augment=args.augment, epochs=args.epochs,
+                             checkpoint_minutes=args.checkpoint_minutes)
+    result = train_kraken(args.data, args.out, cfg, events=events, init=args.init, device=args.device)
+    return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from jobs.htr.config import load_config
     from jobs.htr.events import EventWriter
@@ -93,7 +131,19 @@ def _train(args: argparse.Namespace) -> int:
     job = args.job or os.environ.get("GPUHIRE_JOB") or args.out.resolve().name
     events = EventWriter(job, args.events, enabled=int(os.environ.get("RANK", "0")) == 0)
     try:  # from here every failure, a bad preset or flag included, is also an `error` event
-        cfg = load_config(args.preset, epochs=args.epochs, checkpoint_minutes=args.checkpoint_minutes)
+        if args.engine == "kraken":
+            return _train_kraken(args, events)
+        given = [flag for name, flag in KRAKEN_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise HtrError(f"{', '.join(given)}: only the kraken engine takes this",
+                           "add --engine kraken, or leave it out (the CRNN engine uses --preset)")
+        from jobs.htr.kraken_data import is_kraken_dataset
+
+        if is_kraken_dataset(args.data):
+            raise HtrError(f"{args.data} is a dataset compiled for the kraken engine",
+                           "add --engine kraken, or give the ground truth (or a CRNN-compiled dataset)")
+        cfg = load_config(args.preset or "default", epochs=args.epochs,
+                          checkpoint_minutes=args.checkpoint_minutes)
         result = train(args.data, args.out, cfg, events=events, init=args.init, device=args.device)
     except Exception as exc:
         events.emit("error", message=str(exc) or type(exc).__name__)
@@ -108,10 +158,10 @@ def _infer(args: argparse.Namespace) -> int:
     workers); a page that fails is named on stderr and the exit status is 1."""
     import tempfile
 
-    from jobs.htr.model import load_exported
+    from jobs.htr.infer import check_model
     from jobs.htr.pages import list_pages, recognise_pages
 
-    load_exported(args.model, "cpu")  # a file that is no model stops here, before anything
+    check_model(args.model)  # a file that is no model stops here, before anything
     if args.segment_model is not None and not args.segment_model.is_file():
         raise HtrError(f"--segment-model {args.segment_model} does not exist",
                        "give a kraken segmentation model file, or leave it out for kraken's own")
@@ -145,8 +195,19 @@ def run(argv: list[str] | None = None) -> int:
         if args.lines < 1:
             raise HtrError(f"--lines {args.lines} is not a number of lines", "give --lines 1 or more")
         return synth_main(args.out, args.lines, args.seed)
+    if args.command == "compile" and args.engine == "kraken":
+        from jobs.htr.kraken_config import DEFAULT_SPEC
+        from jobs.htr.kraken_data import compile_kraken_main
+
+        return compile_kraken_main(args.gt, args.out, val_fraction=args.val_fraction, seed=args.seed,
+                                   split_files=tuple(args.split) if args.split else None,
+                                   spec=args.kraken_spec or DEFAULT_SPEC, normalization=args.normalization)
     if args.command == "compile":
         from jobs.htr.dataset import compile_main
+
+        if args.kraken_spec is not None:
+            raise HtrError("--kraken-spec only applies to --engine kraken",
+                           "add --engine kraken or leave it out")
 
         return compile_main(args.gt, args.out, height=args.height, normalization=args.normalization,
                             val_fraction=args.val_fraction, seed=args.seed,

@@ -42,14 +42,18 @@ class TrainConfig:
     val_fraction: float = 0.1  # seeded validation share when compiling (split files override it)
     batch_pixels: int = 4_000_000  # pixel budget of one batch (lines x height x padded width)
     max_batch: int = 64  # at most this many lines in a batch, however narrow
+    min_steps_per_epoch: int = 100  # small sets: fewer lines per batch so that an epoch has at least this
+    # many optimizer steps per process (never under 4 lines a batch); 0 = the pixel budget alone
     workers: int = -1  # DataLoader worker processes; -1 = min(4, CPUs per process - 1)
     cpu_threads: int = 0  # torch threads on a CPU; 0 = physical cores / processes (busy shared CPUs: 1)
     # --- optimisation ---
     epochs: int = 50  # upper bound; early stopping usually ends sooner
     lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up
     weight_decay: float = 0.01  # AdamW decoupled weight decay
-    warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_min_ratio x lr
+    warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_min_ratio x lr ...
+    warmup_epochs: float = 1.0  # ... but no longer than this many epochs of steps (small sets); 0 = off
     lr_min_ratio: float = 0.05  # the floor of the cosine decay, as a share of lr
+    blank_bias: float = 3.0  # initial bias of the output layer's CTC blank (the others start at 0)
     grad_clip: float = 5.0  # clip the global gradient norm (LSTMs with CTC spike early on)
     accum_steps: int = 1  # micro-batches per optimizer step (bigger effective batch, same memory)
     # --- stopping ---
@@ -81,6 +85,8 @@ def _check(cfg: TrainConfig) -> None:
     for name in ("lstm_hidden", "lstm_layers", "batch_pixels", "max_batch", "epochs", "accum_steps"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1")
+    if cfg.min_steps_per_epoch < 0 or cfg.warmup_epochs < 0 or cfg.warmup_steps < 1:
+        problems.append("min_steps_per_epoch and warmup_epochs must be 0 or more, warmup_steps at least 1")
     if not 0 <= cfg.dropout < 1 or cfg.lr <= 0 or cfg.checkpoint_minutes <= 0:
         problems.append("dropout must be in [0, 1), lr and checkpoint_minutes positive")
     if problems:

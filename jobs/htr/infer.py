@@ -1,11 +1,12 @@
 """Recognise text with a trained model: `python -m jobs.htr infer --model M INPUT...` or `recognise(...)`.
 
-Inputs are PAGE XML or ALTO files (with their page images) and bare line images, or folders of
-them. For each XML file the recognised lines are written into a copy under OUT (same relative
-path; TextEquiv/Unicode in PAGE, String CONTENT in ALTO, with confidences) and as plain text
-(`.txt`, one line per line). A bare line image gets a `.txt` of its own. Page scans without
-XML are segmented first by jobs.htr.pages (`recognise_pages`), which then runs a `Recogniser`
-over the layout it wrote.
+The model is gpuhire's own (RUN/model.pt) or a kraken recognition model (.mlmodel, .safetensors;
+see jobs.htr.kraken_recognise). Inputs are PAGE XML or ALTO files (with their page images) and
+bare line images, or folders of them. For each XML file the recognised lines are written into a
+copy under OUT (same relative path; TextEquiv/Unicode in PAGE, String CONTENT in ALTO, with
+confidences) and as plain text (`.txt`, one line per line). A bare line image gets a `.txt` of
+its own. Page scans without XML are segmented first by jobs.htr.pages (`recognise_pages`), which
+then runs a `Recogniser` over the layout it wrote.
 
 Lines are gathered over whole files (a few hundred at a time), sorted by width and cut into
 batches under a pixel budget, so that little of each batch is padding. On a CPU torch gets one
@@ -16,9 +17,11 @@ thread per physical core (hyper-threads and oversubscription slow small LSTMs do
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -60,6 +63,7 @@ class InferReport:
     gt: GtReport = field(default_factory=GtReport, repr=False)  # skipped lines (missing images, ...)
     segment_s: float = 0.0  # of `seconds`: layout analysis of page scans (jobs.htr.pages)
     segmented: int = 0  # page images (scan frames) segmented
+    engine: str = "crnn"  # the model's: crnn (gpuhire's model.pt) or kraken
 
     @property
     def recognise_s(self) -> float:
@@ -157,19 +161,73 @@ def _write_file(out_dir: Path, lines: list[LineSample], results: list[tuple[str,
     return [xml, txt]
 
 
+class CrnnLines:
+    """gpuhire's own CRNN (RUN/model.pt), recognising height-normalised line images."""
+
+    engine = "crnn"
+
+    def __init__(self, path: Path, device: torch.device, int8: bool = False) -> None:
+        self.model, self.codec, _ = load_exported(Path(path), device)
+        self.net: nn.Module = quantize_int8(self.model) if int8 else self.model
+
+    def recognise(self, images: list[np.ndarray], device: torch.device, precision: str,
+                  boxes: list[bool] | None = None) -> list[tuple[str, float]]:
+        fitted = [fit_height(im, self.model.height) for im in images]
+        return recognise_lines(self.net, self.model.frames, fitted, self.codec, device, precision)
+
+
+class LineModel(Protocol):
+    """A loaded recognition model: line images in, (text, confidence) out."""
+
+    engine: str  # "crnn" or "kraken"
+
+    def recognise(self, images: list[np.ndarray], device: torch.device, precision: str,
+                  boxes: list[bool] | None = None) -> list[tuple[str, float]]: ...
+
+
+def open_line_model(path: Path, device: torch.device | str = "cpu") -> LineModel:
+    """The recognition model in `path` on `device`, gpuhire's or kraken's, told apart by the file's
+    contents (jobs.htr.kraken_recognise.model_engine); one HtrError line for anything else."""
+    from jobs.htr.kraken_recognise import EXPECTED, GIVE, kraken_lines, model_engine
+
+    path = Path(path)
+    device = torch.device(device)
+    if not path.is_file() or path.stat().st_size == 0 or zipfile.is_zipfile(path):
+        return CrnnLines(path, device)  # gpuhire's model, or read_model_file's own error line
+    if model_engine(path) == "kraken":
+        return kraken_lines(path, device)
+    if path.suffix.lower() in (".pt", ".pth"):  # meant as gpuhire's: its loader says what it is
+        return CrnnLines(path, device)
+    raise HtrError(f"{path} is neither {EXPECTED}", GIVE)
+
+
+def check_model(model_path: Path) -> str:
+    """Load `model_path` on the CPU as `Recogniser` would (gpuhire's model.pt or a kraken
+    recognition model); one HtrError line for anything else. Returns the engine it is."""
+    return open_line_model(Path(model_path), "cpu").engine
+
+
 class Recogniser:
-    """The model loaded once, for several `run`s over staged folders (see jobs.htr.pages)."""
+    """The model loaded once, for several `run`s over staged folders (see jobs.htr.pages).
+
+    The model is gpuhire's model.pt or a kraken recognition model (.mlmodel, .safetensors):
+    jobs.htr.kraken_recognise decides which by reading the file."""
 
     def __init__(self, model_path: Path, *, int8: bool = False, device: str = "auto") -> None:
+        from jobs.htr.kraken_recognise import model_engine
+
         self.device = pick_device(device)
         if int8 and self.device.type != "cpu":
             raise HtrError("int8 quantisation runs on the CPU only", "drop --int8, or add --device cpu")
+        if int8 and model_engine(Path(model_path)) == "kraken":
+            raise HtrError("--int8 quantises gpuhire's own models only, not kraken models",
+                           "drop --int8 for a kraken model")
         if self.device.type == "cpu":
             set_cpu_threads()
-        self.model, self.codec, _ = load_exported(Path(model_path), self.device)
-        self.net: nn.Module = quantize_int8(self.model) if int8 else self.model
+        self.lines: LineModel = (CrnnLines(Path(model_path), self.device, int8) if int8
+                                 else open_line_model(Path(model_path), self.device))
         self.precision = pick_precision(self.device)
-        self.report = InferReport(device=str(self.device), int8=int8)
+        self.report = InferReport(device=str(self.device), int8=int8, engine=self.lines.engine)
 
     def run(self, inputs: Sequence[Path], out_dir: Path,
             progress: Callable[[InferProgress], None] | None = None) -> InferReport:
@@ -179,9 +237,9 @@ class Recogniser:
         out_dir = Path(out_dir)
         samples = iter_lines_for_inference([Path(p) for p in inputs], report=report.gt)
         for chunk in _chunks(_files(samples)):
-            images = [fit_height(s.image, self.model.height) for f in chunk for s in f]
-            results = recognise_lines(self.net, self.model.frames, images, self.codec, self.device,
-                                      self.precision)
+            images = [s.image for f in chunk for s in f]
+            boxes = [s.format not in ("page", "alto") for f in chunk for s in f]  # bare line images
+            results = self.lines.recognise(images, self.device, self.precision, boxes)
             k = 0
             for lines in chunk:
                 report.outputs += _write_file(out_dir, lines, results[k:k + len(lines)])

@@ -51,6 +51,9 @@ class CRNN(nn.Module):
                             dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.lstm_hidden, n_classes)
+        if cfg.blank_bias:
+            with torch.no_grad():
+                self.out.bias[0] += cfg.blank_bias  # CTC's blank: most frames of a line emit it
 
     def frames(self, widths: torch.Tensor) -> torch.Tensor:
         """CTC frames for lines of these pixel widths (the max-pools floor each halving)."""

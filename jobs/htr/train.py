@@ -59,7 +59,7 @@ from jobs.htr.hardware import (
 from jobs.htr.interrupt import Interrupted, Signals, catching
 from jobs.htr.model import CRNN, count_parameters, extend_codec
 from jobs.htr.probe import fit_batch_pixels
-from jobs.htr.sampler import BucketBatchSampler
+from jobs.htr.sampler import BucketBatchSampler, batch_cap
 from jobs.htr.validate import validate
 
 
@@ -112,12 +112,23 @@ class Ctx:
     last_checkpoint: float = field(default_factory=time.monotonic)
 
 
-def lr_lambda(cfg: TrainConfig, total_steps: int) -> Any:
-    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr_min_ratio x cfg.lr at total_steps."""
+def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The warm-up in optimizer steps: cfg.warmup_steps, but at most cfg.warmup_epochs epochs of
+    steps (when set), so that a small set does not spend its first epochs barely learning."""
+    if cfg.warmup_epochs <= 0:
+        return cfg.warmup_steps
+    return max(1, min(cfg.warmup_steps, math.ceil(cfg.warmup_epochs * steps_per_epoch)))
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int, warmup: int | None = None) -> Any:
+    """Linear warm-up to cfg.lr over `warmup` steps (default cfg.warmup_steps), then cosine decay
+    to cfg.lr_min_ratio x cfg.lr at total_steps."""
+    warm = cfg.warmup_steps if warmup is None else max(1, warmup)
+
     def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        done = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if step < warm:
+            return (step + 1) / warm
+        done = min(1.0, (step - warm) / max(1, total_steps - warm))
         return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * done))
     return f
 
@@ -183,14 +194,19 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
     precision = pick_precision(device)
     batch_pixels = (ckpt["batch_pixels"] if ckpt
                     else _batch_pixels(cfg, model, data, device, precision, world, memory_pixels))
-    sampler = BucketBatchSampler(data.train_ids, data.widths, data.height, batch_pixels, cfg.max_batch,
+    # the batch policy as the run started: a resume under another --gpus keeps the same batches
+    max_batch = (int(ckpt.get("max_batch", cfg.max_batch)) if ckpt
+                 else batch_cap(cfg.max_batch, len(data.train_ids),
+                                 cfg.min_steps_per_epoch * cfg.accum_steps, world))
+    sampler = BucketBatchSampler(data.train_ids, data.widths, data.height, batch_pixels, max_batch,
                                  seed=cfg.seed, rank=rank, world_size=world)
     if len(sampler) == 0:
         raise HtrError(f"no training batch for {world} process(es): {len(data.train_ids)} training lines",
                        "give more ground truth or fewer processes")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * math.ceil(len(sampler) / cfg.accum_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
+    per_epoch = math.ceil(len(sampler) / cfg.accum_steps)  # optimizer steps
+    warmup = warmup_steps(cfg, per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, cfg.epochs * per_epoch, warmup))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: nn.Module = model
     if world > 1:
@@ -208,10 +224,10 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
         # written by another number of processes (another --gpus): the same place in the epoch
         state.position = ddp.rescale_position(state.position, int(ckpt.get("world", 1)), world)
         set_rng_state(ckpt["rng"])
-    events.emit("start", device=str(device), precision=precision, parameters=count_parameters(model),
-                lines=len(data.train_ids), val_lines=len(data.val_ids), epochs=cfg.epochs,
-                world_size=world, batch_pixels=batch_pixels,
-                resumed_from_step=state.step if ckpt else None)
+    events.emit("start", device=str(device), precision=precision,
+                parameters=count_parameters(model), lines=len(data.train_ids), val_lines=len(data.val_ids),
+                epochs=cfg.epochs, world_size=world, batch_pixels=batch_pixels, max_batch=max_batch,
+                warmup_steps=warmup, resumed_from_step=state.step if ckpt else None, engine="crnn")
     return ctx, state
 
 
@@ -225,7 +241,8 @@ def save_checkpoint(ctx: Ctx, state: State, reason: str) -> Path:
     atomic_save({"model": ctx.model.state_dict(), "optimizer": ctx.opt.state_dict(),
                  "scheduler": ctx.sched.state_dict(), "scaler": ctx.scaler.state_dict(),
                  "rng": rng_state(), "state": saved, "codec": ctx.codec, "config": ctx.cfg.to_dict(),
-                 "batch_pixels": ctx.sampler.batch_pixels, "world": ctx.world}, path)
+                 "batch_pixels": ctx.sampler.batch_pixels, "max_batch": ctx.sampler.max_batch,
+                 "world": ctx.world}, path)
     ctx.events.emit("checkpoint", path=str(path), epoch=state.epoch, step=state.step, reason=reason)
     return path
 

@@ -95,7 +95,9 @@ def infer(
         metavar="PAGES",
         help="Page scans (JPEG, PNG, TIFF, PDF), PAGE/ALTO XML files (with their images), line images, "
              "or folders of them.")],
-    model: Annotated[Path, typer.Option(metavar="FILE", help="The trained model (RUN/model.pt).")],
+    model: Annotated[Path, typer.Option(
+        metavar="FILE", help="The recognition model: RUN/model.pt from gpuhire train, or a kraken model "
+                             "(.mlmodel, .safetensors).")],
     out: Annotated[Path, typer.Option(
         metavar="DIR", help="Output folder: XML with TextEquiv, plain text.")] = Path("recognised"),
     gpu: Annotated[str, typer.Option(
@@ -133,6 +135,7 @@ def infer(
     no line is found, is named in OUT/dead-letter.json, and the exit status is 1.
 
     Example:  gpuhire infer scans/ --model runs/first-model/model.pt --out recognised --plan-only
+              gpuhire infer pages/ --model my-kraken-model.mlmodel --gpu none
     """
     from launcher.infer.flow import infer as run_infer
     from launcher.infer.plan import CHOICES
@@ -160,7 +163,7 @@ def infer(
     from launcher.infer.setup import infer_deps
 
     deps = infer_deps(app.settings, app.ledger, fleet_kind=kind, out=out,
-                      say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar())
+                      say=lambda m: typer.echo(m, err=True), confirm=confirm, bar=RichBar(), model=model)
     result = run_infer(opts, deps)
     from ledger.compare import commercial_comparison
 

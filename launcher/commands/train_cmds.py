@@ -68,17 +68,30 @@ def _exit(result: TrainResult, fmt: str = "text") -> None:
         raise typer.Exit(1)
 
 
-def _preset_epochs(preset: str) -> int | None:
-    """The epochs a .toml preset file of the user's own sets itself (None: it sets none)."""
-    import tomllib
+def _engine_and_preset(app: AppContext, engine: str | None, preset: str | None,
+                       kraken_spec: str | None) -> tuple[str, str, str | None]:
+    """(engine, checked preset, kraken spec) from the flags over [train]: one line for an
+    unknown engine, a preset of the other engine, or a --kraken-spec without kraken."""
+    from launcher.train.engine import check_engine, check_kraken_spec, checked_kraken_preset
+    from launcher.train.ground_truth import checked_preset
 
-    if not preset.endswith(".toml"):
-        return None
-    try:
-        epochs = tomllib.loads(Path(preset).read_text(encoding="utf-8")).get("epochs")
-    except (OSError, tomllib.TOMLDecodeError):
-        return None  # checked_preset has read it already
-    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+    config = f"in {app.config_path or 'the config file'}"
+    train = app.settings.train
+    name = check_engine(engine) if engine is not None else train.engine
+    if name != "kraken":
+        if kraken_spec is not None:
+            raise InputError("--kraken-spec is for --engine kraken",
+                             "add --engine kraken, or leave --kraken-spec out")
+        where = "--preset" if preset else f"[train] preset {config}"
+        return name, checked_preset(preset or train.preset, where), None
+    if train.gpus > 1:
+        raise InputError(f"--engine kraken trains on one GPU, not --gpus {train.gpus}",
+                         "pass --gpus 1 (or use --engine crnn for several GPUs)")
+    # [train] preset names the CRNN's preset: the kraken engine takes --preset only
+    checked = checked_kraken_preset(preset, "--preset")
+    spec = kraken_spec if kraken_spec is not None else train.kraken_spec
+    where = "--kraken-spec" if kraken_spec is not None else f"[train] kraken_spec {config}:"
+    return name, checked, None if spec is None else check_kraken_spec(spec, where)
 
 
 def _check_local_gpu(gpu: str) -> None:
@@ -158,8 +171,10 @@ def quote_line(result: TrainResult) -> str:
 
 
 def result_dict(result: TrainResult) -> dict[str, object]:
-    """`gpuhire train --format json` (docs/train.md): the quote, the --gpu auto choice, the end."""
+    """`gpuhire train --format json` (docs/train.md): the quote, the --gpu auto choice, the end,
+    the engine and the model files brought home."""
     return {"job": result.job, "status": result.status, "message": result.message,
+            "engine": result.engine, "models": [str(m) for m in result.models],
             "quote": None if result.quote is None else result.quote.to_dict(),
             "gpu_choice": None if result.gpu_choice is None else result.gpu_choice.to_dict(),
             "quoted_s": result.quoted_s, "quoted_usd": result.quoted_usd,
@@ -186,8 +201,8 @@ def summary(result: TrainResult) -> str:
     ]
     if result.quoted_s is not None and result.actual_s is not None:
         lines.append(f"  quote         {quote_line(result)}")
-    model = result.run_dir / "model.pt"
-    if model.exists():  # a dry run, a stopped or a detached job has none (yet)
+    lines.append(f"  engine        {result.engine}")
+    for model in result.models:  # a dry run, a stopped or a detached job has none (yet)
         lines.append(f"  model         {model}")
     return "\n".join(lines)
 
@@ -212,7 +227,15 @@ def train(
         metavar="N", help="Relaunches after spot interruptions.")] = None,
     preset: Annotated[str | None, typer.Option(
         metavar="PRESET", autocompletion=completion.presets,
-        help="Trainer preset: tiny, small, default, large, or a .toml file of your own.")] = None,
+        help="Trainer preset: tiny, small, default, large (crnn), kraken, or a .toml file of "
+        "your own.")] = None,
+    engine: Annotated[str | None, typer.Option(
+        metavar="crnn|kraken", autocompletion=completion.engines,
+        help="Training engine: crnn (gpuhire's own) or kraken (kraken's trainer; safetensors "
+        "and CoreML models). Default [train] engine: crnn.")] = None,
+    kraken_spec: Annotated[str | None, typer.Option(
+        metavar="SPEC", help="kraken's VGSL network spec (--engine kraken; default: the "
+        "preset's, else kraken's own model).")] = None,
     epochs: Annotated[int | None, typer.Option(
         metavar="N", help="Epochs to train (default: a .toml preset's own, else config: 50).")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -231,14 +254,15 @@ def train(
         "--format", metavar="text|json", autocompletion=completion.text_formats,
         help="text or json (the quote, the --gpu auto choice and the result).")] = "text",
 ) -> None:
-    """Train an HTR model: check the ground truth, quote, rent, follow, bring the model home.
+    """Train an HTR model: check the ground truth, quote, rent, follow, bring the model home
+    (--engine kraken: kraken's own trainer, models in safetensors and CoreML).
 
     Example:  gpuhire train gt/ --provider local --preset small --epochs 20 --yes
     """
     from launcher.providers.factory import make_provider
     from launcher.rundir import new_job_id
+    from launcher.train.engine import preset_epochs
     from launcher.train.flow import train as run_train
-    from launcher.train.ground_truth import checked_preset
     from launcher.train.types import TrainOptions
 
     if fmt not in ("text", "json"):
@@ -250,8 +274,7 @@ def train(
     if max_restarts is not None and max_restarts < 0:
         raise InputError(f"--max-restarts {max_restarts} is below 0",
                          "give --max-restarts 0 (never relaunch) or more")
-    where = "--preset" if preset else f"[train] preset in {app.config_path or 'the config file'}"
-    checked = checked_preset(preset or settings.train.preset, where)
+    engine, checked, spec = _engine_and_preset(app, engine, preset, kraken_spec)
     cap = _decimal(max_usd, "--max-usd")
     job = new_job_id()
     run_root = out or Path.cwd() / "runs" / job
@@ -260,11 +283,11 @@ def train(
         _check_local_gpu(gpu)
     _fit_gpus(chosen, settings.train.gpus, gpu)
     if epochs is None:  # --epochs, else the preset file's own, else [train] epochs
-        epochs = _preset_epochs(checked) or settings.train.epochs
+        epochs = preset_epochs(checked, engine) or settings.train.epochs
     opts = TrainOptions(
         data=tuple(data), preset=checked, epochs=epochs, max_usd=cap,
         max_restarts=settings.train.max_restarts if max_restarts is None else max_restarts,
-        yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job,
+        yes=yes, dry_run=dry_run, detach=detach, out=run_root, job=job, engine=engine, kraken_spec=spec,
     )
     _exit(run_train(opts, _deps(app, chosen)), fmt)
 
@@ -306,6 +329,9 @@ def _pick_up(ctx: typer.Context, job: str, runs: Path | None, attach_only: bool,
     app = app_context(ctx)
     run = find_run_dir(app.ledger, job, runs)
     state = run.load()
+    if gpus not in (None, 1) and state.engine == "kraken":
+        raise InputError(f"job {job} trains with --engine kraken, on one GPU, not --gpus {gpus}",
+                         "leave --gpus out (or give --gpus 1)")
     if gpus is not None:  # resume on another number of GPUs: the checkpoint does not mind
         state.machine["gpus"] = gpus
         run.save(state)

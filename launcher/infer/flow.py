@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from launcher.ctrl_c import check, never_lost
 from launcher.errors import GpuhireError, ProviderError, SpecError
 from launcher.infer.manifest import FleetRecords, Manifest
-from launcher.infer.measure import host_name, plan_inputs, record_segmentation, scan_frames
+from launcher.infer.measure import host_name, model_engine, plan_inputs, record_segmentation, scan_frames
 from launcher.infer.plan import Plan, plan
 from launcher.infer.queue import Collected
 from launcher.infer.types import InferDeps, InferOptions, InferResult
@@ -121,6 +121,7 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     fleet = {"fleet": opts.fleet} if p.choice != "cpu" else {}  # gc: whose queues these are
     deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=device,
                                spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
+                                     "engine": model_engine(opts.model),
                                      "out": str(opts.out), "host": host_name(), "pid": os.getpid(),
                                      "instances": p.chosen.instances, "int8": opts.int8,
                                      "scans": scan_frames(pending), "format": opts.output_format, **fleet}))
@@ -162,8 +163,9 @@ def _pages(opts: InferOptions) -> list[Page]:
     from jobs.htr.pages import list_pages
 
     model, give = opts.model, "give --model RUN/model.pt of a finished training run"
-    if model.is_dir():
-        beside = model / "model.pt"
+    if model.is_dir():  # a run folder: name the model it holds (gpuhire's, else kraken's)
+        beside = next((model / n for n in ("model.pt", "model.safetensors", "model.mlmodel")
+                       if (model / n).is_file()), model / "model.pt")
         raise SpecError(f"--model {model} is a folder", f"give the model file: --model {beside}"
                         if beside.is_file() else "give the model file, " + give.removeprefix("give --model "))
     if not model.is_file():
@@ -171,9 +173,12 @@ def _pages(opts: InferOptions) -> list[Page]:
     if opts.out.exists() and not opts.out.is_dir():
         raise SpecError(f"--out {opts.out} is a file", "give a folder for the results")
     if importlib.util.find_spec("torch") is not None:  # a launcher without torch ships it unread
-        from jobs.htr.model import load_exported
+        from jobs.htr.infer import check_model
 
-        load_exported(model, "cpu")  # a file that is no model stops here, before anything runs
+        engine = check_model(model)  # a file that is no recognition model stops here, before anything runs
+        if opts.int8 and engine == "kraken":
+            raise SpecError("--int8 quantises gpuhire's own models only, not kraken models",
+                            "drop --int8 for a kraken model")
     elif model.stat().st_size == 0:
         raise SpecError(f"{model} is empty (0 bytes): not a model this trainer wrote "
                         "(a model.pt from gpuhire train)", give)

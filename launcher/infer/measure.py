@@ -1,8 +1,10 @@
 """How fast this machine and the rented GPUs read pages: the planner's inputs, from the ledger.
 
-    CPU lines/s           median of past CPU runs and calibrations on this host
+    CPU lines/s           median of past CPU runs and calibrations on this host, of this model
+                          (else of models of its engine: gpuhire's CRNN or kraken)
     CPU s/page (layout)   the same, from their spec's `segment_s_per_page` (no column of its own)
-    GPU lines/s, s/page   median of past fleet jobs on that GPU (launcher/infer/setup.py)
+    GPU lines/s, s/page   median of past fleet jobs on that GPU (launcher/infer/setup.py; lines/s
+                          of this model or its engine, as for the CPU)
 
 With nothing measured yet, `calibrate` recognises a few lines of the job's own pages on this CPU
 (twice: only the second run is timed, so torch's start-up does not count) and, when the job has
@@ -35,11 +37,39 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def measured_cpu_lines_per_s(ledger: Ledger) -> float | None:
-    """Median CPU inference throughput of past runs and calibrations on this machine."""
-    values = sorted(j.lines_per_s for j in ledger.jobs("infer")
-                    if j.gpu_model == "cpu" and j.lines_per_s and j.spec.get("host") == host_name())
+def model_engine(model: Path) -> str:
+    """The recognition model's engine, "crnn" (gpuhire's model.pt) or "kraken", from its first bytes."""
+    from jobs.htr.kraken_recognise import model_engine as engine
+
+    return engine(model)
+
+
+def _same(path: object, model: Path) -> bool:
+    try:
+        return Path(str(path)).resolve() == model.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def measured_lines_per_s(ledger: Ledger, device: str, model: Path | None = None) -> float | None:
+    """Median inference lines/s of past jobs on `device` (cpu: this host's runs and calibrations;
+    a GPU: fleet jobs on it), for this model: the jobs that read this very file when there are
+    any, else those whose model was of the same engine (a kraken model reads at a rate of its
+    own; jobs recorded before engines were told apart read gpuhire models)."""
+    jobs = [j for j in ledger.jobs("infer") if j.gpu_model == device and j.lines_per_s
+            and (device != "cpu" or j.spec.get("host") == host_name())]
+    if model is not None:
+        engine = model_engine(model)
+        jobs = ([j for j in jobs if _same(j.spec.get("model"), model)]
+                or [j for j in jobs if j.spec.get("engine", "crnn") == engine])
+    values = sorted(float(j.lines_per_s or 0.0) for j in jobs)
     return values[len(values) // 2] if values else None
+
+
+def measured_cpu_lines_per_s(ledger: Ledger, model: Path | None = None) -> float | None:
+    """Median CPU inference throughput of past runs and calibrations on this machine (see
+    `measured_lines_per_s`: per model, or per engine)."""
+    return measured_lines_per_s(ledger, "cpu", model)
 
 
 def measured_segment_s_per_page(ledger: Ledger, device: str) -> float | None:
@@ -123,7 +153,7 @@ def calibrate(opts: InferOptions, pages: list[Page], ledger: Ledger,
                         "check the pages, or pass --no-calibrate to plan with the default throughput")
     rate = lines / max(recognise_s, 1e-6)
     spec: dict[str, object] = {"host": host_name(), "model": str(opts.model), "lines": lines,
-                               "int8": opts.int8}
+                               "int8": opts.int8, "engine": model_engine(opts.model)}
     if segment_s is not None:
         spec["segment_s_per_page"] = round(segment_s, 3)
     ledger.create_job(Job(id=f"calibrate-{utcnow():%Y%m%d-%H%M%S%f}"[:64], kind="infer",
@@ -145,7 +175,7 @@ def plan_inputs(opts: InferOptions, deps: InferDeps, pending: list[Page]) -> Pla
         seg_rate, seg_source = seg_measured, "measured"
     if deps.cpu_lines_per_s:
         cpu_rate, cpu_source = deps.cpu_lines_per_s, "config"
-    elif (measured := measured_cpu_lines_per_s(deps.ledger)) is not None:
+    elif (measured := measured_cpu_lines_per_s(deps.ledger, opts.model)) is not None:
         cpu_rate, cpu_source = measured, "measured"
     elif opts.calibrate and opts.gpu != "none":  # with --gpu none there is nothing to decide
         deps.say("calibrating: recognising a few lines on this CPU to measure its speed"

@@ -1,6 +1,7 @@
 """Inference across a fleet: pages in batches on an SQS queue, results in S3 (launcher side).
 
-    s3://BUCKET/jobs/<job>/model.pt                   the model, sent once
+    s3://BUCKET/jobs/<job>/model.pt                   the model, sent once (model.mlmodel or
+                                                      model.safetensors: a kraken model)
     s3://BUCKET/jobs/<job>/segment/<name>             the user's segmentation model, if any
     s3://BUCKET/jobs/<job>/pages/<key>                each page, its image beside an XML
     s3://BUCKET/jobs/<job>/results/<key>, ....txt     what the workers recognised
@@ -34,6 +35,8 @@ from launcher.providers.base import FleetSettings, Queues
 if TYPE_CHECKING:
     from jobs.htr.pages import Page
 
+MODEL_SUFFIXES = (".pt", ".mlmodel", ".safetensors")  # gpuhire's model, kraken's two formats
+MODEL_KEYS = tuple("model" + s for s in MODEL_SUFFIXES)
 # Everything a fleet job puts in the bucket is tagged, so the bucket's lifecycle rule expires it
 # (terraform: expire-fleet-files): scans do not linger in S3 once their text is home.
 SEND_BATCH = 10  # SQS takes at most 10 messages per SendMessageBatch
@@ -70,6 +73,15 @@ def _packed(entries: list[dict[str, str]]) -> list[list[dict[str, str]]]:
     return groups
 
 
+def model_suffix(model: Path) -> str:
+    """The suffix the model travels under (the worker reads kraken's formats by it): its own when
+    it is one of the three kinds', else the one its first bytes say (jobs.htr.kraken_recognise)."""
+    from jobs.htr.kraken_recognise import kraken_format
+
+    suffix = model.suffix.lower()
+    return suffix if suffix in MODEL_SUFFIXES else (kraken_format(model) or ".pt")
+
+
 def job_prefix(job: str) -> str:
     return f"jobs/{job}/"
 
@@ -96,6 +108,7 @@ class Fleet:
         self.queues: Queues | None = None
         self.batches: dict[int, list[str]] = {}  # batch number -> page keys
         self.options: dict[str, object] = {}  # sent with each batch: format, segment_model (s3 key)
+        self.model_suffix = ".pt"  # the model file's (upload_model sets it)
 
     # -- set-up ---------------------------------------------------------------------------
     def create_queues(self) -> Queues:
@@ -123,9 +136,11 @@ class Fleet:
         return self.queues
 
     def model_key(self) -> str:
-        return self.prefix + "model.pt"
+        """`jobs/<job>/model<suffix>`: the model keeps its file's suffix (.pt, .mlmodel, .safetensors)."""
+        return self.prefix + "model" + self.model_suffix
 
     def upload_model(self, model: Path) -> str:
+        self.model_suffix = model_suffix(model)
         key = self.model_key()
         with aws_errors(f"upload the model to s3://{self.bucket}/{key}"):
             self.s3.upload_file(str(model), self.bucket, key, ExtraArgs={"Tagging": FLEET_TAGGING})
@@ -310,7 +325,7 @@ def staged_keys(s3: Any, bucket: str, job: str) -> list[str]:
     """What the launcher staged for a fleet job: its model and its pages (not its results,
     which a rerun collects and the bucket's lifecycle rule expires)."""
     prefix = job_prefix(job)
-    model = [k for k in list_keys(s3, bucket, prefix + "model.pt") if k == prefix + "model.pt"]
+    model = [k for k in list_keys(s3, bucket, prefix + "model.") if k[len(prefix):] in MODEL_KEYS]
     return model + list_keys(s3, bucket, prefix + "segment/") + list_keys(s3, bucket, prefix + "pages/")
 
 

@@ -25,18 +25,19 @@ if TYPE_CHECKING:
     from ledger.book import Ledger
 
 
-def gpu_prices(settings: Settings, ledger: Ledger, live: bool) -> list[GpuPrice]:
+def gpu_prices(settings: Settings, ledger: Ledger, live: bool, model: Path | None = None) -> list[GpuPrice]:
     """The cheapest offer per GPU now: live spot prices with AWS (`live`), else the bundled table.
 
-    Throughput (lines/s, and layout analysis s/page) as past fleet jobs measured it, else the
-    config's or the default."""
-    from launcher.infer.measure import measured_segment_s_per_page
+    Throughput (lines/s, and layout analysis s/page) as past fleet jobs measured it (lines/s: with
+    `model`, or models of its engine: launcher/infer/measure.py), else the config's or the default."""
+    from launcher.infer.measure import measured_lines_per_s, measured_segment_s_per_page
 
     rates = {**DEFAULT_INFER_LINES_PER_S, **settings.infer.lines_per_s}
     configured = settings.infer.segment_s_per_page
     prices: list[GpuPrice] = []
     for gpu in RENTED_GPUS:
-        measured = ledger.measured_lines_per_s("infer", gpu)
+        measured = measured_lines_per_s(ledger, gpu, model) if model is not None \
+            else ledger.measured_lines_per_s("infer", gpu)
         rate, source = (measured, "measured") if measured else (rates[gpu], "default")
         segment = measured_segment_s_per_page(ledger, gpu)
         if gpu in configured:
@@ -92,15 +93,17 @@ def fleet_maker(settings: Settings, ledger: Ledger, fleet_kind: str, out: Path) 
 
 
 def infer_deps(settings: Settings, ledger: Ledger, *, fleet_kind: str, out: Path,
-               say: Callable[[str], None], confirm: Callable[[str], bool], bar: Bar) -> InferDeps:
-    """Everything `gpuhire infer` hands the flow, from the settings."""
+               say: Callable[[str], None], confirm: Callable[[str], bool], bar: Bar,
+               model: Path | None = None) -> InferDeps:
+    """Everything `gpuhire infer` hands the flow, from the settings (GPU throughput measured
+    with `model`, or models of its engine, where there is any)."""
     from ledger.alerts.check import check_quietly
 
     s = settings.infer
     live = fleet_kind == "aws" and aws_configured(settings)
     return InferDeps(
         ledger=ledger, say=say, confirm=confirm, bar=bar,
-        gpu_prices=lambda: gpu_prices(settings, ledger, live),
+        gpu_prices=lambda: gpu_prices(settings, ledger, live, model),
         cpu_usd_per_hour=running_usd_per_hour(settings.local.watts, settings.ownership.usd_per_kwh),
         cpu_rules=settings.billing_rules("local"), make_fleet=fleet_maker(settings, ledger, fleet_kind, out),
         cpu_lines_per_s=s.lines_per_s.get("cpu"),

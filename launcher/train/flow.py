@@ -16,7 +16,6 @@ home, the job is `stopped`, and `gpuhire resume JOB` continues it from that chec
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from launcher.errors import BudgetError, SpecError, SshError
 from launcher.providers.base import Host, Machine, RentRequest
 from launcher.rundir import RunDir, RunState, new_job_id
 from launcher.status import stopped_elsewhere
+from launcher.train.engine import engine_args, model_files
 from launcher.train.events import EventReader, JobProgress
 from launcher.train.follow import (
     HEARTBEAT_S,
@@ -34,80 +34,14 @@ from launcher.train.follow import (
     events_file,
     follow,
 )
-from launcher.train.quote import (
-    GpuChoice,
-    Quote,
-    Throughput,
-    calibrated_throughput,
-    choose_for_job,
-    device_of,
-    host_name,
-    job_model_size,
-    job_throughput,
-    quote,
-)
+from launcher.train.prepare import dry_run, job_quote, prepare
+from launcher.train.quote import device_of, host_name
 from launcher.train.types import TrainDeps, TrainOptions, TrainResult
 from ledger.models import Job
 from ledger.timeutil import utcnow
 
 DETACH_LEASE_S = 24 * 3600.0  # a detached job's heartbeat lease (max lifetime still applies)
 REFUSED = ("done", "failed")  # `resume` goes on from any other state, `stopped` included
-
-
-def prepare(opts: TrainOptions, deps: TrainDeps, dataset: Path) -> int:
-    """Check and compile the ground truth locally into `dataset`; nothing is rented before
-    this passes."""
-    for path in opts.data:
-        if not path.exists():
-            raise SpecError(f"ground truth {path} does not exist", "check the path you gave")
-    return deps.compile_dataset(list(opts.data), dataset)
-
-
-def _quote(job: str, lines: int, epochs: int, opts: TrainOptions, deps: TrainDeps,
-           dataset: Path) -> tuple[Quote, GpuChoice | None]:
-    """The quote for this job's model size on the plan's GPU (launcher/train/quote.py), said;
-    with `--gpu auto` on AWS, the GPU type chosen for this job first. BudgetError when the
-    quote is above --max-usd."""
-    size = job_model_size(opts.preset, dataset)
-    choice = choose_for_job(deps.provider, deps.ledger, lines * epochs, size, deps.default_lines_per_s,
-                            deps.scaling_per_doubling)
-    plan = deps.provider.plan()
-    gpus = int(plan.machine.get("gpus", 1))  # --gpus N: N GPUs' throughput (quote.py)
-
-    def calibrate() -> Throughput | None:  # only this machine's CPU can be measured before a run
-        if deps.provider.name != "local" or plan.gpu != "cpu":
-            return None
-        deps.say("calibrating: a few training steps on this CPU to measure its speed")
-        return calibrated_throughput(dataset, opts.preset)
-
-    rate = job_throughput(deps.ledger, plan.gpu, size, calibrate=calibrate,
-                          overrides=deps.default_lines_per_s, gpus=gpus,
-                          per_doubling=deps.scaling_per_doubling)
-    q = quote(gpu=plan.gpu, lines=lines, epochs=epochs, usd_per_hour=plan.usd_per_hour,
-              overhead_s=plan.overhead_s, throughput=rate, size=size, gpus=gpus)
-    deps.say(f"job {job}: {lines:,} usable lines, {deps.provider.name} / {plan.gpu}")
-    if choice is not None:
-        deps.say(choice.describe())
-    deps.say(f"plan: {plan.description}")
-    deps.say(f"quote: {q.describe()}")
-    if opts.max_usd is not None and q.usd > opts.max_usd:
-        raise BudgetError(
-            f"the quote ${q.usd} is above --max-usd {opts.max_usd}; nothing was rented",
-            "raise --max-usd, train fewer --epochs, or pick a cheaper --gpu",
-        )
-    return q, choice
-
-
-def _dry_run(job: str, run: RunDir, epochs: int, opts: TrainOptions, deps: TrainDeps) -> TrainResult:
-    """Check, compile and quote, leaving nothing behind: the data compiles into a temporary
-    folder, and the run folder is only checked, never made."""
-    run.check_new(job)
-    with tempfile.TemporaryDirectory(prefix="gpuhire-dry-run-") as tmp:
-        lines = prepare(opts, deps, Path(tmp) / "dataset")
-        q, choice = _quote(job, lines, epochs, opts, deps, Path(tmp) / "dataset")
-    deps.say("dry run: nothing rented, nothing written")
-    return TrainResult(job, "dry-run", q, run.path, gpu_choice=choice,
-                       quoted_s=float(q.seconds), quoted_usd=q.usd)
 
 
 def _ship_preset(preset: str, run: RunDir) -> str:
@@ -128,11 +62,11 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
         raise SpecError(f"epochs {epochs} / max restarts {opts.max_restarts} cannot run",
                         "give --epochs 1 or more and --max-restarts 0 or more")
     if opts.dry_run:
-        return _dry_run(job, run, epochs, opts, deps)
+        return dry_run(job, run, epochs, opts, deps)
     fresh, had_dataset = run.create(job), run.dataset.exists()
     try:
         lines = prepare(opts, deps, run.dataset)
-        q, choice = _quote(job, lines, epochs, opts, deps, run.dataset)
+        q, choice = job_quote(job, lines, epochs, opts, deps, run.dataset)
         preset = _ship_preset(opts.preset, run)
         plan = deps.provider.plan()
         confirmed = opts.yes or deps.confirm(f"Rent {plan.gpu} for about ${q.usd}?")
@@ -140,7 +74,7 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
         _discard(run, fresh, had_dataset)
         raise
     result = TrainResult(job, "dry-run", q, run.path, gpu_choice=choice,
-                         quoted_s=float(q.seconds), quoted_usd=q.usd)
+                         quoted_s=float(q.seconds), quoted_usd=q.usd, engine=opts.engine)
     if not confirmed:
         _discard(run, fresh, had_dataset)
         result.status = "stopped"
@@ -150,7 +84,8 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
         id=job, kind="train", status="launching", gpu_model=plan.gpu, max_usd=opts.max_usd,
         spec={"data": [str(p) for p in opts.data], "preset": opts.preset, "epochs": epochs,
               "provider": deps.provider.name, "lines": lines, "run_dir": str(run.path),
-              "host": host_name(), "gpus": q.gpus},
+              "host": host_name(), "gpus": q.gpus, "engine": opts.engine,
+              **({"kraken_spec": opts.kraken_spec} if opts.kraken_spec else {})},
         model_size=q.model_size, device=device_of(plan.gpu), quoted_s=float(q.seconds),
         quoted_usd=q.usd,
     ))
@@ -158,7 +93,8 @@ def train(opts: TrainOptions, deps: TrainDeps) -> TrainResult:
                      data=[str(p) for p in opts.data], preset=preset, epochs=epochs,
                      max_restarts=opts.max_restarts, market=plan.market,
                      max_usd=None if opts.max_usd is None else str(opts.max_usd),
-                     machine=dict(plan.machine))  # e.g. which configured host, for `resume`
+                     machine=dict(plan.machine),  # e.g. which configured host, for `resume`
+                     engine=opts.engine, kraken_spec=opts.kraken_spec)
     run.save(state)
     return drive(state, run, deps, result, opts.detach)
 
@@ -268,7 +204,7 @@ def trainer_args(state: RunState) -> list[str]:
             "--events", events_file(state), "--job", state.job]
     if state.epochs:
         args += ["--epochs", str(state.epochs)]
-    return args
+    return args + engine_args(state.engine, state.kraken_spec)  # on every attempt: resume too
 
 
 def _ship_and_start(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
@@ -309,9 +245,10 @@ def _settle(state: RunState, run: RunDir, deps: TrainDeps, machine: Machine,
         t = time.monotonic()
         machine.release("completed" if outcome == "done" else "user")
         result.time("terminate and close session", t)
-    model = run.run / "model.pt"
-    if model.exists():
-        shutil.copy2(model, run.model)
+    for name in model_files(state.engine):  # crnn: model.pt; kraken: safetensors and CoreML
+        if (run.run / name).exists():
+            shutil.copy2(run.run / name, run.path / name)
+    result.models = run.models(model_files(state.engine))
     status = {"done": "done", "stopped": "stopped"}.get(outcome, "failed")
     result.status, result.attempts = status, state.attempt + 1
     result.seconds = time.monotonic() - started
@@ -374,7 +311,7 @@ def resume(state: RunState, run: RunDir, deps: TrainDeps, *, attach_only: bool =
     A job still running is followed again (`attach`); one whose machine or process is gone
     starts a new attempt that resumes from the last checkpoint copied home (`resume`).
     """
-    result = TrainResult(state.job, "running", None, run.path)
+    result = TrainResult(state.job, "running", None, run.path, engine=state.engine)
     if state.status in REFUSED:  # a stopped job (Ctrl-C, `gpuhire stop`) goes on
         raise SpecError(f"job {state.job} already ended ({state.status})",
                         "start a new job with `gpuhire train`")

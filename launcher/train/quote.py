@@ -22,6 +22,13 @@ N GPUs (`--gpus N`, one trainer process per GPU under torchrun): lines_per_s is,
      median of the same size), else `scaling_per_doubling ** log2(N)`: 0.85 per doubling by
      default (`[train] scaling_per_doubling`), so 2 GPUs 1.7x, 4 GPUs 2.89x, 8 GPUs 4.91x.
 The quote says which.
+
+Engines (`--engine crnn|kraken`): throughput is looked up for the job's engine only: a finished
+job counts for kraken when its spec says `"engine": "kraken"`, and for the CRNN otherwise (jobs
+recorded before kraken came have no engine: they were CRNN jobs). A kraken job's size is
+`kraken` (kraken's default 4.0 M-parameter model) or `kraken spec <hash>` (a network spec of
+the user's own). Until a kraken job has been measured, `DEFAULT_KRAKEN_LINES_PER_S` stands
+(there is no calibration for kraken: its first quote on a CPU is the default).
 """
 
 from __future__ import annotations
@@ -45,6 +52,14 @@ if TYPE_CHECKING:
 # trainers; CPU is 20-50x slower (a CPU is calibrated instead, when it is this machine's).
 # Every value can be overridden in [train.lines_per_s].
 DEFAULT_TRAIN_LINES_PER_S: dict[str, float] = {"t4": 40.0, "l4": 70.0, "a10g": 75.0, "cpu": 2.0}
+# The kraken engine's until a kraken job is measured (issue 16, measured on this project's CPU,
+# one core each, 1,800 synthetic lines): kraken 7.1.1's default recognition model (4.0 M
+# parameters) trained at about 2-3 lines/s per CPU core, gpuhire's `default` preset (6.2 M) at
+# 2.45. The CPU figure is that of one core, so it is conservative on a machine with more.
+# Nothing was measured on a GPU: the GPU figures are an ESTIMATE, scaled like the CRNN defaults
+# (kraken's default model trained at about the CRNN `default` preset's speed on a core, so the
+# same GPU/CPU ratio, x 1.0). `[train.lines_per_s]` overrides both engines' defaults.
+DEFAULT_KRAKEN_LINES_PER_S: dict[str, float] = {"t4": 40.0, "l4": 70.0, "a10g": 75.0, "cpu": 2.5}
 DEFAULT_BOOT_S = 240  # instance start, SSH up, image pulled (AWS); 0 for local
 DEFAULT_STAGING_S = 60
 CALIBRATION_S = 3.0  # timed training steps of a calibration (after two warm-up batches)
@@ -94,6 +109,7 @@ class Quote:
     seconds: int
     model_size: str = "default"
     gpus: int = 1  # GPUs (trainer processes) per box
+    engine: str = "crnn"  # crnn | kraken
 
     @property
     def hours(self) -> Decimal:
@@ -114,18 +130,22 @@ class Quote:
 
     def to_dict(self) -> dict[str, Any]:
         """The quote in `--format json` (docs/train.md)."""
-        return {"gpu": self.gpu, "gpus": self.gpus, "model_size": self.model_size, "lines": self.lines,
+        return {"gpu": self.gpu, "gpus": self.gpus, "engine": self.engine,
+                "model_size": self.model_size, "lines": self.lines,
                 "epochs": self.epochs, "lines_per_s": round(self.lines_per_s, 3),
                 "throughput_source": self.throughput_source, "overhead_s": self.overhead_s,
                 "usd_per_hour": self.usd_per_hour, "seconds": self.seconds, "usd": self.usd}
 
 
-def default_throughput(gpu: str, overrides: dict[str, float] | None = None) -> Throughput:
-    """The documented default for `gpu` (`[train.lines_per_s]` first); T4's for an unknown GPU."""
+def default_throughput(gpu: str, overrides: dict[str, float] | None = None,
+                       engine: str = "crnn") -> Throughput:
+    """The documented default of `engine` for `gpu` (`[train.lines_per_s]` first); T4's for an
+    unknown GPU."""
     if overrides and gpu.lower() in overrides:
         return Throughput(overrides[gpu.lower()], "config")
-    return Throughput(DEFAULT_TRAIN_LINES_PER_S.get(gpu.lower(), DEFAULT_TRAIN_LINES_PER_S["t4"]),
-                      "default")
+    table = DEFAULT_KRAKEN_LINES_PER_S if engine == "kraken" else DEFAULT_TRAIN_LINES_PER_S
+    source = "kraken default, an estimate" if engine == "kraken" and gpu.lower() != "cpu" else "default"
+    return Throughput(table.get(gpu.lower(), table["t4"]), source)
 
 
 def _gpus_of(job: Any) -> int:
@@ -133,21 +153,29 @@ def _gpus_of(job: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
-def measured_rates(ledger: Ledger, gpu: str, size: str | None, gpus: int = 1) -> list[float]:
-    """Lines/s of the finished train jobs of `size` (None: any) on `gpu` with `gpus` GPUs
-    (`Job.spec["gpus"]`, 1 when absent; on this machine for a CPU), sorted."""
+def engine_of(job: Any) -> str:
+    """A train job's engine: its spec's `engine`; `crnn` when absent (jobs from before kraken)."""
+    value = job.spec.get("engine", "crnn") if isinstance(job.spec, dict) else "crnn"
+    return value if value == "kraken" else "crnn"
+
+
+def measured_rates(ledger: Ledger, gpu: str, size: str | None, gpus: int = 1,
+                   engine: str = "crnn") -> list[float]:
+    """Lines/s of the finished train jobs of `engine` and `size` (None: any) on `gpu` with
+    `gpus` GPUs (`Job.spec["gpus"]`, 1 when absent; on this machine for a CPU), sorted."""
     device = device_of(gpu)
     host = host_name() if device == "cpu" else None
     return sorted(j.lines_per_s for j in ledger.jobs("train")
                   if j.lines_per_s and (j.gpu_model or "") == gpu.lower() and j.device == device
                   and (size is None or j.model_size == size) and _gpus_of(j) == gpus
-                  and (host is None or j.spec.get("host") == host))
+                  and engine_of(j) == engine and (host is None or j.spec.get("host") == host))
 
 
-def measured_throughput(ledger: Ledger, gpu: str, size: str, gpus: int = 1) -> Throughput | None:
-    """The median of finished train jobs of `size` on `gpu` with `gpus` GPUs (on this machine
-    for a CPU)."""
-    values = measured_rates(ledger, gpu, size, gpus)
+def measured_throughput(ledger: Ledger, gpu: str, size: str, gpus: int = 1,
+                        engine: str = "crnn") -> Throughput | None:
+    """The median of finished train jobs of `engine` and `size` on `gpu` with `gpus` GPUs (on
+    this machine for a CPU)."""
+    values = measured_rates(ledger, gpu, size, gpus, engine)
     if not values:
         return None
     what = f"{gpus} GPUs, " if gpus > 1 else ""
@@ -160,7 +188,8 @@ def default_efficiency(gpus: int, per_doubling: float = DEFAULT_SCALING_PER_DOUB
 
 
 def scaling_efficiency(ledger: Ledger | None, gpu: str, gpus: int,
-                       per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> tuple[float, str]:
+                       per_doubling: float = DEFAULT_SCALING_PER_DOUBLING,
+                       engine: str = "crnn") -> tuple[float, str]:
     """(efficiency, where from) of `gpus` GPUs of type `gpu`: the ledger's measured one (the
     median over model sizes measured both on one GPU and on `gpus`), else the default."""
     if gpus <= 1:
@@ -170,10 +199,10 @@ def scaling_efficiency(ledger: Ledger | None, gpu: str, gpus: int,
         per_doubling = 0.5
     if ledger is not None:
         multi = [j for j in ledger.jobs("train") if _gpus_of(j) == gpus and j.lines_per_s
-                 and (j.gpu_model or "") == gpu.lower()]
+                 and (j.gpu_model or "") == gpu.lower() and engine_of(j) == engine]
         for size in sorted({j.model_size for j in multi if j.model_size}):
-            one = measured_rates(ledger, gpu, size, 1)
-            many = measured_rates(ledger, gpu, size, gpus)
+            one = measured_rates(ledger, gpu, size, 1, engine)
+            many = measured_rates(ledger, gpu, size, gpus, engine)
             if one and many:
                 measured.append(many[len(many) // 2] / (gpus * one[len(one) // 2]))
     if measured:
@@ -205,15 +234,16 @@ def quote(
     throughput: Throughput | None = None,
     size: str = "default",
     gpus: int = 1,
+    engine: str = "crnn",
 ) -> Quote:
     """A quote for `lines` x `epochs` on `gpu`: `throughput` when given, else a measured rate,
     else the default."""
     if throughput is None:
         throughput = (Throughput(measured_lines_per_s, "measured") if measured_lines_per_s
-                      else default_throughput(gpu, default_lines_per_s))
+                      else default_throughput(gpu, default_lines_per_s, engine))
     seconds = int(lines * epochs / throughput.lines_per_s) + overhead_s
     return Quote(gpu, lines, epochs, throughput.lines_per_s, throughput.source, overhead_s,
-                 usd_per_hour, seconds, size, gpus)
+                 usd_per_hour, seconds, size, gpus, engine)
 
 
 # -- --gpu auto -------------------------------------------------------------------------------
@@ -316,28 +346,30 @@ def calibrated_throughput(dataset: Path, preset: str) -> Throughput | None:
 
 def job_throughput(ledger: Ledger, gpu: str, size: str, *, calibrate: Callable[[], Throughput | None]
                    | None = None, overrides: dict[str, float] | None = None, gpus: int = 1,
-                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> Throughput:
-    """Measured for this size on this GPU (and N GPUs), else `calibrate()` (the local CPU),
-    else the default; for N GPUs without an N-GPU measurement, one GPU's x N x the scaling
-    efficiency (see the module doc)."""
+                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING,
+                   engine: str = "crnn") -> Throughput:
+    """Measured for this engine and size on this GPU (and N GPUs), else `calibrate()` (the
+    local CPU), else the engine's default; for N GPUs without an N-GPU measurement, one GPU's
+    x N x the scaling efficiency (see the module doc)."""
     if gpus > 1:
-        measured = measured_throughput(ledger, gpu, size, gpus)
+        measured = measured_throughput(ledger, gpu, size, gpus, engine)
         if measured is not None:
             return measured
-        one = job_throughput(ledger, gpu, size, calibrate=calibrate, overrides=overrides)
-        return scale(one, gpus, scaling_efficiency(ledger, gpu, gpus, per_doubling))
-    measured = measured_throughput(ledger, gpu, size)
+        one = job_throughput(ledger, gpu, size, calibrate=calibrate, overrides=overrides, engine=engine)
+        return scale(one, gpus, scaling_efficiency(ledger, gpu, gpus, per_doubling, engine))
+    measured = measured_throughput(ledger, gpu, size, engine=engine)
     if measured is not None:
         return measured
     if overrides and gpu.lower() in overrides:
-        return default_throughput(gpu, overrides)
+        return default_throughput(gpu, overrides, engine)
     calibrated = calibrate() if calibrate is not None else None
-    return calibrated or default_throughput(gpu, overrides)
+    return calibrated or default_throughput(gpu, overrides, engine)
 
 
 def choose_for_job(provider: Any, ledger: Ledger, line_epochs: int, size: str,
                    overrides: dict[str, float] | None = None,
-                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING) -> GpuChoice | None:
+                   per_doubling: float = DEFAULT_SCALING_PER_DOUBLING,
+                   engine: str = "crnn") -> GpuChoice | None:
     """`--gpu auto` on AWS: the provider chose by price per unit of speed (AwsProvider._choose,
     before any job was known); choose again among the same offers by this job's expected cost
     (its size's throughput on each GPU type, `line_epochs` lines to train), and point the
@@ -350,7 +382,7 @@ def choose_for_job(provider: Any, ledger: Ledger, line_epochs: int, size: str,
 
     def seconds(gpu: str) -> float:
         rate = job_throughput(ledger, gpu, size, overrides=overrides, gpus=gpus,
-                              per_doubling=per_doubling)
+                              per_doubling=per_doubling, engine=engine)
         return line_epochs / rate.lines_per_s + float(overhead_s)
 
     choice = replace(choose_gpu(first.usd_per_hour, first.usd_per_hour.__getitem__, seconds),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from launcher.providers.base import Provider
 from launcher.train.events import JobProgress
-from launcher.train.ground_truth import compile_ground_truth
+from launcher.train.ground_truth import compile_ground_truth, compile_kraken_ground_truth
 from launcher.train.quote import DEFAULT_SCALING_PER_DOUBLING, GpuChoice, Quote
 from ledger.book import Ledger
 from ledger.idle import idle_usd
@@ -28,6 +28,8 @@ class TrainOptions:
     detach: bool = False
     out: Path | None = None  # default runs/<job>
     job: str | None = None
+    engine: str = "crnn"  # crnn | kraken (launcher/train/engine.py)
+    kraken_spec: str | None = None  # kraken's VGSL spec (--kraken-spec); None: the preset's or kraken's
 
 
 @dataclass
@@ -49,6 +51,8 @@ class TrainResult:
     quoted_usd: Decimal | None = None
     actual_s: float | None = None  # what the whole job took (all its sessions), once settled
     actual_usd: Decimal | None = None
+    engine: str = "crnn"
+    models: list[Path] = field(default_factory=list)  # the model files brought home
 
     @property
     def quote_error(self) -> float | None:
@@ -85,6 +89,8 @@ class TrainDeps:
     say: Callable[[str], None]
     confirm: Callable[[str], bool]  # a second Ctrl-C at the question raises KeyboardInterrupt
     compile_dataset: Callable[[list[Path], Path], int] = compile_ground_truth  # usable line count
+    # --engine kraken: (ground truth, dataset folder, preset, --kraken-spec) -> training lines
+    compile_kraken: Callable[[list[Path], Path, str, str | None], int] = compile_kraken_ground_truth
     after_job: Callable[[str], None] = lambda job: None  # alert checks
     default_lines_per_s: dict[str, float] | None = None  # [train.lines_per_s] overrides
     interactive: Callable[[], bool] = lambda: True  # a terminal to ask detach-or-stop on

@@ -55,7 +55,8 @@ def bad_models(tmp_path: Path, model: Path) -> dict[str, Path]:
     ("garbage", "error: {p} is not a model this trainer wrote (a model.pt from gpuhire train); " + GIVE),
     ("empty", "error: {p} is empty (0 bytes): not a model this trainer wrote (a model.pt from gpuhire train); "
      + GIVE),
-    ("text", "error: {p} is not a model this trainer wrote (a model.pt from gpuhire train); " + GIVE),
+    ("text", "error: {p} is neither a gpuhire model (RUN/model.pt from gpuhire train) nor a kraken recognition "
+     "model (.mlmodel or .safetensors); " + GIVE + ", or a kraken recognition model"),
     ("folder", "error: --model {p} is a folder; give the model file, RUN/model.pt of a finished training run"),
     ("run", "error: --model {p} is a folder; give the model file: --model {p}/model.pt"),
     ("checkpoint", "error: {p} is a training checkpoint, not a model; use RUN/model.pt: --model {p.parent}/model.pt"),

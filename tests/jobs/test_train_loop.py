@@ -122,6 +122,29 @@ def test_the_schedule_moves_once_per_optimizer_step(small_ds: Path, tmp_path: Pa
         assert e["lr"] == pytest.approx(cfg.lr * f(e["step"]))
 
 
+def test_the_run_warms_up_over_at_most_warmup_epochs(small_ds: Path, tmp_path: Path) -> None:
+    _, events = _run(small_ds, tmp_path, epochs=2, warmup_steps=1000, warmup_epochs=0.5,
+                     progress_seconds=0.0)
+    per_epoch = _steps_per_epoch(small_ds, load_config("tiny"))
+    start = events[0]
+    assert start["warmup_steps"] == math.ceil(0.5 * per_epoch)  # not 1000
+    cfg = load_config("tiny", epochs=2, warmup_steps=1000, warmup_epochs=0.5)
+    f = lr_lambda(cfg, 2 * per_epoch, start["warmup_steps"])
+    lrs = {e["step"]: e["lr"] for e in events if e["event"] == "progress"}
+    assert lrs and all(lr == pytest.approx(cfg.lr * f(step)) for step, lr in lrs.items())
+    assert max(lrs.values()) == pytest.approx(cfg.lr, rel=0.05)  # the peak is reached in the first epoch
+
+
+def test_a_resume_keeps_the_batches_the_run_started_with(small_ds: Path, tmp_path: Path) -> None:
+    _, first = _run(small_ds, tmp_path, epochs=1, min_steps_per_epoch=20)  # 54 lines: batches of 4
+    assert first[0]["max_batch"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["max_batch"] == 4
+    # the same run again with another policy: it goes on with the batches it had
+    result, events = _run(small_ds, tmp_path, epochs=2, min_steps_per_epoch=0)
+    start = next(e for e in events if e["event"] == "start" and e["resumed_from_step"] is not None)
+    assert start["max_batch"] == 4 and result.epochs == 2
+
+
 # ------------------------------------------------------------------ gradient accumulation
 
 

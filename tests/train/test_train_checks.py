@@ -143,7 +143,8 @@ def test_a_dry_run_leaves_nothing_behind(tiny_gt: Path, tmp_path: Path, sqlite_d
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     for extra in ([], ["--out", str(tmp_path / "out" / "r1")]):
-        r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--dry-run", *extra)
+        r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny", "--dry-run",
+                           *extra)  # tiny: the quote's calibration is seconds, not half a minute
         assert r.exit_code == 0, r.stderr
         assert "dry run: nothing rented, nothing written" in r.stderr
     assert list(work.iterdir()) == [] and not (tmp_path / "out").exists()
@@ -156,8 +157,8 @@ def test_a_refused_quote_removes_the_folder_it_made(tiny_gt: Path, tmp_path: Pat
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
     for out in (tmp_path / "new", keep):
-        r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--yes", "--max-usd",
-                           "0.000001", "--out", str(out))
+        r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny", "--yes",
+                           "--max-usd", "0.000001", "--out", str(out))
         assert "above --max-usd" in _one_error_line(r)
     assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in keep.iterdir()) == ["notes.txt"]  # only what it compiled went

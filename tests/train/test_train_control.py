@@ -227,6 +227,6 @@ def test_local_gpu_this_machine_lacks_is_one_line(tiny_gt: Path, tmp_path: Path,
     assert r.stderr.strip() == ("error: --gpu h100: the local provider runs on what this machine has "
                                 "(cpu here); pass --gpu cpu or auto")
     r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--gpu", "cpu", "--dry-run",
-                       "--out", str(tmp_path / "r"))
+                       "--preset", "tiny", "--out", str(tmp_path / "r"))
     assert r.exit_code == 0 and "plan: this machine (cpu)" in r.stderr
 

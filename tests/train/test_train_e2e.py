@@ -90,8 +90,8 @@ def test_dry_run_rents_nothing_and_bad_gt_is_refused(tmp_path: Path, sqlite_db: 
 
 
 def test_quote_above_max_usd_rents_nothing(tiny_gt: Path, tmp_path: Path, sqlite_db: str) -> None:
-    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--yes", "--max-usd",
-                       "0.000001", "--out", str(tmp_path / "r"))
+    r = Cli(sqlite_db)("train", str(tiny_gt), "--provider", "local", "--preset", "tiny", "--yes",
+                       "--max-usd", "0.000001", "--out", str(tmp_path / "r"))
     assert r.exit_code == 1
     assert "above --max-usd 0.000001; nothing was rented" in r.stderr
     assert Ledger(open_engine(sqlite_db)).sessions() == []
