@@ -35,7 +35,7 @@ CREATOR = "gpuhire"
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # xs:dateTime, UTC
 
 
 def _page_points(points: Points) -> str:

@@ -100,7 +100,7 @@ def write_page_text(xml_in: Path, texts: dict[str, str], xml_out: Path, *,
             _set_equiv(region, ns, joined, None)
     change = root.find(f"{{{ns}}}Metadata/{{{ns}}}LastChange")
     if change is not None and written:
-        change.text = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        change.text = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # xs:dateTime, UTC
     _write_tree(tree, Path(xml_out))
     return written
 
