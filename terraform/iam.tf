@@ -69,6 +69,9 @@ data "aws_iam_policy_document" "instance" {
     actions = ["s3:GetObject"]
     resources = [
       "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.mlmodel",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.safetensors",
+      "${aws_s3_bucket.this.arn}/jobs/*/segment/*",
       "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
       "${aws_s3_bucket.this.arn}/jobs/*/results/*",
     ]
@@ -288,8 +291,8 @@ data "aws_iam_policy_document" "user" {
   }
 
   # Staging (launcher/providers/aws/staging.py): training data (data/<sha256>/), checkpoints
-  # (jobs/<job>/checkpoints/); the inference fleet (launcher/infer/queue.py): jobs/<job>/model.pt,
-  # pages/ and results/. Without s3:ListBucket a missing key answers 403 instead of 404, and
+  # (jobs/<job>/checkpoints/); the inference fleet (launcher/infer/queue.py): jobs/<job>/model.pt
+  # (or .mlmodel, .safetensors), segment/, pages/ and results/. Without s3:ListBucket a missing key answers 403 instead of 404, and
   # staging asks whether data/<sha256>/MANIFEST.json exists (HeadObject) before sending data.
   statement {
     sid       = "ListStagingPrefixes"
@@ -317,6 +320,9 @@ data "aws_iam_policy_document" "user" {
     resources = [
       "${aws_s3_bucket.this.arn}/jobs/*/checkpoints/*",
       "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.mlmodel",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.safetensors",
+      "${aws_s3_bucket.this.arn}/jobs/*/segment/*",
       "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
     ]
   }
@@ -328,6 +334,9 @@ data "aws_iam_policy_document" "user" {
     actions = ["s3:DeleteObject"]
     resources = [
       "${aws_s3_bucket.this.arn}/jobs/*/model.pt",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.mlmodel",
+      "${aws_s3_bucket.this.arn}/jobs/*/model.safetensors",
+      "${aws_s3_bucket.this.arn}/jobs/*/segment/*",
       "${aws_s3_bucket.this.arn}/jobs/*/pages/*",
     ]
   }

@@ -119,7 +119,7 @@ data "aws_iam_policy_document" "kms" {
 }
 
 ################################################################################
-# S3: data (data/<sha256>/), jobs (jobs/<job>/{checkpoints/,model.pt,pages/,results/})
+# S3: data (data/<sha256>/), jobs (jobs/<job>/{checkpoints/,model.*,segment/,pages/,results/})
 ################################################################################
 
 resource "aws_s3_bucket" "this" {

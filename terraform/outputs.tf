@@ -6,7 +6,7 @@ output "region" {
 }
 
 output "bucket" {
-  description = "S3 bucket for data/<sha256>/ and jobs/<job>/{checkpoints/,model.pt,pages/,results/} ([aws] bucket)."
+  description = "S3 bucket for data/<sha256>/ and jobs/<job>/{checkpoints/,model.*,segment/,pages/,results/} ([aws] bucket)."
   value       = aws_s3_bucket.this.id
 }
 

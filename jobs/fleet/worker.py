@@ -163,8 +163,10 @@ class Worker:
             model = self._model(body["model"], Path(self.args.cache))
             # the job's options travel in each batch: layout format, the user's segmentation model
             seg_key = body.get("segment_model")  # s3 key, ending in the model file's own name
-            segment_model = self._model(seg_key, Path(self.args.cache), seg_key.rsplit("/", 1)[-1]) \
-                if seg_key else None
+            # cached as segment-<name>: a segmentation model called model.mlmodel must not
+            # overwrite the recognition model of that name
+            segment_model = self._model(seg_key, Path(self.args.cache),
+                                        "segment-" + seg_key.rsplit("/", 1)[-1]) if seg_key else None
             done: list[dict[str, Any]] = []
             todo: list[Page] = []
             segment_s, segmented = 0.0, 0

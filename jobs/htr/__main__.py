@@ -142,6 +142,8 @@ def _train(args: argparse.Namespace) -> int:
         if is_kraken_dataset(args.data):
             raise HtrError(f"{args.data} is a dataset compiled for the kraken engine",
                            "add --engine kraken, or give the ground truth (or a CRNN-compiled dataset)")
+        if args.preset == "kraken":
+            raise HtrError("--preset kraken is the kraken engine's preset", "add --engine kraken")
         cfg = load_config(args.preset or "default", epochs=args.epochs,
                           checkpoint_minutes=args.checkpoint_minutes)
         result = train(args.data, args.out, cfg, events=events, init=args.init, device=args.device)

@@ -205,7 +205,9 @@ def setup(data_path: Path, run: Path, cfg: TrainConfig, events: EventWriter, ini
                        "give more ground truth or fewer processes")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = math.ceil(len(sampler) / cfg.accum_steps)  # optimizer steps
-    warmup = warmup_steps(cfg, per_epoch)
+    # a checkpoint from before the warm-up cap (no max_batch in it) keeps its old warm-up: the
+    # learning-rate schedule is not saved, so a resume mid-warm-up must compute the same one
+    warmup = cfg.warmup_steps if ckpt and "max_batch" not in ckpt else warmup_steps(cfg, per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, cfg.epochs * per_epoch, warmup))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net: nn.Module = model

@@ -120,7 +120,8 @@ def _infer(opts: InferOptions, deps: InferDeps) -> InferResult:
     device = p.choice if p.choice != "cpu" and opts.fleet == "aws" else "cpu"
     fleet = {"fleet": opts.fleet} if p.choice != "cpu" else {}  # gc: whose queues these are
     deps.ledger.create_job(Job(id=job, kind="infer", status="running", gpu_model=device,
-                               spec={"pages": len(pending), "lines": p.lines, "model": str(opts.model),
+                               spec={"pages": len(pending), "lines": p.lines,
+                                     "model": str(opts.model.resolve()),
                                      "engine": model_engine(opts.model),
                                      "out": str(opts.out), "host": host_name(), "pid": os.getpid(),
                                      "instances": p.chosen.instances, "int8": opts.int8,

@@ -152,7 +152,7 @@ def calibrate(opts: InferOptions, pages: list[Page], ledger: Ledger,
         raise SpecError("the calibration pages held no readable line",
                         "check the pages, or pass --no-calibrate to plan with the default throughput")
     rate = lines / max(recognise_s, 1e-6)
-    spec: dict[str, object] = {"host": host_name(), "model": str(opts.model), "lines": lines,
+    spec: dict[str, object] = {"host": host_name(), "model": str(opts.model.resolve()), "lines": lines,
                                "int8": opts.int8, "engine": model_engine(opts.model)}
     if segment_s is not None:
         spec["segment_s_per_page"] = round(segment_s, 3)

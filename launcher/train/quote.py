@@ -139,9 +139,10 @@ class Quote:
 
 def default_throughput(gpu: str, overrides: dict[str, float] | None = None,
                        engine: str = "crnn") -> Throughput:
-    """The documented default of `engine` for `gpu` (`[train.lines_per_s]` first); T4's for an
-    unknown GPU."""
-    if overrides and gpu.lower() in overrides:
+    """The documented default of `engine` for `gpu` (for the CRNN, `[train.lines_per_s]` first:
+    those figures are the CRNN's, and kraken's default model trains several times slower); T4's
+    for an unknown GPU."""
+    if engine == "crnn" and overrides and gpu.lower() in overrides:
         return Throughput(overrides[gpu.lower()], "config")
     table = DEFAULT_KRAKEN_LINES_PER_S if engine == "kraken" else DEFAULT_TRAIN_LINES_PER_S
     source = "kraken default, an estimate" if engine == "kraken" and gpu.lower() != "cpu" else "default"

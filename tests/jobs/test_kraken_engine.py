@@ -259,3 +259,10 @@ def test_init_fine_tunes_and_adds_new_characters(kraken_run: KrakenRun, tmp_path
     (after,) = load_models(result.model, tasks=["recognition"])
     assert "\u20ac" not in before.codec.c2l and "\u20ac" in after.codec.c2l
     assert set(before.codec.c2l) < set(after.codec.c2l)
+
+
+def test_the_kraken_preset_without_the_kraken_engine_is_one_line(kraken_gt: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(kraken_gt), "--out", str(tmp_path / "run"), "--preset", "kraken"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --preset kraken is the kraken engine's preset; add --engine kraken"]

@@ -87,9 +87,10 @@ def test_user_policy_stages_only_under_data_and_jobs() -> None:
         elif any(a.startswith("s3:") for a in s["actions"]):
             for resource in s["resources"]:
                 assert re.fullmatch(
-                    re.escape(BUCKET) + r"/((jobs|data)/\*|jobs/\*/(checkpoints/\*|model\.pt|pages/\*))", resource)
+                    re.escape(BUCKET) + r"/((jobs|data)/\*|jobs/\*/(checkpoints/\*|model\.(pt|mlmodel|safetensors)|segment/\*|pages/\*))", resource)
         if "s3:PutObjectTagging" in s["actions"]:  # only what a lifecycle rule expires by tag
-            assert s["resources"] == [f"{BUCKET}/jobs/*/{k}" for k in ("checkpoints/*", "model.pt", "pages/*")]
+            assert s["resources"] == [f"{BUCKET}/jobs/*/{k}" for k in (
+                "checkpoints/*", "model.pt", "model.mlmodel", "model.safetensors", "segment/*", "pages/*")]
 
 
 def test_user_policy_reaches_only_gpuhire_queues() -> None:
@@ -111,7 +112,8 @@ def test_instance_role_allows_exactly_the_workers_calls_and_the_image_pull() -> 
 
 
 def test_instance_role_reaches_only_the_fleets_keys_queues_and_the_image() -> None:
-    reads = {f"{BUCKET}/jobs/*/{k}" for k in ("model.pt", "pages/*", "results/*")}
+    reads = {f"{BUCKET}/jobs/*/{k}" for k in ("model.pt", "model.mlmodel", "model.safetensors", "segment/*",
+                                              "pages/*", "results/*")}
     for s in policy_statements("instance"):
         actions, resources = set(s["actions"]), s["resources"]
         if actions == {"s3:ListBucket"}:

@@ -57,7 +57,10 @@ def test_kraken_quotes_from_its_documented_default_until_a_kraken_job_is_measure
     cpu = job_throughput(book, "cpu", "kraken", engine="kraken", calibrate=lambda: None)
     assert cpu.lines_per_s == 2.5 and cpu.source == "default"  # 2-3 lines/s per core (issue 16)
     assert DEFAULT_TRAIN_LINES_PER_S["cpu"] == 2.0  # the CRNN's own default is another table
-    assert job_throughput(book, "l4", "kraken", engine="kraken", overrides={"l4": 9.0}).source == "config"
+    # [train.lines_per_s] holds the CRNN's figures: a kraken quote is not priced at them
+    assert job_throughput(book, "l4", "kraken", engine="kraken", overrides={"l4": 9.0}).source \
+        == "kraken default, an estimate"
+    assert job_throughput(book, "l4", "default", overrides={"l4": 9.0}).lines_per_s == 9.0
 
 
 def test_measured_throughput_is_per_engine(book: Ledger) -> None:

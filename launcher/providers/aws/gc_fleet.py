@@ -2,7 +2,7 @@
 
 `gpuhire infer` deletes its queues when it ends, whatever the end; a launcher that is killed
 (SIGKILL, a lost laptop) leaves its job `running` in the ledger, its three SQS queues
-(`gpuhire-<job>-work`, `-dead`, `-done`) and what it staged in the bucket (`jobs/<job>/model.pt`,
+(`gpuhire-<job>-work`, `-dead`, `-done`) and what it staged in the bucket (`jobs/<job>/model.*`, `segment/`,
 `jobs/<job>/pages/`). Its instances end themselves (the worker exits when the queue stays
 empty, and the box powers off), and gc's instance rules cover them anyway.
 

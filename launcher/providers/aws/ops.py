@@ -96,8 +96,9 @@ FLEET_OPERATIONS: dict[str, frozenset[str]] = {
             "GetQueueUrl",  # gc and a rerun find a dead fleet's queues by name
         }
     ),
-    # jobs/<job>/model.pt and pages/ up (upload_file), results/ down (download_file); a rerun
-    # lists results/ an orphaned fleet wrote, gc lists and deletes a dead fleet's model and pages
+    # jobs/<job>/model.* (.pt, .mlmodel, .safetensors), segment/ and pages/ up (upload_file),
+    # results/ down (download_file); a rerun lists results/ an orphaned fleet wrote, gc lists
+    # and deletes a dead fleet's model and pages
     "s3": UPLOAD_FILE | DOWNLOAD_FILE | frozenset({"ListObjectsV2", "DeleteObjects"}),
 }
 FLEET_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
@@ -107,7 +108,7 @@ FLEET_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
 
 WORKER_OPERATIONS: dict[str, frozenset[str]] = {
     "sqs": frozenset({"ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage", "SendMessage"}),
-    # model.pt and pages/ down, results/ up; head_object: is a page's result there already?
+    # model.*, segment/ and pages/ down, results/ up; head_object: is a page's result there already?
     "s3": DOWNLOAD_FILE | UPLOAD_FILE,
 }
 WORKER_IMPLIED_ACTIONS: dict[str, frozenset[str]] = {
