@@ -49,6 +49,24 @@ def _epochs(run: Path) -> list[int]:
     return [e["epoch"] for e in events if e["event"] == "epoch"]
 
 
+def reclaim_after_first_epoch(provider: object, job: str, run: Path) -> tuple[threading.Thread, list[str]]:
+    """A started thread that waits for the run's first `epoch` event, then does what EC2 does
+    when it takes the job's spot instance back; the list gets that instance's id."""
+    interrupted: list[str] = []
+
+    def take_it_back() -> None:
+        deadline = time.monotonic() + 240
+        while not _epochs(run) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (first,) = [i for i in provider.instances(job) if not i.state.gone]  # type: ignore[attr-defined]
+        interrupt(first.instance_id)
+        interrupted.append(first.instance_id)
+
+    thread = threading.Thread(target=take_it_back)
+    thread.start()
+    return thread, interrupted
+
+
 class InstanceBox:
     """The "instance" on loopback: each launch boots it with that launch's injected host key
     and login key, as the user-data does on a real box (keys are per launch: a released job's
@@ -113,18 +131,7 @@ def test_train_on_spot_survives_interruption_and_settles_the_bill(
     deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: True,
                      compile_dataset=compile_ground_truth)
 
-    interrupted: list[str] = []
-
-    def take_it_back() -> None:  # EC2 reclaims the spot instance after the first epoch
-        deadline = time.monotonic() + 240
-        while not _epochs(run) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        (first,) = [i for i in provider.instances(job) if not i.state.gone]
-        interrupt(first.instance_id)
-        interrupted.append(first.instance_id)
-
-    thread = threading.Thread(target=take_it_back)
-    thread.start()
+    thread, interrupted = reclaim_after_first_epoch(provider, job, run)
     result = train(TrainOptions(data=(tmp_path / "gt",), preset="tiny", epochs=6, yes=True,
                                 out=run, job=job, max_restarts=2), deps)  # 6 epochs: time to interrupt
     thread.join(10)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from aws_fakes import AwsWorld
-from test_aws_interruption import interrupt
-from test_train_aws_e2e import _epochs, _user, instance_box  # noqa: F401 (a fixture)
+from test_train_aws_e2e import _epochs, _user, instance_box, reclaim_after_first_epoch  # noqa: F401 (a fixture)
 
 from jobs.htr.synth import synth
 from launcher.providers.aws.provider import AwsProvider
@@ -45,18 +42,7 @@ def test_kraken_on_spot_is_interrupted_resumed_and_brings_both_models_home(
     run = tmp_path / "runs" / job
     said: list[str] = []
     deps = TrainDeps(ledger=book, provider=renter, say=said.append, confirm=lambda q: True)
-    interrupted: list[str] = []
-
-    def take_it_back() -> None:  # EC2 reclaims the spot instance after the first epoch
-        deadline = time.monotonic() + 240
-        while not _epochs(run) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        (first,) = [i for i in provider.instances(job) if not i.state.gone]
-        interrupt(first.instance_id)
-        interrupted.append(first.instance_id)
-
-    thread = threading.Thread(target=take_it_back)
-    thread.start()
+    thread, interrupted = reclaim_after_first_epoch(provider, job, run)
     result = train(TrainOptions(data=(tmp_path / "gt",), preset=str(preset), epochs=3, yes=True, out=run,
                                 job=job, max_restarts=1, engine="kraken", kraken_spec=TINY_SPEC), deps)
     thread.join(10)
